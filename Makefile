@@ -1,0 +1,59 @@
+# support-router: the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+KAFKA := $(PY) deploy/local-kafka/kafka
+# Re-install only when the dependency list changes; pip's own cache (~/.cache/pip)
+# is left on, so a fresh clone re-uses the multi-GB torch/CUDA wheels it already has.
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help install lint test demo kafka-up kafka-down kafka-status clean
+
+help:
+	@echo "make demo        start the local broker and topics (see README)"
+	@echo "make test        install, lint, start a broker, run every test, stop it"
+	@echo "make lint        ruff check, ruff format --check, mypy"
+	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
+	@echo "make kafka-down  stop it"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# `kafka run` starts a broker unless one runs (or KAFKA_BOOTSTRAP_SERVERS is set),
+# and stops the one it started when pytest ends, pass or fail.
+test: $(STAMP) lint
+	$(KAFKA) run -- $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	@bootstrap=$$($(KAFKA) up) && \
+	$(VENV)/bin/support-worker topics apply --bootstrap-servers "$$bootstrap" $(if $(KAFKA_BOOTSTRAP_SERVERS),,--replication-factor 1) && \
+	echo && echo "Kafka is running at $$bootstrap with the topics of deploy/topics.yaml." && \
+	$(KAFKA) status && \
+	echo "Stop it with: make kafka-down"
+
+kafka-up: $(STAMP)
+	@$(KAFKA) up
+
+kafka-down:
+	@$(KAFKA) down
+
+kafka-status:
+	@$(KAFKA) status
+
+clean:
+	rm -rf .kafka build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,55 @@
+"""`deploy/local-kafka/kafka` without a broker: external clusters and missing tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import KAFKA_TOOL
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(KAFKA_TOOL), *args], env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+def _bare_env(tmp_path: Path, *tools: str) -> dict[str, str]:
+    """PATH holding only the named tools, a private state dir and an empty jar cache."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in tools:
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env.update(PATH=str(bin_dir), LOCAL_KAFKA_STATE=str(tmp_path / "state"),
+               LOCAL_KAFKA_CACHE=str(tmp_path / "cache"))  # fmt: skip
+    return env
+
+
+def test_external_cluster_is_used_and_nothing_starts(tmp_path: Path) -> None:
+    env = dict(_bare_env(tmp_path), KAFKA_BOOTSTRAP_SERVERS="kafka.example:9092")
+    out = _run(env, "up")
+    assert out.returncode == 0
+    assert out.stdout == "kafka.example:9092\n"
+    assert not (tmp_path / "state").exists()
+
+
+def test_missing_java_is_named_with_the_alternatives(tmp_path: Path) -> None:
+    out = _run(_bare_env(tmp_path), "up")
+    assert out.returncode == 1
+    [line] = out.stderr.splitlines()
+    assert "java not found" in line
+    assert "KAFKA_BOOTSTRAP_SERVERS" in line and "deploy/compose.yaml" in line
+
+
+def test_missing_maven_is_named_when_the_jars_are_not_cached(tmp_path: Path) -> None:
+    out = _run(_bare_env(tmp_path, "java"), "up")
+    assert out.returncode == 1
+    [line] = out.stderr.splitlines()
+    assert "mvn not found" in line

@@ -1,0 +1,42 @@
+"""The worker's command line, without a broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from schemas import PACKAGE_VERSION
+from tests.conftest import REPO
+from worker.cli import main
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"support-worker {PACKAGE_VERSION}"
+
+
+def test_help_lists_topics(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    assert "topics" in capsys.readouterr().out
+
+
+def test_topics_apply_against_an_unreachable_broker_fails_fast_naming_it() -> None:
+    env = dict(os.environ, SUPPORT_WORKER_KAFKA__ADMIN_TIMEOUT_S="3")
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "topics", "apply",
+         "--bootstrap-servers", "127.0.0.1:1", "--replication-factor", "1"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert out.returncode == 1
+    assert "cannot reach Kafka at 127.0.0.1:1 within 3s" in out.stderr
+    assert elapsed < 20
+    assert len(out.stderr.splitlines()) == 1  # one line, no librdkafka reconnect spam

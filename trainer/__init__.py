@@ -1,0 +1,1 @@
+"""Offline trainer: data set, multi-task fine-tuning, calibration, evaluation, export."""

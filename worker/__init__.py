@@ -1,0 +1,1 @@
+"""The long-running Kafka consumer that batches, classifies and routes support messages."""
