@@ -6,9 +6,14 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 KAFKA := $(PY) deploy/local-kafka/kafka
-# Re-install only when the dependency list changes; pip's own cache (~/.cache/pip)
-# is left on, so a fresh clone re-uses the multi-GB torch/CUDA wheels it already has.
+# Re-install only when the dependency list changes.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# pip's HTTP cache stores nothing behind a registry proxy that sends no Cache-Control
+# (measured here: 0 files after several installs), so the ~3 GB of torch/CUDA wheels
+# are kept in a wheelhouse outside git instead. A clone whose wheels are all there
+# installs offline; otherwise pip downloads only the missing files into it.
+WHEELHOUSE ?= $(HOME)/.cache/support-router/wheels
+PIP_LOCAL := $(PY) -m pip install --quiet --no-index --find-links $(WHEELHOUSE)
 PYTEST_ARGS ?=
 
 .PHONY: help install lint test demo kafka-up kafka-down kafka-status clean
@@ -22,8 +27,11 @@ help:
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@mkdir -p $(WHEELHOUSE)
+	$(PIP_LOCAL) -e '.[dev]' 2>/dev/null || { \
+	  $(PY) -m pip download --quiet --dest $(WHEELHOUSE) --find-links $(WHEELHOUSE) \
+	    '.[dev]' 'setuptools>=68' wheel && \
+	  $(PIP_LOCAL) -e '.[dev]'; }
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
