@@ -1,0 +1,66 @@
+"""The model artifact's manifest: what a worker needs to rebuild and trust a model."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.labels import HEADS
+
+ARTIFACT_FORMAT = "support-router-model"
+ARTIFACT_FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Backbone(_Frozen):
+    source: str = Field(description="what was loaded: a hub id, a local dir, a package, or 'tiny'")
+    model_type: str
+    config: dict[str, Any] = Field(description="the encoder's transformers config, as a dict")
+
+
+class Training(_Frozen):
+    data_fingerprint: str = Field(min_length=16)
+    data_source: str
+    git_commit: str
+    seed: int
+    preset: str
+    hyperparameters: dict[str, Any]
+    best_epoch: int
+    train_seconds: float
+
+
+class Manifest(_Frozen):
+    format: Literal["support-router-model"]
+    format_version: Literal[1]
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    created_at: str
+    backbone: Backbone
+    heads: dict[str, list[str]]
+    pooling: Literal["cls", "mean"]
+    dropout: float = Field(ge=0, lt=1)
+    max_length: int = Field(gt=2, le=4096)
+    casing_marker: str | None = Field(
+        description="token prepended to ALL CAPS texts (the tokenizer is uncased); null = none"
+    )
+    temperatures: dict[str, float]
+    min_action_confidence: float = Field(ge=0, le=1)
+    weights_sha256: str = Field(min_length=64, max_length=64)
+    training: Training
+
+    @model_validator(mode="after")
+    def _heads_match_the_contract(self) -> Manifest:
+        expected = {name: list(labels) for name, labels in HEADS.items()}
+        if self.heads != expected:
+            raise ValueError(f"heads must be exactly {expected} (labels.md order)")
+        if set(self.temperatures) != set(HEADS):
+            raise ValueError(f"temperatures must give one value per head {sorted(HEADS)}")
+        if any(t <= 0 for t in self.temperatures.values()):
+            raise ValueError("temperatures must be positive")
+        return self
