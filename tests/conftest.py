@@ -14,3 +14,16 @@ SHARED = REPO.parent / "shared"
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+CLINC_FILE = SHARED / "data" / "clinc150" / "data_oos_plus.json"
+
+
+@pytest.fixture(scope="session")
+def smoke_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real artifact from the trainer's smoke preset, trained once per session (~15 s)."""
+    from trainer.cli import main
+
+    out = tmp_path_factory.mktemp("artifact") / "smoke"
+    assert main(["train", "--preset", "smoke", "--out", str(out)]) == 0
+    return out

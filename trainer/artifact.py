@@ -49,10 +49,15 @@ def sha256_file(path: Path) -> str:
 def git_commit(cwd: Path | None = None) -> str:
     """HEAD's commit, '+dirty' when the tree has changes; 'unknown' outside a repository."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                              text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+
+        def git(*args: str) -> str:
+            out = subprocess.run(
+                ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+            )
+            return out.stdout.strip()
+
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head}+dirty" if dirty else head
@@ -112,7 +117,9 @@ def load_artifact(path: Path | str, device: str | torch.device = "cpu") -> Loade
     if not weights.exists():
         raise ArtifactError(f"{path}: missing {WEIGHTS_FILE}")
     if sha256_file(weights) != manifest.weights_sha256:
-        raise ArtifactError(f"{path}: {WEIGHTS_FILE} does not match manifest field 'weights_sha256'")
+        raise ArtifactError(
+            f"{path}: {WEIGHTS_FILE} does not match manifest field 'weights_sha256'"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as exc:

@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", choices=["clinc", "hub", "synthetic"])
-    p.add_argument("--clinc-path", type=Path, help="data_oos_plus.json (default $CLINC_PATH or ../shared)")
+    p.add_argument(
+        "--clinc-path", type=Path, help="data_oos_plus.json (default $CLINC_PATH or ../shared)"
+    )
     p.add_argument("--mapping", help="support | seed | a JSON/YAML file")
     p.add_argument("--seed", type=int)
     p.add_argument("--limit", type=int, help="rows per split (demos)")
@@ -116,10 +118,15 @@ def _train(args: argparse.Namespace) -> int:
     data, origin = pipeline.load_or_build(spec, args.data_dir)  # type: ignore[arg-type]
     print(f"preset {args.preset}: {preset.about}\ndata {origin}: "
           + ", ".join(f"{k}={len(v)}" for k, v in data.items()), flush=True)  # fmt: skip
-    metrics = pipeline.run(data, cfg, args.out, preset=args.preset, data_source=origin, name=args.name)
+    metrics = pipeline.run(
+        data, cfg, args.out, preset=args.preset, data_source=origin, name=args.name
+    )
     print(evaluation.summary_table(metrics["results"]))
     for head, c in metrics["calibration"].items():
-        print(f"calibration {head}: T={c['temperature']:.3f} ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}")
+        print(
+            f"calibration {head}: T={c['temperature']:.3f} "
+            f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}"
+        )
     print(f"artifact {args.out} (report: {args.out / 'report' / 'report.md'})")
     return 0
 
@@ -143,7 +150,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     extra = {"latency": evaluation.latency(loaded, evaluation.random_texts(first, 64)),
              "skipped_invalid_lines": skipped, "failures": failures}  # fmt: skip
     out = args.out or args.model / "eval"
-    evaluation.write_report(out, results, extra, f"{loaded.manifest.name} {loaded.manifest.version}")
+    evaluation.write_report(
+        out, results, extra, f"{loaded.manifest.name} {loaded.manifest.version}"
+    )
     print(evaluation.summary_table(results))
     if any(skipped.values()):
         print("skipped invalid lines: " + ", ".join(f"{k}={v}" for k, v in skipped.items()))

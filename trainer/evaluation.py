@@ -29,7 +29,9 @@ def label_ids(examples: Sequence[Example], head: str) -> np.ndarray:
     return np.array([names.index(v) if (v := ex.label(head)) else IGNORE_INDEX for ex in examples])
 
 
-def probabilities(loaded: LoadedModel, examples: Sequence[Example], batch_size: int = 256) -> dict[str, np.ndarray]:
+def probabilities(
+    loaded: LoadedModel, examples: Sequence[Example], batch_size: int = 256
+) -> dict[str, np.ndarray]:
     """Calibrated class probabilities per head, [N, C], in example order."""
     m = loaded.manifest
     enc = encode_examples(loaded.tokenizer, examples, m.max_length, m.casing_marker)
@@ -52,7 +54,9 @@ def score(examples: Sequence[Example], probs: dict[str, np.ndarray], name: str) 
     result["overall_accuracy"] = float(np.mean(accs))
     actions = HEADS["action"]
     result.update(
-        business_cost([ex.action for ex in examples], [actions[i] for i in probs["action"].argmax(1)])
+        business_cost(
+            [ex.action for ex in examples], [actions[i] for i in probs["action"].argmax(1)]
+        )
     )
     return result
 
@@ -64,11 +68,13 @@ def random_baseline(examples: Sequence[Example], seed: int = 42) -> dict[str, An
     return score(examples, probs, "random baseline")
 
 
-def failures(examples: Sequence[Example], probs: dict[str, np.ndarray], k: int = TOP_FAILURES) -> list[dict[str, Any]]:
+def failures(
+    examples: Sequence[Example], probs: dict[str, np.ndarray], k: int = TOP_FAILURES
+) -> list[dict[str, Any]]:
     """The k worst: most wrong heads first, then the most confident wrong prediction."""
-    rows = []
+    rows: list[tuple[int, float, dict[str, Any]]] = []
     for i, ex in enumerate(examples):
-        wrong = {}
+        wrong: dict[str, dict[str, Any]] = {}
         for head, labels in HEADS.items():
             truth, guess = ex.label(head), int(probs[head][i].argmax())
             if truth is not None and labels[guess] != truth:
@@ -82,7 +88,9 @@ def failures(examples: Sequence[Example], probs: dict[str, np.ndarray], k: int =
 
 
 @torch.inference_mode()
-def latency(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 64, repeats: int = 30) -> dict[str, float]:
+def latency(
+    loaded: LoadedModel, texts: Sequence[str], batch_size: int = 64, repeats: int = 30
+) -> dict[str, Any]:
     """Median wall time for one message and for one batch, tokenization included."""
     m, model = loaded.manifest, loaded.model
     device = next(model.parameters()).device
@@ -110,7 +118,10 @@ def latency(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 64, rep
 
 def summary_table(results: Sequence[dict[str, Any]]) -> str:
     """The notebook's comparison table: one row per data set or baseline."""
-    head = "| model / data | overall | intent | intent macro-F1 | urgency | sentiment | action | business cost | false esc. | false auto |"
+    head = (
+        "| model / data | overall | intent | intent macro-F1 | urgency | sentiment | action "
+        "| business cost | false esc. | false auto |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in results:
         h = r["heads"]
@@ -152,10 +163,16 @@ def plot_confusions(result: dict[str, Any], out_dir: Path) -> list[str]:
     return names
 
 
-def write_report(out_dir: Path, results: list[dict[str, Any]], extra: dict[str, Any], title: str) -> str:
+def write_report(
+    out_dir: Path, results: list[dict[str, Any]], extra: dict[str, Any], title: str
+) -> str:
     """report.md + metrics.json + PNGs into out_dir; returns the markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = {r["dataset"]: plot_confusions(r, out_dir) for r in results if r["dataset"] != "random baseline"}
+    plots = {
+        r["dataset"]: plot_confusions(r, out_dir)
+        for r in results
+        if r["dataset"] != "random baseline"
+    }
     metrics = {"results": results, **extra}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     md = [f"# {title}", "", summary_table(results), ""]
@@ -166,13 +183,25 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], extra: dict[str, 
     for r in results:
         if r["dataset"] == "random baseline":
             continue
-        md += [f"## {r['dataset']}: per head", "", "| head | accuracy | macro-F1 | ECE |", "|---|---|---|---|"]
-        md += [f"| {h} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['ece']:.4f} |" for h, m in r["heads"].items()]
+        md += [
+            f"## {r['dataset']}: per head",
+            "",
+            "| head | accuracy | macro-F1 | ECE |",
+            "|---|---|---|---|",
+        ]
+        md += [
+            f"| {h} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['ece']:.4f} |"
+            for h, m in r["heads"].items()
+        ]
         md += ["", *[f"![{p}]({p})" for p in plots[r["dataset"]]], ""]
     for name, rows in extra.get("failures", {}).items():
         md += [f"## top failures: {name}", ""]
-        md += [f"- `{f['text']}`: " + ", ".join(f"{h} {e['predicted']} (p={e['confidence']}) not {e['expected']}"
-                                                for h, e in f["errors"].items()) for f in rows]  # fmt: skip
+        for f in rows:
+            errors = (
+                f"{h} {e['predicted']} (p={e['confidence']}) not {e['expected']}"
+                for h, e in f["errors"].items()
+            )
+            md.append(f"- `{f['text']}`: " + ", ".join(errors))
         md.append("")
     text = "\n".join(md)
     (out_dir / "report.md").write_text(text)

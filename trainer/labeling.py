@@ -10,8 +10,17 @@ import re
 from collections.abc import Iterable
 
 URGENCY_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "high": ("urgent", "emergency", "immediately", "asap", "now", "critical", "fraud", "stolen",
-             "locked"),  # fmt: skip
+    "high": (
+        "urgent",
+        "emergency",
+        "immediately",
+        "asap",
+        "now",
+        "critical",
+        "fraud",
+        "stolen",
+        "locked",
+    ),
     "medium": ("soon", "quickly", "help", "issue", "problem", "wrong"),
     "low": ("question", "wondering", "curious", "information", "check"),
 }

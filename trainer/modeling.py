@@ -40,7 +40,7 @@ def mark_casing(text: str, marker: str | None) -> str:
 class Backbone:
     """A loaded encoder with its tokenizer, and a description of where it came from."""
 
-    encoder: nn.Module
+    encoder: Any  # a transformers PreTrainedModel (its stubs are too loose to be useful)
     tokenizer: Any
     source: str
 
@@ -101,7 +101,9 @@ def _tiny_backbone() -> Backbone:
     """A from-scratch 2-layer encoder for tests; the MiniLM vocabulary keeps it offline."""
     path = minilm_dir()
     if path is None:
-        raise BackboneNotFoundError(f"tiny needs the {MINILM_PACKAGE} tokenizer; it is not installed")
+        raise BackboneNotFoundError(
+            f"tiny needs the {MINILM_PACKAGE} tokenizer; it is not installed"
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
@@ -117,7 +119,7 @@ def add_casing_marker(backbone: Backbone, marker: str) -> None:
     backbone.encoder.resize_token_embeddings(len(backbone.tokenizer))
 
 
-def encoder_from_config(config: Mapping[str, Any]) -> nn.Module:
+def encoder_from_config(config: Mapping[str, Any]) -> Any:
     """An untrained encoder with the given transformers config (weights come after)."""
     body = dict(config)
     cfg = AutoConfig.for_model(body.pop("model_type"), **body)
@@ -128,12 +130,12 @@ class MultiHeadClassifier(nn.Module):
     """encoder -> pool (CLS or masked mean) -> dropout -> one Linear per head."""
 
     def __init__(
-        self, encoder: nn.Module, heads: Mapping[str, Sequence[str]], pooling: str, dropout: float
+        self, encoder: Any, heads: Mapping[str, Sequence[str]], pooling: str, dropout: float
     ) -> None:
         super().__init__()
         if pooling not in {"cls", "mean"}:
             raise ValueError(f"pooling must be cls or mean, got {pooling!r}")
-        self.encoder = encoder
+        self.encoder: Any = encoder
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         hidden = int(encoder.config.hidden_size)
@@ -167,7 +169,9 @@ def multitask_loss(
         if not bool((target != IGNORE_INDEX).any()):
             continue  # a batch with no known label for this head adds nothing (not NaN)
         weight = class_weights.get(head) if class_weights else None
-        loss = F.cross_entropy(head_logits.float(), target, weight=weight, ignore_index=IGNORE_INDEX)
+        loss = F.cross_entropy(
+            head_logits.float(), target, weight=weight, ignore_index=IGNORE_INDEX
+        )
         total = total + (head_weights or {}).get(head, 1.0) * loss
     return total
 

@@ -32,12 +32,16 @@ def examples_fingerprint(splits: dict[str, list[Example]], names: tuple[str, ...
     return h.hexdigest()
 
 
-def calibrate(result: Any, val: list[Example], cfg: TrainConfig) -> tuple[dict[str, float], dict[str, Any]]:
+def calibrate(
+    result: Any, val: list[Example], cfg: TrainConfig
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit one temperature per head on validation; ECE before and after."""
     marker = CASING_MARKER if cfg.casing_marker else None
     enc = encode_examples(result.tokenizer, val, cfg.max_length, marker)
     device = next(result.model.parameters()).device
-    logits = predict_logits(result.model, enc, result.tokenizer.pad_token_id, cfg.eval_batch_size, device)
+    logits = predict_logits(
+        result.model, enc, result.tokenizer.pad_token_id, cfg.eval_batch_size, device
+    )
     temps, report = {}, {}
     for head in HEADS:
         y = enc.labels[head]
@@ -45,7 +49,9 @@ def calibrate(result: Any, val: list[Example], cfg: TrainConfig) -> tuple[dict[s
         report[head] = {
             "temperature": temps[head],
             "ece_before": expected_calibration_error(softmax_np(logits[head]), y.numpy()),
-            "ece_after": expected_calibration_error(softmax_np(logits[head], temps[head]), y.numpy()),
+            "ece_after": expected_calibration_error(
+                softmax_np(logits[head], temps[head]), y.numpy()
+            ),
         }
     return temps, report
 
@@ -108,7 +114,9 @@ def run(data: dict[str, list[Example]], cfg: TrainConfig, out: Path, *, preset: 
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "model_card.md").write_text(model_card(manifest.name, manifest.version, fields, metrics))
     extra = {k: metrics[k] for k in ("calibration", "all_caps", "latency", "failures")}
-    evaluation.write_report(out / "report", evaluated["results"], extra, f"{manifest.name} {manifest.version}")
+    evaluation.write_report(
+        out / "report", evaluated["results"], extra, f"{manifest.name} {manifest.version}"
+    )
     return metrics
 
 
@@ -121,12 +129,14 @@ def model_card(name: str, version: str, fields: dict[str, Any], metrics: dict[st
     lines = [
         f"# {name} {version}", "",
         "## Intended use", "",
-        "Routing English customer-support chat messages: intent (5 classes), urgency, sentiment and",
-        "the action (auto-resolve, ask for more information, escalate to a human). Its output feeds",
-        "support-router's routing policy, which sends low-confidence actions to a fallback queue.",
+        "Routing English customer-support chat messages: intent (5 classes), urgency,",
+        "sentiment and the action (auto-resolve, ask for more information, escalate to a",
+        "human). Its output feeds support-router's routing policy, which sends",
+        "low-confidence actions to a fallback queue.",
         "It is a triage aid, not a decision maker: every escalation still reaches a person.", "",
         "## Data", "",
-        f"- source: {t['data_source']} (preset `{t['preset']}`), fingerprint `{t['data_fingerprint'][:16]}`",
+        f"- source: {t['data_source']} (preset `{t['preset']}`),"
+        f" fingerprint `{t['data_fingerprint'][:16]}`",
         "- intents mapped from CLINC150 per docs/labels.md; urgency, sentiment and action are",
         "  keyword heuristics computed after noise augmentation (slang, typos, recasing)",
         f"- backbone: {fields['backbone']['source']}; code at commit `{t['git_commit']}`", "",
@@ -150,7 +160,9 @@ def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:
     return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
 
-def load_or_build(spec: split_io.DataSpec, data_dir: Path | None) -> tuple[dict[str, list[Example]], str]:
+def load_or_build(
+    spec: split_io.DataSpec, data_dir: Path | None
+) -> tuple[dict[str, list[Example]], str]:
     if data_dir is not None:
         return split_io.read(data_dir), f"files:{data_dir}"
     origin = spec.source if spec.source != "clinc" else f"clinc:{spec.clinc_path}"

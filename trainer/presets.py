@@ -19,8 +19,15 @@ PRESETS = {
     # Tests: a from-scratch 2-layer encoder on synthetic data; well under a minute on CPU.
     "smoke": Preset(
         DataSpec(source="synthetic", synthetic_per_intent=60),
-        TrainConfig(base_model="tiny", epochs=4, lr=3e-3, batch_size=32, max_length=48,
-                    dropout=0.1, patience=4),  # fmt: skip
+        TrainConfig(
+            base_model="tiny",
+            epochs=4,
+            lr=3e-3,
+            batch_size=32,
+            max_length=48,
+            dropout=0.1,
+            patience=4,
+        ),
         "tiny encoder, synthetic data, < 1 min on CPU",
     ),
     # make demo: MiniLM on a CLINC subset, a few minutes on 2 CPU cores.

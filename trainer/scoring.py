@@ -42,9 +42,7 @@ def head_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict
     }
 
 
-def business_cost(
-    true_action: list[str | None], pred_action: list[str]
-) -> dict[str, float | int]:
+def business_cost(true_action: list[str | None], pred_action: list[str]) -> dict[str, float | int]:
     """The notebook's cost: a false escalation costs 10, a false auto-resolve 5, averaged."""
     pairs = [(t, p) for t, p in zip(true_action, pred_action, strict=True) if t is not None]
     false_esc = sum(p == "escalate_to_human" and t != p for t, p in pairs)

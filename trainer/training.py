@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -27,14 +27,13 @@ from schemas.labels import HEADS
 from trainer.data.records import Example
 from trainer.modeling import (
     CASING_MARKER,
-    IGNORE_INDEX,
     MultiHeadClassifier,
     add_casing_marker,
     load_backbone,
     mark_casing,
     multitask_loss,
 )
-from trainer.scoring import head_metrics
+from trainer.scoring import IGNORE_INDEX, head_metrics
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,9 @@ class LengthGroupedSampler(Sampler[list[int]]):
         batches = []
         for start in range(0, len(order), chunk):
             group = sorted(order[start : start + chunk], key=lambda i: self.lengths[i])
-            batches += [group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+            batches += [
+                group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size)
+            ]
         rng.shuffle(batches)
         return iter(batches)
 
@@ -175,7 +176,9 @@ def selection_score(logits: dict[str, torch.Tensor], enc: Encoded) -> dict[str, 
     return scores
 
 
-def train(cfg: TrainConfig, train_set: Sequence[Example], val_set: Sequence[Example]) -> TrainResult:
+def train(
+    cfg: TrainConfig, train_set: Sequence[Example], val_set: Sequence[Example]
+) -> TrainResult:
     started = time.monotonic()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -194,15 +197,18 @@ def train(cfg: TrainConfig, train_set: Sequence[Example], val_set: Sequence[Exam
     val_enc = encode_examples(tok, val_set, cfg.max_length, marker)
 
     sampler = LengthGroupedSampler([len(i) for i in train_enc.ids], cfg.batch_size, cfg.seed)
-    loader = DataLoader(
-        list(range(len(train_enc.ids))), batch_sampler=sampler,
+    loader: DataLoader[Any] = DataLoader(
+        cast(Any, range(len(train_enc.ids))), batch_sampler=sampler,
         collate_fn=lambda idx: collate(train_enc, tok.pad_token_id, idx),
     )  # fmt: skip
     # No weight decay on biases and LayerNorm weights, as in BERT's recipe.
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=cfg.lr,
     )  # fmt: skip
     total_steps = len(sampler) * cfg.epochs
@@ -211,13 +217,20 @@ def train(cfg: TrainConfig, train_set: Sequence[Example], val_set: Sequence[Exam
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
-    cw = {h: w.to(device) for h, w in class_weights(train_enc).items()} if cfg.class_weighting else None
+    cw = (
+        {h: w.to(device) for h, w in class_weights(train_enc).items()}
+        if cfg.class_weighting
+        else None
+    )
 
     history: list[dict[str, Any]] = []
     best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        running, bar = 0.0, tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=None)
+        running, bar = (
+            0.0,
+            tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=None),
+        )
         for step, batch in enumerate(bar, start=1):
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             labels = {h: batch[f"label_{h}"].to(device) for h in HEADS}

@@ -1,0 +1,131 @@
+"""The artifact contract: a smoke-trained export reloads identically; broken ones are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from schemas.labels import HEADS
+from trainer import load_artifact
+from trainer.errors import ArtifactError
+from trainer.modeling import encode
+
+TEXTS = ["i want a refund NOW!!", "what are your opening hours", "MY CARD WAS DECLINED", "hi"]
+
+
+def test_smoke_training_exports_a_complete_artifact(smoke_artifact: Path) -> None:
+    names = {p.name for p in smoke_artifact.iterdir()}
+    assert {"model.safetensors", "manifest.json", "metrics.json", "model_card.md",
+            "tokenizer.json", "tokenizer_config.json"} <= names  # fmt: skip
+    manifest = json.loads((smoke_artifact / "manifest.json").read_text())
+    assert manifest["heads"] == {h: list(v) for h, v in HEADS.items()}
+    assert set(manifest["temperatures"]) == set(HEADS)
+    assert manifest["min_action_confidence"] == 0.7
+    assert len(manifest["training"]["data_fingerprint"]) == 64
+    assert manifest["training"]["git_commit"]
+    metrics = json.loads((smoke_artifact / "metrics.json").read_text())
+    noisy = next(r for r in metrics["results"] if r["dataset"] == "test_noisy")
+    baseline = next(r for r in metrics["results"] if r["dataset"] == "random baseline")
+    # even a tiny model trained for seconds must beat chance on synthetic intents
+    assert noisy["heads"]["intent"]["accuracy"] > baseline["heads"]["intent"]["accuracy"] + 0.2
+    report = smoke_artifact / "report"
+    assert (report / "report.md").exists()
+    assert len(list(report.glob("confusion_*.png"))) == 8  # 4 heads x (noisy, clean)
+
+
+def test_reload_gives_identical_logits(smoke_artifact: Path, tmp_path: Path) -> None:
+    first = load_artifact(smoke_artifact)
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_artifact, copy)  # the directory alone is enough
+    second = load_artifact(copy)
+    m = first.manifest
+    enc = encode(first.tokenizer, TEXTS, m.max_length, m.casing_marker)
+    with torch.inference_mode():
+        a = first.model(enc["input_ids"], enc["attention_mask"])
+        b = second.model(enc["input_ids"], enc["attention_mask"])
+    for head in HEADS:
+        assert torch.equal(a[head], b[head]), head
+
+
+def test_batched_equals_single_within_1e_4(smoke_artifact: Path) -> None:
+    loaded = load_artifact(smoke_artifact)
+    m = loaded.manifest
+    with torch.inference_mode():
+        enc = encode(loaded.tokenizer, TEXTS, m.max_length, m.casing_marker)
+        batched = loaded.model(enc["input_ids"], enc["attention_mask"])
+        for i, text in enumerate(TEXTS):
+            one = encode(loaded.tokenizer, [text], m.max_length, m.casing_marker)
+            single = loaded.model(one["input_ids"], one["attention_mask"])
+            for head in HEADS:
+                torch.testing.assert_close(batched[head][i], single[head][0], atol=1e-4, rtol=0)
+
+
+def test_casing_marker_is_one_token_for_all_caps_only(smoke_artifact: Path) -> None:
+    loaded = load_artifact(smoke_artifact)
+    m = loaded.manifest
+    assert m.casing_marker
+    marker_id = loaded.tokenizer.convert_tokens_to_ids(m.casing_marker)
+    caps = encode(loaded.tokenizer, ["MY CARD WAS DECLINED"], m.max_length, m.casing_marker)
+    lower = encode(loaded.tokenizer, ["my card was declined"], m.max_length, m.casing_marker)
+    assert caps["input_ids"][0, 1].item() == marker_id  # right after [CLS]
+    assert marker_id not in lower["input_ids"][0].tolist()
+
+
+def _broken(smoke_artifact: Path, tmp_path: Path, edit: dict[str, object]) -> Path:
+    copy = tmp_path / "broken"
+    shutil.copytree(smoke_artifact, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for key, value in edit.items():
+        if value is None:
+            manifest.pop(key)
+        else:
+            manifest[key] = value
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"temperatures": None}, r"field 'temperatures': Field required"),
+        (
+            {"heads": {"intent": ["a"], "urgency": [], "sentiment": [], "action": []}},
+            "heads must be exactly",
+        ),
+        ({"pooling": "max"}, "field 'pooling'"),
+        ({"weights_sha256": "0" * 64}, r"does not match manifest field 'weights_sha256'"),
+        ({"format_version": 2}, "field 'format_version'"),
+    ],
+)
+def test_broken_manifests_are_refused_naming_the_field(
+    smoke_artifact: Path, tmp_path: Path, edit: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(_broken(smoke_artifact, tmp_path, edit))
+
+
+def test_missing_files_are_named(smoke_artifact: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "nomodel"
+    shutil.copytree(smoke_artifact, copy)
+    (copy / "model.safetensors").unlink()
+    with pytest.raises(ArtifactError, match=r"missing model\.safetensors"):
+        load_artifact(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(ArtifactError, match=r"missing manifest\.json"):
+        load_artifact(copy)
+
+
+def test_weights_of_another_architecture_are_refused(smoke_artifact: Path, tmp_path: Path) -> None:
+    manifest = json.loads((smoke_artifact / "manifest.json").read_text())
+    config = dict(manifest["backbone"]["config"], num_hidden_layers=3)
+    broken = _broken(
+        smoke_artifact, tmp_path, {"backbone": dict(manifest["backbone"], config=config)}
+    )
+    with pytest.raises(
+        ArtifactError, match=r"weights do not fit manifest field 'backbone\.config'"
+    ):
+        load_artifact(broken)
