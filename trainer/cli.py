@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from schemas import PACKAGE_VERSION
+from trainer.data import clinc
+from trainer.data.splits import DataSpec
 from trainer.errors import TrainerError
 
 EXIT_FAILURE = 1
@@ -31,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr = commands.add_parser("train", help="fine-tune, calibrate, evaluate and export an artifact")
     _data_args(tr)
     tr.add_argument("--preset", default="full", help="smoke | demo | full (default full)")
-    tr.add_argument("--data-dir", type=Path, help="splits from build-data instead of building")
+    tr.add_argument(
+        "--data-dir", type=Path,
+        help="train/val[/test_noisy/test_clean] .jsonl or .csv (build-data's, or your own)",
+    )  # fmt: skip
+    tr.add_argument("--skip-invalid", action="store_true", help="skip and count bad lines")
     tr.add_argument("--out", type=Path, required=True, help="artifact directory")
     tr.add_argument("--name", help="model name in the manifest")
     tr.add_argument("--base-model", help="auto | tiny | minilm | a local dir | a hub id")
@@ -73,12 +79,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic-per-intent", type=int)
 
 
-def _spec(args: argparse.Namespace, base: object | None = None) -> object:
-    from trainer.data import clinc
-    from trainer.data.splits import DataSpec
-
+def _spec(args: argparse.Namespace, base: DataSpec | None = None) -> DataSpec:
     spec = base if base is not None else DataSpec()
-    assert isinstance(spec, DataSpec)
     changes = {
         "source": args.source, "mapping": args.mapping, "seed": args.seed, "limit": args.limit,
         "synthetic_per_intent": args.synthetic_per_intent, "clinc_path": args.clinc_path,
@@ -93,7 +95,6 @@ def _build_data(args: argparse.Namespace) -> int:
     from trainer.data import splits
 
     spec = _spec(args)
-    assert isinstance(spec, splits.DataSpec)
     summary = splits.write(splits.build(spec), args.out)
     print(splits.format_stats(summary))
     print(f"fingerprint {summary['fingerprint']}\nwrote {args.out}")
@@ -115,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
         casing_marker=False if args.no_casing_marker else None,
         class_weighting=True if args.class_weighting else None,
     )  # fmt: skip
-    data, origin = pipeline.load_or_build(spec, args.data_dir)  # type: ignore[arg-type]
+    data, origin = pipeline.load_or_build(spec, args.data_dir, skip_invalid=args.skip_invalid)
     print(f"preset {args.preset}: {preset.about}\ndata {origin}: "
           + ", ".join(f"{k}={len(v)}" for k, v in data.items()), flush=True)  # fmt: skip
     metrics = pipeline.run(

@@ -161,9 +161,12 @@ def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:
 
 
 def load_or_build(
-    spec: split_io.DataSpec, data_dir: Path | None
+    spec: split_io.DataSpec, data_dir: Path | None, *, skip_invalid: bool = False
 ) -> tuple[dict[str, list[Example]], str]:
     if data_dir is not None:
-        return split_io.read(data_dir), f"files:{data_dir}"
+        splits, skipped = split_io.read(data_dir, skip_invalid=skip_invalid)
+        if skipped:
+            print(f"skipped {skipped} invalid lines in {data_dir}", flush=True)
+        return splits, f"files:{data_dir}"
     origin = spec.source if spec.source != "clinc" else f"clinc:{spec.clinc_path}"
     return split_io.build(spec), origin + (f" (limit {spec.limit})" if spec.limit else "")

@@ -242,6 +242,10 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             running += loss.item()
             bar.set_postfix(loss=f"{running / step:.4f}")
+            if bar.disable and step % max(1, len(sampler) // 10) == 0:
+                # No TTY (CI, a log file): a plain line every tenth of an epoch instead.
+                print(f"epoch {epoch} step {step}/{len(sampler)} loss {running / step:.4f} "
+                      f"({time.monotonic() - started:.0f}s)", flush=True)  # fmt: skip
         val_logits = predict_logits(model, val_enc, tok.pad_token_id, cfg.eval_batch_size, device)
         scores = selection_score(val_logits, val_enc)
         row = {"epoch": epoch, "train_loss": running / max(1, len(sampler)), **scores}

@@ -71,3 +71,22 @@ def test_an_unknown_backbone_fails_naming_what_was_tried(
                  "--out", str(tmp_path / "out")])  # fmt: skip
     assert code == 1
     assert "no backbone found; tried: local dir" in capsys.readouterr().err
+
+
+def test_train_on_your_own_csv_files_counting_skipped_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainer.data.synthetic import generate
+
+    rows = generate(per_intent=30, seed=3)
+    for split, name in (("train", "train.csv"), ("val", "val.csv")):
+        lines = ["text,intent"] + [f'"{t}",{i}' for t, i in rows[split]]
+        if split == "train":
+            lines.append(",billing_issue")  # no text: skipped and counted
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+    code = main(["train", "--preset", "smoke", "--data-dir", str(tmp_path), "--skip-invalid",
+                 "--epochs", "1", "--out", str(tmp_path / "model")])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"skipped 1 invalid lines in {tmp_path}" in out
+    assert (tmp_path / "model" / "manifest.json").exists()
