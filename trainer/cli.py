@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-length", type=int)
     tr.add_argument("--no-casing-marker", action="store_true", help="ablation: no ALL CAPS token")
     tr.add_argument("--class-weighting", action="store_true", help="sqrt inverse-frequency weights")
+    tr.add_argument(
+        "--no-aux-source-intent", action="store_true",
+        help="ablation: no training-only head over the source intents",
+    )  # fmt: skip
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"])
     tr.add_argument("--threads", type=int, help="torch CPU threads")
     tr.set_defaults(handler=_train)
@@ -115,6 +119,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads,
         casing_marker=False if args.no_casing_marker else None,
         class_weighting=True if args.class_weighting else None,
+        aux_source_intent=False if args.no_aux_source_intent else None,
     )  # fmt: skip
     data, origin = pipeline.load_or_build(spec, args.data_dir, skip_invalid=args.skip_invalid)
     print(f"preset {args.preset}: {preset.about}\ndata {origin}: "

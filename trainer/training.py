@@ -36,6 +36,7 @@ from trainer.modeling import (
 from trainer.scoring import IGNORE_INDEX, head_metrics
 
 log = logging.getLogger(__name__)
+AUX_HEAD = "source_intent"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class TrainConfig:
     seed: int = 42
     head_weights: dict[str, float] = field(default_factory=dict)
     class_weighting: bool = False
+    # Training-only head over the source intents (CLINC's 151): general_question lumps
+    # 130 of them together, and fine-grained supervision keeps the encoder separating
+    # them from the small support intents. Dropped before export; the artifact has 4 heads.
+    aux_source_intent: bool = True
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None
 
@@ -81,6 +86,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     best_epoch: int
     seconds: float
+    training_only_heads: tuple[str, ...] = ()
 
 
 def encode_examples(
@@ -131,7 +137,7 @@ def collate(enc: Encoded, pad_id: int, index: list[int]) -> dict[str, torch.Tens
         input_ids[row, : len(enc.ids[i])] = torch.tensor(enc.ids[i])
         mask[row, : len(enc.ids[i])] = 1
     batch = {"input_ids": input_ids, "attention_mask": mask}
-    batch.update({f"label_{h}": enc.labels[h][index] for h in HEADS})
+    batch.update({f"label_{h}": labels[index] for h, labels in enc.labels.items()})
     return batch
 
 
@@ -191,10 +197,19 @@ def train(
     marker = CASING_MARKER if cfg.casing_marker else None
     if marker:
         add_casing_marker(backbone, marker)
-    model = MultiHeadClassifier(backbone.encoder, HEADS, cfg.pooling, cfg.dropout)
     tok = backbone.tokenizer
     train_enc = encode_examples(tok, train_set, cfg.max_length, marker)
     val_enc = encode_examples(tok, val_set, cfg.max_length, marker)
+    heads: dict[str, tuple[str, ...]] = dict(HEADS)
+    if cfg.aux_source_intent:
+        sources = tuple(sorted({ex.source for ex in train_set if ex.source}))
+        if len(sources) > len(HEADS["intent"]):
+            heads[AUX_HEAD] = sources
+            index = {s: i for i, s in enumerate(sources)}
+            train_enc.labels[AUX_HEAD] = torch.tensor(
+                [index.get(ex.source, IGNORE_INDEX) for ex in train_set]
+            )
+    model = MultiHeadClassifier(backbone.encoder, heads, cfg.pooling, cfg.dropout)
 
     sampler = LengthGroupedSampler([len(i) for i in train_enc.ids], cfg.batch_size, cfg.seed)
     loader: DataLoader[Any] = DataLoader(
@@ -233,7 +248,7 @@ def train(
         )
         for step, batch in enumerate(bar, start=1):
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            labels = {h: batch[f"label_{h}"].to(device) for h in HEADS}
+            labels = {h: batch[f"label_{h}"].to(device) for h in heads}
             loss = multitask_loss(logits, labels, cfg.head_weights or None, cw)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -263,8 +278,13 @@ def train(
     final = accelerator.unwrap_model(model)
     if best_state is not None:
         final.load_state_dict(best_state)
+    dropped = tuple(h for h in final.heads if h not in HEADS)
+    for head in dropped:
+        del final.heads[head]  # training-only; the artifact contract is the 4 heads
     final.eval()
-    return TrainResult(final, tok, backbone.source, history, best_epoch, time.monotonic() - started)
+    return TrainResult(
+        final, tok, backbone.source, history, best_epoch, time.monotonic() - started, dropped
+    )
 
 
 def _epoch_line(row: dict[str, Any]) -> str:

@@ -1,0 +1,52 @@
+"""The training loop itself, on a tiny encoder: aux head, determinism, early stopping."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from schemas.labels import HEADS
+from trainer.data.records import Example
+from trainer.labeling import label_all
+from trainer.training import AUX_HEAD, TrainConfig, train
+
+SOURCES = {"pay_bill": "billing_issue", "balance": "billing_issue", "pin_change": "account_access",
+           "card_declined": "technical_problem", "damaged_card": "refund_request",
+           "translate": "general_question", "weather": "general_question",
+           "timer": "general_question"}  # fmt: skip
+
+
+def _examples(n: int) -> list[Example]:
+    out = []
+    names = list(SOURCES)
+    for i in range(n):
+        source = names[i % len(names)]
+        text = f"{source.replace('_', ' ')} request number {i}"
+        out.append(Example(text=text, source=source, **label_all(text, SOURCES[source])))
+    return out
+
+
+CFG = TrainConfig(base_model="tiny", epochs=1, lr=1e-3, batch_size=16, max_length=24, seed=3)
+
+
+def test_the_source_intent_head_trains_but_is_not_exported() -> None:
+    result = train(CFG, _examples(64), _examples(16))
+    assert result.training_only_heads == (AUX_HEAD,)
+    assert set(result.model.heads) == set(HEADS)
+    assert not any(AUX_HEAD in key for key in result.model.state_dict())
+    off = train(replace(CFG, aux_source_intent=False), _examples(64), _examples(16))
+    assert off.training_only_heads == ()
+
+
+def test_same_seed_same_weights() -> None:
+    a = train(CFG, _examples(32), _examples(8)).model.state_dict()
+    b = train(CFG, _examples(32), _examples(8)).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    cfg = TrainConfig(base_model="tiny", epochs=6, lr=0.0, batch_size=16, max_length=24, patience=2)
+    result = train(cfg, _examples(32), _examples(8))  # lr 0: validation can never improve
+    assert len(result.history) == 3  # epoch 1, then two without improvement
+    assert result.best_epoch == 1
