@@ -179,7 +179,7 @@ def write_report(
     for key, value in extra.items():
         if key == "failures":
             continue
-        md += [f"## {key}", "", "```json", json.dumps(value, indent=2), "```", ""]
+        md += [f"## {key}", "", *_table(value), ""]
     for r in results:
         if r["dataset"] == "random baseline":
             continue
@@ -206,6 +206,22 @@ def write_report(
     text = "\n".join(md)
     (out_dir / "report.md").write_text(text)
     return text
+
+
+def _table(value: Any) -> list[str]:
+    """A dict of dicts as a markdown table, a flat dict as key | value rows."""
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        cols = list(dict.fromkeys(k for v in value.values() for k in v))
+        rows = [f"| {name} | " + " | ".join(_cell(v.get(c)) for c in cols) + " |"
+                for name, v in value.items()]  # fmt: skip
+        return ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|", *rows]
+    if isinstance(value, dict):
+        return ["| | |", "|---|---|", *[f"| {k} | {_cell(v)} |" for k, v in value.items()]]
+    return ["```json", json.dumps(value, indent=2), "```"]
+
+
+def _cell(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def random_texts(examples: Sequence[Example], n: int, seed: int = 0) -> list[str]:
