@@ -1,0 +1,165 @@
+"""Decode inbound records and encode results and dead letters. Pure: no Kafka, no torch.
+
+A record becomes ``Accepted`` (a valid message) or ``Rejected`` (stage, type, reason);
+a rejection goes to the dead-letter topic with the original key, value and headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas import messages as m
+
+Headers = list[tuple[str, bytes]]
+MAX_ERROR_MESSAGE_CHARS = 1000
+JSON_CONTENT_TYPE = b"application/json"
+
+
+@dataclass(frozen=True)
+class Record:
+    """Where a Kafka record came from and what it held; the pipeline's unit of work."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    record: Record
+    message: dict[str, Any]  # the JSON object as received (unknown fields included)
+    message_id: str
+    conversation_id: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    record: Record
+    stage: str  # decode | validate | infer | produce
+    error_type: str
+    reason: str
+
+
+def decode(record: Record, max_text_chars: int) -> Accepted | Rejected:
+    """bytes -> a validated inbound message, or the reason it cannot be one."""
+    if record.value is None:
+        return Rejected(record, "decode", "EmptyValue", "record has no value (tombstone)")
+    try:
+        obj = orjson.loads(record.value)  # rejects invalid UTF-8 and nesting beyond 1024
+    except orjson.JSONDecodeError as exc:
+        return Rejected(record, "decode", "JSONDecodeError", str(exc))
+    if not isinstance(obj, dict):
+        return Rejected(
+            record, "validate", "NotAnObject", f"expected a JSON object, got {type(obj).__name__}"
+        )
+    try:
+        msg = m.InboundMessage.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(value)"
+        return Rejected(record, "validate", "ValidationError", f"{where}: {first['msg']}")
+    if len(msg.text) > max_text_chars:
+        return Rejected(
+            record,
+            "validate",
+            "TextTooLong",
+            f"text has {len(msg.text)} chars, limit {max_text_chars}",
+        )
+    return Accepted(record, obj, msg.message_id, msg.conversation_id, msg.text)
+
+
+def dead_letter_headers(rejected: Rejected) -> Headers:
+    """The original headers, untouched, plus the reason and the source coordinates."""
+    r = rejected.record
+    return [
+        *r.headers,
+        (m.HEADER_STAGE, rejected.stage.encode()),
+        (m.HEADER_TYPE, rejected.error_type.encode()),
+        (m.HEADER_MESSAGE, rejected.reason[:MAX_ERROR_MESSAGE_CHARS].encode("utf-8", "replace")),
+        (m.HEADER_SOURCE_TOPIC, r.topic.encode()),
+        (m.HEADER_SOURCE_PARTITION, str(r.partition).encode()),
+        (m.HEADER_SOURCE_OFFSET, str(r.offset).encode()),
+    ]
+
+
+def result_headers(record: Record, model_version: str) -> Headers:
+    """Propagated headers (traceparent, ...) with content-type and model-version set."""
+    ours = {m.HEADER_CONTENT_TYPE, m.HEADER_MODEL_VERSION}
+    return [
+        *((k, v) for k, v in record.headers if k not in ours),
+        (m.HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE),
+        (m.HEADER_MODEL_VERSION, model_version.encode()),
+    ]
+
+
+@dataclass(frozen=True)
+class ResultContext:
+    """What is the same for every result of one batch."""
+
+    model: Mapping[str, str]  # name, version, content_hash
+    policy: str
+    classified_at: str
+    inference_ms: float
+    batch_size: int
+    batch_started_ms: float
+
+
+def result_value(
+    accepted: Accepted,
+    route: str,
+    action: str,
+    reason: str,
+    truncated: bool,
+    predictions: Mapping[str, Any] | None,
+    ctx: ResultContext,
+) -> bytes:
+    """The outbound JSON (schemas.messages.OutboundMessage) as bytes."""
+    ts = accepted.record.timestamp_ms
+    r = accepted.record
+    return orjson.dumps(
+        {
+            "schema_version": m.SCHEMA_VERSION,
+            "message_id": accepted.message_id,
+            "conversation_id": accepted.conversation_id,
+            "route": route,
+            "action": action,
+            "predictions": predictions,
+            "routing": {"policy": ctx.policy, "reason": reason, "truncated": truncated},
+            "model": ctx.model,
+            "timing": {
+                "kafka_timestamp_ms": ts,
+                "classified_at": ctx.classified_at,
+                "queue_ms": round(ctx.batch_started_ms - ts, 3) if ts is not None else None,
+                "inference_ms": round(ctx.inference_ms, 3),
+                "batch_size": ctx.batch_size,
+            },
+            "source": {"topic": r.topic, "partition": r.partition, "offset": r.offset},
+            "message": accepted.message,
+        }
+    )
+
+
+def head_predictions(
+    heads: Mapping[str, Sequence[str]], probs: Mapping[str, Sequence[float]], top: Mapping[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Per head: the label, its calibrated confidence and every class probability."""
+    return {
+        head: {
+            "label": labels[top[head]],
+            "confidence": float(probs[head][top[head]]),
+            "probabilities": {
+                label: float(p) for label, p in zip(labels, probs[head], strict=True)
+            },
+        }
+        for head, labels in heads.items()
+    }

@@ -1,0 +1,126 @@
+"""The model adapter: token ids for texts, and one forward pass per batch.
+
+Everything per batch happens on whole tensors: pad once, one forward under
+inference_mode, temperatures and softmax for all heads, then one device-to-host copy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.artifact import LoadedModel
+from trainer.modeling import mark_casing
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """Calibrated probabilities [B, C] and argmax [B] per head, on the host."""
+
+    probs: dict[str, np.ndarray]
+    top: dict[str, np.ndarray]
+    inference_ms: float
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return DTYPES[dtype]
+
+
+class Classifier:
+    """Runs a loaded artifact; ``calls`` counts forward passes (one per batch)."""
+
+    def __init__(self, loaded: LoadedModel, device: str = "auto", dtype: str = "auto") -> None:
+        m = loaded.manifest
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = loaded.model.to(self.device, dtype=self.dtype).eval()
+        self.tokenizer = loaded.tokenizer
+        self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
+        self.max_length = m.max_length
+        self.marker = m.casing_marker
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.sep_id = int(self.tokenizer.sep_token_id)
+        self.model_info = {
+            "name": m.name,
+            "version": m.version,
+            "content_hash": loaded.content_hash,
+        }
+        widths = [len(labels) for labels in self.heads.values()]
+        self._splits = widths
+        # One temperature per output column, so calibration is a single division.
+        self._temps = torch.tensor(
+            [m.temperatures[h] for h, w in zip(self.heads, widths, strict=True) for _ in range(w)],
+            device=self.device,
+        )  # [sum C]
+        self.calls = 0
+
+    def token_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Ids for each text in one tokenizer call, and whether it had to be truncated."""
+        marked = [mark_casing(t, self.marker) for t in texts]
+        # One token past max_length tells "truncated" from "exactly fits" without a
+        # second, untruncated tokenization of a possibly huge text.
+        ids: list[list[int]] = self.tokenizer(
+            marked, truncation=True, max_length=self.max_length + 1, add_special_tokens=True
+        )["input_ids"]
+        truncated = [len(x) > self.max_length for x in ids]
+        cut = [
+            [*x[: self.max_length - 1], self.sep_id] if t else x
+            for x, t in zip(ids, truncated, strict=True)
+        ]
+        return cut, truncated
+
+    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
+        """One forward pass over the batch, padded to its longest member."""
+        started = time.perf_counter()
+        self.calls += 1
+        width = max(len(x) for x in batch_ids)
+        ids = np.full((len(batch_ids), width), self.pad_id, dtype=np.int64)  # [B, T]
+        mask = np.zeros((len(batch_ids), width), dtype=np.int64)
+        for row, x in enumerate(batch_ids):
+            ids[row, : len(x)] = x
+            mask[row, : len(x)] = 1
+        input_ids, attention = self._to_device(ids), self._to_device(mask)
+        with torch.inference_mode():
+            logits = self.model(input_ids, attention)
+            joined = torch.cat([logits[h] for h in self.heads], dim=1).float() / self._temps
+            probs = torch.cat(
+                [torch.softmax(part, dim=1) for part in joined.split(self._splits, dim=1)], dim=1
+            )  # [B, sum C]
+            host = probs.cpu().numpy()  # the batch's one device-to-host copy
+        out_probs, out_top, col = {}, {}, 0
+        for head, width_h in zip(self.heads, self._splits, strict=True):
+            out_probs[head] = host[:, col : col + width_h]
+            out_top[head] = out_probs[head].argmax(axis=1)
+            col += width_h
+        return BatchOutput(out_probs, out_top, (time.perf_counter() - started) * 1000)
+
+    def _to_device(self, array: np.ndarray) -> Any:
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def warmup(self, batch_size: int = 8) -> None:
+        """Allocate and compile what the first real batch would otherwise wait for."""
+        ids, _ = self.token_ids(["warm up the model before the first message"] * batch_size)
+        self.predict(ids)
+        self.calls = 0
