@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from schemas import PACKAGE_VERSION
 from worker.errors import ConfigError, TopicDriftError, WorkerError
+
+if TYPE_CHECKING:
+    from worker.settings import WorkerSettings
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -20,6 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {PACKAGE_VERSION}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="consume, classify and route until stopped")
+    run.add_argument("--config", type=Path, help="TOML settings file (env vars override it)")
+    run.set_defaults(handler=_run)
+
+    classify = commands.add_parser(
+        "classify", help="run the pipeline and policy on one message; print the outbound JSON"
+    )
+    classify.add_argument("--model", type=Path, help="artifact dir (default: settings)")
+    classify.add_argument("--config", type=Path)
+    classify.add_argument("text")
+    classify.set_defaults(handler=_classify)
 
     topics = commands.add_parser("topics", help="manage the topics declared in deploy/topics.yaml")
     topic_cmds = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
@@ -74,6 +91,70 @@ def _topics_apply(args: argparse.Namespace) -> int:
     if drift:
         raise TopicDriftError(f"{len(drift)} drift(s) that apply cannot fix; see above")
     return 0
+
+
+def _settings(config: Path | None) -> WorkerSettings:
+    from pydantic import ValidationError
+
+    from worker.settings import load_settings
+
+    try:
+        return load_settings(config)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"setting {name!r}: {first['msg']} (got {first.get('input')!r})"
+        ) from None
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from worker import logs, service
+
+    settings = _settings(args.config)
+    logs.configure(settings.log_level)
+    return service.run(settings)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    import time
+
+    import orjson
+
+    from worker import codec, service
+    from worker.pipeline import Item, to_outgoing
+
+    settings = _settings(args.config)
+    if args.model:
+        model = settings.model.model_copy(update={"path": args.model})
+        settings = settings.model_copy(update={"model": model})
+    classifier = service.load_classifier(settings)
+    policy = service.build_policy(settings, service.classifier_threshold(settings))
+    value = orjson.dumps({"message_id": "cli-1", "text": args.text})
+    record = codec.Record("cli", 0, 0, None, value, [], int(time.time() * 1000))
+    outcome = codec.decode(record, settings.max_text_chars)
+    row = None
+    item = Item(record, outcome, [])
+    if isinstance(outcome, codec.Accepted) and outcome.text.strip():
+        ids, truncated = classifier.token_ids([outcome.text])
+        item = Item(record, outcome, ids[0], truncated[0])
+        row = classifier.predict(ids).rows()[0]
+    ctx = codec.ResultContext(
+        model=classifier.model_info, policy=policy.name, classified_at=_now(),
+        inference_ms=0.0, batch_size=1, batch_started_ms=time.time() * 1000,
+    )  # fmt: skip
+    out = to_outgoing(item, row, None, ctx, policy, settings, classifier)
+    print(json.dumps({"topic": out.topic, "value": orjson.loads(out.value or b"null")}, indent=2,
+                     ensure_ascii=False))  # fmt: skip
+    return 0
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,3 +17,7 @@ class KafkaUnavailableError(WorkerError):
 
 class TopicDriftError(WorkerError):
     """Existing topics differ from deploy/topics.yaml in a way apply cannot fix."""
+
+
+class FatalKafkaError(WorkerError):
+    """The producer was fenced, or credentials were refused: this replica must exit."""

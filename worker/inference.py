@@ -24,9 +24,30 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class BatchOutput:
     """Calibrated probabilities [B, C] and argmax [B] per head, on the host."""
 
+    labels: dict[str, tuple[str, ...]]
     probs: dict[str, np.ndarray]
     top: dict[str, np.ndarray]
     inference_ms: float
+
+    def rows(self) -> list[tuple[dict[str, str], dict[str, float], dict[str, Any]]]:
+        """Per message: labels, confidences and the outbound predictions block.
+
+        Arrays become Python lists once per batch; the per-message work is dict building.
+        """
+        per_head = {h: (self.probs[h].tolist(), self.top[h].tolist()) for h in self.probs}
+        out = []
+        for n in range(len(next(iter(self.top.values())))):
+            labels, confidences, predictions = {}, {}, {}
+            for head, (probs, top) in per_head.items():
+                names, k, row = self.labels[head], top[n], probs[n]
+                labels[head], confidences[head] = names[k], row[k]
+                predictions[head] = {
+                    "label": names[k],
+                    "confidence": row[k],
+                    "probabilities": dict(zip(names, row, strict=True)),
+                }
+            out.append((labels, confidences, predictions))
+        return out
 
 
 def resolve_device(device: str) -> torch.device:
@@ -111,7 +132,7 @@ class Classifier:
             out_probs[head] = host[:, col : col + width_h]
             out_top[head] = out_probs[head].argmax(axis=1)
             col += width_h
-        return BatchOutput(out_probs, out_top, (time.perf_counter() - started) * 1000)
+        return BatchOutput(self.heads, out_probs, out_top, (time.perf_counter() - started) * 1000)
 
     def _to_device(self, array: np.ndarray) -> Any:
         tensor = torch.from_numpy(array)

@@ -8,10 +8,17 @@ ecosystem-wide ``KAFKA_BOOTSTRAP_SERVERS`` honoured as a fallback.
 from __future__ import annotations
 
 import os
-from typing import Any
+import socket
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 ENV_PREFIX = "SUPPORT_WORKER_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -62,3 +69,114 @@ class KafkaOnlySettings(BaseSettings):
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+class TopicNames(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    inbound: str = "support.inbound"
+    escalate: str = "support.escalate"
+    auto_resolve: str = "support.auto_resolve"
+    more_info: str = "support.more_info"
+    dlq: str = "support.dlq"
+
+    def for_route(self, route: str) -> str:
+        return str(getattr(self, route))
+
+
+class BatchingSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_batch_tokens: int = Field(default=4096, ge=1, description="sum of token lengths")
+    max_wait_ms: float = Field(default=25.0, ge=0)
+
+
+class RoutingSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_action_confidence: float | None = Field(
+        default=None, ge=0, le=1, description="default: the artifact's (0.7, as in the notebook)"
+    )
+    fallback_route: Literal["escalate", "auto_resolve", "more_info"] = "more_info"
+    escalate_on_high_urgency: float | None = Field(
+        default=None, ge=0, le=1, description="urgency=high at this confidence escalates"
+    )
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Path = Path("models/current")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
+
+
+class WorkerSettings(BaseSettings):
+    """Everything one worker process reads; frozen once built."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicNames = Field(default_factory=TopicNames)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+
+    mode: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    group_id: str = "support-router"
+    transactional_id: str = Field(
+        default="", description="stable per replica; default support-router-<hostname>"
+    )
+    group_instance_id: str | None = Field(
+        default=None, description="static membership, e.g. the pod name"
+    )
+    max_text_chars: int = Field(default=100_000, ge=1)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    session_timeout_ms: int = Field(default=45_000, ge=1000)
+    transaction_timeout_ms: int = Field(default=60_000, ge=1000)
+    commit_timeout_s: float = Field(default=30.0, gt=0)
+    statistics_interval_ms: int = Field(default=5000, ge=0, description="0 disables lag metrics")
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=9400, ge=0, le=65535, description="0 picks a free port")
+    shutdown_grace_s: float = Field(default=30.0, gt=0)
+    heartbeat_stale_s: float = Field(default=30.0, gt=0)
+    log_text: bool = Field(default=False, description="log message text (off: privacy)")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _defaults(self) -> WorkerSettings:
+        if not self.transactional_id:
+            object.__setattr__(self, "transactional_id", f"support-router-{socket.gethostname()}")
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings for the startup log: SecretStr fields print as '**********'."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(config_file: Path | None = None) -> WorkerSettings:
+    """Environment over the optional TOML file over defaults."""
+    if config_file is None:
+        return WorkerSettings()
+    if not config_file.exists():
+        raise FileNotFoundError(f"config file not found: {config_file}")
+
+    class FromFile(WorkerSettings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    return FromFile()

@@ -1,0 +1,63 @@
+"""Prometheus metrics of one worker, in their own registry (tests build several)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.messages_in = Counter("support_messages_in", "records consumed", registry=r)
+        self.messages_out = Counter(
+            "support_messages_out", "results committed, by route", ["route"], registry=r
+        )
+        self.dead_letters = Counter(
+            "support_dead_letters", "dead letters committed, by stage", ["stage"], registry=r
+        )
+        self.low_confidence = Counter(
+            "support_low_confidence_fallbacks", "results routed by the fallback", registry=r
+        )
+        self.predictions = Counter(
+            "support_predictions", "predicted labels", ["head", "label"], registry=r
+        )
+        self.batches = Counter("support_batches", "batches committed", registry=r)
+        self.model_calls = Counter("support_model_calls", "forward passes", registry=r)
+        self.aborts = Counter("support_transaction_aborts", "aborted transactions", registry=r)
+        self.batch_size = Histogram(
+            "support_batch_size", "messages per batch", buckets=SIZE_BUCKETS, registry=r
+        )
+        self.batch_tokens = Histogram(
+            "support_batch_tokens", "tokens per batch", buckets=TOKEN_BUCKETS, registry=r
+        )
+        self.queue_ms = Histogram(
+            "support_queue_ms", "Kafka timestamp to batch start", buckets=LATENCY_BUCKETS_MS,
+            registry=r,
+        )  # fmt: skip
+        self.inference_ms = Histogram(
+            "support_inference_ms", "forward pass per batch", buckets=LATENCY_BUCKETS_MS, registry=r
+        )
+        self.end_to_end_ms = Histogram(
+            "support_end_to_end_ms", "Kafka timestamp to commit", buckets=LATENCY_BUCKETS_MS,
+            registry=r,
+        )  # fmt: skip
+        self.consumer_lag = Gauge(
+            "support_consumer_lag", "messages behind, per partition", ["topic", "partition"],
+            registry=r,
+        )  # fmt: skip
+
+    def on_stats(self, stats_json: str) -> None:
+        """librdkafka statistics callback: consumer lag per assigned partition."""
+        stats: dict[str, Any] = orjson.loads(stats_json)
+        for topic, body in stats.get("topics", {}).items():
+            for partition, p in body.get("partitions", {}).items():
+                lag = p.get("consumer_lag", -1)
+                if partition != "-1" and lag is not None and lag >= 0:
+                    self.consumer_lag.labels(topic, partition).set(lag)

@@ -1,0 +1,425 @@
+"""The worker loop: consume -> decode -> batch -> one forward pass -> route -> commit.
+
+Exactly-once commit protocol, once per batch (``Pipeline.commit``). It is the only
+place where offsets move, and they move only with the outputs:
+
+  1. ``begin_transaction()``
+  2. produce every result and every dead letter of the batch
+  3. ``send_offsets_to_transaction()``: next offset = last + 1 per partition, with
+     the consumer's group metadata, so a fenced or rebalanced member cannot commit
+  4. ``commit_transaction()``
+
+On an abortable error: abort, seek every assigned partition back to its committed
+offset, drop what is held, and consume it again. On a fatal error (fenced producer,
+refused credentials): raise ``FatalKafkaError``, and the process exits non-zero.
+In ``at_least_once`` mode, steps 1 and 4 become "flush until every record is
+delivered" and a synchronous offset commit: a crash in between repeats a batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+
+from worker import codec
+from worker.admin import Health
+from worker.batching import Batcher, BatchLimits
+from worker.errors import FatalKafkaError
+from worker.inference import Classifier
+from worker.kafka_io import to_record
+from worker.metrics import Metrics
+from worker.routing import RoutingPolicy
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger("worker")
+
+CONSUME_CHUNK = 500
+IDLE_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class Item:
+    """One consumed record on its way through a batch."""
+
+    record: codec.Record
+    outcome: codec.Accepted | codec.Rejected
+    ids: list[int]  # token ids; empty when the model is not needed
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: codec.Headers
+    route: str  # a route name, or "dlq:<stage>"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        classifier: Classifier,
+        policy: RoutingPolicy,
+        consumer: Consumer,
+        producer: Producer,
+        metrics: Metrics,
+        health: Health,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.s = settings
+        self.classifier = classifier
+        self.policy = policy
+        self.consumer = consumer
+        self.producer = producer
+        self.metrics = metrics
+        self.health = health
+        b = settings.batching
+        self.batcher: Batcher[Item] = Batcher(
+            BatchLimits(b.max_batch_size, b.max_batch_tokens, b.max_wait_ms / 1000), clock
+        )
+        self.stopping = False
+        self.eos = settings.mode == "exactly_once"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Transactions, then subscribe; the model was warmed up before this."""
+        if self.eos:
+            self._kafka_call(lambda: self.producer.init_transactions(self.s.commit_timeout_s))
+        self.health.transactions_ready = True
+        self.consumer.subscribe(
+            [self.s.topics.inbound],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self.health.subscribed = True
+
+    def run(self) -> None:
+        """Until ``stopping``: consume, batch, process; then finish the batch in hand."""
+        while not self.stopping:
+            self.health.beat()
+            wait = self.batcher.time_left() if len(self.batcher) else IDLE_POLL_S
+            msgs = self.consumer.consume(
+                num_messages=max(1, min(self.batcher.room(), CONSUME_CHUNK)),
+                timeout=min(wait, IDLE_POLL_S),
+            )
+            if msgs:
+                self.accept(msgs)
+            if self.batcher.ready():
+                self.process(self.batcher.take())
+        if len(self.batcher):
+            self.process(self.batcher.take())
+
+    def close(self) -> None:
+        """Leave the group (partitions move now, not after session.timeout) and flush."""
+        self.consumer.close()
+        self.producer.flush(self.s.commit_timeout_s)
+
+    # -- intake ----------------------------------------------------------------
+
+    def accept(self, msgs: Sequence[Any]) -> None:
+        """Decode a consumed chunk, tokenize its texts in one call, and batch it."""
+        records = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise FatalKafkaError(f"consumer: {err}")
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer_error", error=str(err))
+                continue
+            records.append(to_record(msg))
+        self.metrics.messages_in.inc(len(records))
+        outcomes = [codec.decode(r, self.s.max_text_chars) for r in records]
+        texts = [o.text for o in outcomes if isinstance(o, codec.Accepted) and o.text.strip()]
+        ids, truncated = self.classifier.token_ids(texts) if texts else ([], [])
+        it = iter(zip(ids, truncated, strict=True))
+        items = []
+        for record, outcome in zip(records, outcomes, strict=True):
+            if isinstance(outcome, codec.Accepted) and outcome.text.strip():
+                tok, cut = next(it)
+                items.append(Item(record, outcome, tok, cut))
+            else:
+                items.append(Item(record, outcome, []))
+        for n, item in enumerate(items):
+            if not self.batcher.fits(len(item.ids)) and not self.process(self.batcher.take()):
+                return  # aborted and rewound: the rest of the chunk is read again
+            self.batcher.add(item, len(item.ids))
+            more = n + 1 < len(items)
+            if more and self.batcher.ready() and not self.process(self.batcher.take()):
+                return
+
+    # -- one batch ---------------------------------------------------------------
+
+    def process(self, items: list[Item]) -> bool:
+        """Classify, route and commit one batch; False when it was aborted and rewound."""
+        started_wall_ms = time.time() * 1000
+        model_items = [i for i in items if i.ids]
+        rows, failures, inference_ms = self.infer(model_items)
+        ctx = codec.ResultContext(
+            model=self.classifier.model_info,
+            policy=self.policy.name,
+            classified_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            inference_ms=inference_ms,
+            batch_size=len(items),
+            batch_started_ms=started_wall_ms,
+        )
+        outgoing = [self.route(item, rows.get(id(item)), failures.get(id(item)), ctx)
+                    for item in items]  # fmt: skip
+        if not self.commit(outgoing, items):
+            return False
+        self.observe(items, outgoing, rows, inference_ms, started_wall_ms)
+        return True
+
+    def infer(self, items: list[Item]) -> tuple[dict[int, Any], dict[int, Exception], float]:
+        """Predictions per item; a failing batch is retried once, then split to isolate."""
+        rows: dict[int, Any] = {}
+        failures: dict[int, Exception] = {}
+        total_ms = 0.0
+
+        def run(group: list[Item], retry: bool) -> None:
+            nonlocal total_ms
+            try:
+                out = self.classifier.predict([i.ids for i in group])
+                self.metrics.model_calls.inc()
+            except Exception as exc:  # noqa: BLE001 - any model failure is isolated, not fatal
+                self.metrics.model_calls.inc()
+                log.warning("inference_failed", size=len(group), error=repr(exc), retry=retry)
+                if retry:
+                    run(group, retry=False)
+                elif len(group) == 1:
+                    failures[id(group[0])] = exc
+                else:
+                    half = len(group) // 2
+                    run(group[:half], retry=False)
+                    run(group[half:], retry=False)
+                return
+            total_ms += out.inference_ms
+            for item, row in zip(group, out.rows(), strict=True):
+                rows[id(item)] = row
+
+        if items:
+            run(items, retry=True)
+        return rows, failures, total_ms
+
+    def route(
+        self, item: Item, row: Any, failure: Exception | None, ctx: codec.ResultContext
+    ) -> Outgoing:
+        return to_outgoing(item, row, failure, ctx, self.policy, self.s, self.classifier)
+
+    # -- the commit protocol -----------------------------------------------------
+
+    def commit(self, outgoing: list[Outgoing], items: list[Item]) -> bool:
+        """Outputs and offsets together (see the module docstring); False when aborted."""
+        offsets = next_offsets(item.record for item in items)
+        try:
+            if not self.eos:
+                return self._commit_at_least_once(outgoing, offsets)
+            # Step 1
+            self.producer.begin_transaction()
+            # Step 2
+            for out in outgoing:
+                self._produce(out)
+            # Step 3
+            self.producer.send_offsets_to_transaction(
+                offsets, self.consumer.consumer_group_metadata(), self.s.commit_timeout_s
+            )
+            # Step 4
+            self.producer.commit_transaction(self.s.commit_timeout_s)
+            return True
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal():
+                raise FatalKafkaError(f"producer: {err}") from None
+            log.warning("transaction_aborted", error=str(err), batch=len(items))
+            self.metrics.aborts.inc()
+            if self.eos:
+                self._abort()
+            self.rewind()
+            return False
+
+    def _commit_at_least_once(
+        self, outgoing: list[Outgoing], offsets: list[TopicPartition]
+    ) -> bool:
+        failed: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                failed.append(err)
+
+        for out in outgoing:
+            self._produce(out, on_delivery)
+        if self.producer.flush(self.s.commit_timeout_s) > 0 or failed:
+            raise KafkaException(failed[0] if failed else KafkaError(KafkaError._TIMED_OUT))
+        self.consumer.commit(offsets=offsets, asynchronous=False)
+        return True
+
+    def _produce(self, out: Outgoing, on_delivery: Callable[..., None] | None = None) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    out.topic, value=out.value, key=out.key, headers=list(out.headers),
+                    on_delivery=on_delivery,
+                )  # fmt: skip
+                self.producer.poll(0)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+    def _abort(self) -> None:
+        try:
+            self.producer.abort_transaction(self.s.commit_timeout_s)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal():
+                raise FatalKafkaError(f"producer: {err}") from None
+            raise
+
+    def rewind(self) -> None:
+        """Seek every assigned partition to its committed offset; drop what is held."""
+        self.batcher.take()
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        for tp in self.consumer.committed(assigned, timeout=self.s.commit_timeout_s):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    # -- rebalance callbacks (called from inside consume()) -----------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions_assigned", partitions=_names(partitions))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Commit the batch in hand before its partitions go to another member."""
+        log.info("partitions_revoked", partitions=_names(partitions), held=len(self.batcher))
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        if any((i.record.topic, i.record.partition) in gone for i in self.batcher.items):
+            self.process(self.batcher.take())
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Lost, not revoked: our generation is gone and a commit would fail. Drop them."""
+        log.warning("partitions_lost", partitions=_names(partitions), held=len(self.batcher))
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        held = self.batcher.take()
+        kept = [i for i in held if (i.record.topic, i.record.partition) not in gone]
+        # What we still own is read again from its first held offset.
+        for topic, partition, offset in first_offsets(i.record for i in kept):
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def observe(
+        self, items: list[Item], outgoing: list[Outgoing], rows: dict[int, Any],
+        inference_ms: float, started_wall_ms: float,
+    ) -> None:  # fmt: skip
+        m = self.metrics
+        now_ms = time.time() * 1000
+        m.batches.inc()
+        m.batch_size.observe(len(items))
+        m.batch_tokens.observe(sum(len(i.ids) for i in items))
+        if rows:
+            m.inference_ms.observe(inference_ms)
+        for item, out in zip(items, outgoing, strict=True):
+            ts = item.record.timestamp_ms
+            if ts is not None:
+                m.queue_ms.observe(max(0.0, started_wall_ms - ts))
+                m.end_to_end_ms.observe(max(0.0, now_ms - ts))
+            if out.route.startswith("dlq:"):
+                stage = out.route[4:]
+                m.dead_letters.labels(stage).inc()
+                r = item.record
+                reason = dict(out.headers).get("x-error-message", b"").decode()
+                log.warning("dead_letter", stage=stage, topic=r.topic, partition=r.partition,
+                            offset=r.offset, reason=reason)  # fmt: skip
+                continue
+            route = out.route.removesuffix(":low")
+            m.messages_out.labels(route).inc()
+            if out.route.endswith(":low"):
+                m.low_confidence.inc()
+            row = rows.get(id(item))
+            if row is not None:
+                for head, label in row[0].items():
+                    m.predictions.labels(head, label).inc()
+        log.info("batch_committed", size=len(items), inference_ms=round(inference_ms, 2),
+                 model_items=len(rows))  # fmt: skip
+
+    def _kafka_call(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            raise FatalKafkaError(f"{err}") from None
+
+
+def to_outgoing(
+    item: Item,
+    row: Any,
+    failure: Exception | None,
+    ctx: codec.ResultContext,
+    policy: RoutingPolicy,
+    settings: WorkerSettings,
+    classifier: Classifier,
+) -> Outgoing:
+    """The record to produce for one item: a routed result or a dead letter."""
+    r = item.record
+    outcome = item.outcome
+    if isinstance(outcome, codec.Rejected) or failure is not None:
+        rejected = (
+            outcome
+            if isinstance(outcome, codec.Rejected)
+            else codec.Rejected(r, "infer", type(failure).__name__, str(failure))
+        )
+        headers = codec.dead_letter_headers(rejected)
+        return Outgoing(settings.topics.dlq, r.key, r.value, headers, f"dlq:{rejected.stage}")
+    if row is None:  # empty or whitespace-only text: no model call
+        decision = policy.empty_text()
+        predictions = None
+    else:
+        labels, confidences, predictions = row
+        decision = policy.decide(labels, confidences)
+    value = codec.result_value(
+        outcome, decision.route, decision.action, decision.reason, item.truncated,
+        predictions, ctx,
+    )  # fmt: skip
+    headers = codec.result_headers(r, classifier.model_info["version"])
+    tag = decision.route + (":low" if decision.reason == "low_confidence" else "")
+    return Outgoing(settings.topics.for_route(decision.route), r.key, value, headers, tag)
+
+
+def next_offsets(records: Any) -> list[TopicPartition]:
+    """Per partition, the offset to commit: the last one processed + 1."""
+    last: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        last[key] = max(last.get(key, -1), r.offset)
+    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
+
+
+def first_offsets(records: Any) -> list[tuple[str, int, int]]:
+    first: dict[tuple[str, int], int] = defaultdict(lambda: 1 << 62)
+    for r in records:
+        key = (r.topic, r.partition)
+        first[key] = min(first[key], r.offset)
+    return [(t, p, o) for (t, p), o in sorted(first.items())]
+
+
+def _names(partitions: list[TopicPartition]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in partitions]

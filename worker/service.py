@@ -1,0 +1,108 @@
+"""Assemble and run one worker process: settings -> model -> admin -> Kafka -> loop.
+
+Startup order follows text-embeddings-inference: health first, then warm-up, then serve;
+the consumer subscribes only once the model has answered a dummy batch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType
+
+import structlog
+import torch
+
+from worker.admin import AdminServer, Health
+from worker.errors import FatalKafkaError
+from worker.inference import Classifier
+from worker.kafka_io import make_consumer, make_producer
+from worker.metrics import Metrics
+from worker.pipeline import Pipeline
+from worker.routing import RoutingPolicy
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger("worker")
+
+EXIT_FATAL = 1
+EXIT_SECOND_SIGNAL = 130
+
+
+def build_policy(settings: WorkerSettings, artifact_threshold: float) -> RoutingPolicy:
+    r = settings.routing
+    threshold = (
+        r.min_action_confidence if r.min_action_confidence is not None else artifact_threshold
+    )
+    return RoutingPolicy(threshold, r.fallback_route, r.escalate_on_high_urgency)
+
+
+def load_classifier(settings: WorkerSettings) -> Classifier:
+    from trainer import load_artifact
+
+    if settings.model.threads:
+        torch.set_num_threads(settings.model.threads)
+    loaded = load_artifact(settings.model.path)
+    return Classifier(loaded, settings.model.device, settings.model.dtype)
+
+
+def run(settings: WorkerSettings) -> int:
+    """The long-running worker; returns the process exit code."""
+    log.info("starting", settings=settings.redacted())
+    metrics = Metrics()
+    health = Health(stale_after_s=settings.heartbeat_stale_s)
+    admin = AdminServer(settings.admin_host, settings.admin_port, metrics, health)
+    admin.start()
+    log.info("admin_listening", port=admin.port)
+
+    classifier = load_classifier(settings)
+    classifier.warmup(min(8, settings.batching.max_batch_size))
+    health.model_ready = True
+    manifest_threshold = classifier_threshold(settings)
+    policy = build_policy(settings, manifest_threshold)
+    log.info("model_ready", model=classifier.model_info, device=str(classifier.device),
+             dtype=str(classifier.dtype), threads=torch.get_num_threads(), policy=policy.name)  # fmt: skip
+
+    pipeline = Pipeline(settings, classifier, policy, make_consumer(settings, metrics),
+                        make_producer(settings), metrics, health)  # fmt: skip
+    install_signal_handlers(pipeline, settings.shutdown_grace_s)
+    try:
+        pipeline.start()
+        pipeline.run()
+    except FatalKafkaError as exc:
+        # One clear line; the next owner of these partitions redoes the open batch.
+        log.error("fatal_kafka_error", error=str(exc))
+        return EXIT_FATAL
+    finally:
+        admin.stop()
+    pipeline.close()
+    log.info("stopped")
+    return 0
+
+
+def classifier_threshold(settings: WorkerSettings) -> float:
+    from trainer.artifact import read_manifest
+
+    return read_manifest(settings.model.path).min_action_confidence
+
+
+def install_signal_handlers(pipeline: Pipeline, grace_s: float) -> None:
+    """First SIGTERM/SIGINT: finish the batch in hand and leave; the second: exit now."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if pipeline.stopping:
+            log.warning("second_signal", signal=signum)
+            os._exit(EXIT_SECOND_SIGNAL)  # the uncommitted batch is redone by the next owner
+        log.info("stopping", signal=signum, grace_s=grace_s)
+        pipeline.stopping = True
+        timer = threading.Timer(grace_s, _grace_expired, args=(grace_s,))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _grace_expired(grace_s: float) -> None:
+    log.error("shutdown_grace_expired", grace_s=grace_s)
+    os._exit(EXIT_FATAL)
