@@ -115,11 +115,13 @@ class Pipeline:
         """Until ``stopping``: consume, batch, process; then finish the batch in hand."""
         while not self.stopping:
             self.health.beat()
-            wait = self.batcher.time_left() if len(self.batcher) else IDLE_POLL_S
-            msgs = self.consumer.consume(
-                num_messages=max(1, min(self.batcher.room(), CONSUME_CHUNK)),
-                timeout=min(wait, IDLE_POLL_S),
-            )
+            if len(self.batcher):
+                # Fill until the batch's own deadline; an early return only costs a turn.
+                want, wait = min(self.batcher.room(), CONSUME_CHUNK), self.batcher.time_left()
+            else:
+                # Nothing waiting: return at the first arrival, which opens the batch clock.
+                want, wait = 1, IDLE_POLL_S
+            msgs = self.consumer.consume(num_messages=want, timeout=min(wait, IDLE_POLL_S))
             if msgs:
                 self.accept(msgs)
             if self.batcher.ready():

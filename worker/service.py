@@ -61,7 +61,8 @@ def run(settings: WorkerSettings) -> int:
     manifest_threshold = classifier_threshold(settings)
     policy = build_policy(settings, manifest_threshold)
     log.info("model_ready", model=classifier.model_info, device=str(classifier.device),
-             dtype=str(classifier.dtype), threads=torch.get_num_threads(), policy=policy.name)  # fmt: skip
+             dtype=str(classifier.dtype), threads=torch.get_num_threads(),
+             policy=policy.name)  # fmt: skip
 
     pipeline = Pipeline(settings, classifier, policy, make_consumer(settings, metrics),
                         make_producer(settings), metrics, health)  # fmt: skip
