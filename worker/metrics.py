@@ -54,10 +54,17 @@ class Metrics:
         )  # fmt: skip
 
     def on_stats(self, stats_json: str) -> None:
-        """librdkafka statistics callback: consumer lag per assigned partition."""
+        """librdkafka statistics callback: consumer lag per assigned partition.
+
+        Offsets are committed through the producer's transaction, so librdkafka never
+        sees a committed offset and its own consumer_lag stays -1. Lag here is the
+        last stable offset (what read_committed may read) minus our consume position.
+        """
         stats: dict[str, Any] = orjson.loads(stats_json)
         for topic, body in stats.get("topics", {}).items():
             for partition, p in body.get("partitions", {}).items():
-                lag = p.get("consumer_lag", -1)
-                if partition != "-1" and lag is not None and lag >= 0:
-                    self.consumer_lag.labels(topic, partition).set(lag)
+                position = p.get("app_offset", -1)
+                end = p.get("ls_offset", -1)
+                end = end if end >= 0 else p.get("hi_offset", -1)
+                if partition != "-1" and position >= 0 and end >= 0:
+                    self.consumer_lag.labels(topic, partition).set(max(0, end - position))
