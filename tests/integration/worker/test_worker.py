@@ -101,7 +101,9 @@ def test_a_lone_message_is_published_within_max_wait_plus_one_inference(
         [(_, value, msg)] = got.results
         waited_ms = msg.timestamp()[1] - value["timing"]["kafka_timestamp_ms"]
         budget_ms = 200 + value["timing"]["inference_ms"]
-        print(f"lone message: {waited_ms} ms, budget {budget_ms:.1f} ms + produce; {value['timing']}")
+        print(
+            f"lone message: {waited_ms} ms, budget {budget_ms:.1f} ms + produce; {value['timing']}"
+        )
         assert 190 <= waited_ms <= budget_ms + 60  # the deadline closes it; 60 ms to produce
     finally:
         w.signal(signal.SIGTERM)

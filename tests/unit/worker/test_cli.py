@@ -40,3 +40,26 @@ def test_topics_apply_against_an_unreachable_broker_fails_fast_naming_it() -> No
     assert "cannot reach Kafka at 127.0.0.1:1 within 3s" in out.stderr
     assert elapsed < 20
     assert len(out.stderr.splitlines()) == 1  # one line, no librdkafka reconnect spam
+
+
+def test_a_bad_setting_exits_2_naming_it() -> None:
+    env = dict(os.environ, SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE="zero")
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "run"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 2
+    assert "setting 'batching.max_batch_size'" in out.stderr and "'zero'" in out.stderr
+
+
+def test_classify_prints_the_outbound_json(smoke_artifact: object) -> None:
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "classify", "--model", str(smoke_artifact),
+         "my card was declined!!"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    assert printed["topic"].startswith("support.")
+    assert printed["value"]["message"]["text"] == "my card was declined!!"
+    assert set(printed["value"]["predictions"]) == {"intent", "urgency", "sentiment", "action"}

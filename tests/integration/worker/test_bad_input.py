@@ -1,0 +1,75 @@
+"""Every kind of bad input ends in the dead-letter topic or a correct route, never a crash."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from tests.integration.worker.harness import make_topics, read_committed, start_worker
+
+MB = 1_000_000
+ODD = "nul\u0000 ctl\x07 emoji \U0001f621 rtl \u05e9\u05dc\u05d5\u05dd"
+DEEP = b'{"message_id": "d", "text": "x", "a": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+
+
+def _json(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+CASES: list[tuple[str, bytes | None, bytes, str]] = [
+    # (key, produced key, value, where it must land: a route, or dlq:<stage>)
+    ("not-json", b"k", b"this is not json", "dlq:decode"),
+    ("bad-utf8", b"k", b'{"message_id": "x", "text": "\xc3\x28"}', "dlq:decode"),
+    ("array", b"k", b"[1, 2, 3]", "dlq:validate"),
+    ("no-id", b"k", b'{"text": "hello"}', "dlq:validate"),
+    ("int-id", b"k", b'{"message_id": 42, "text": "hello"}', "dlq:validate"),
+    ("no-text", b"k", b'{"message_id": "no-text"}', "dlq:validate"),
+    ("int-text", b"k", b'{"message_id": "int-text", "text": 7}', "dlq:validate"),
+    ("nested-meta", b"k", _json(message_id="nm", text="hi", metadata={"a": {"b": {"c": 1}}}),
+     "dlq:validate"),
+    ("huge-meta", b"k", _json(message_id="hm", text="hi", metadata={f"k{i}": i for i in range(5000)}),
+     "dlq:validate"),
+    ("deep-json", b"k", DEEP, "dlq:decode"),
+    ("one-mb", b"k", _json(message_id="big", text="a" * MB), "dlq:validate"),
+    ("empty", b"k", b'{"message_id": "empty", "text": ""}', "escalate"),
+    ("null-key", None, b'{"message_id": "null-key", "text": "where is my refund"}', "route"),
+    ("odd-chars", b"k", _json(message_id="odd", text=ODD), "route"),
+]  # fmt: skip
+
+
+def test_bad_input_ends_in_the_dlq_or_a_route(
+    kafka_bootstrap: str, make_topic: Callable[..., str], smoke_artifact: Path, tmp_path: Path
+) -> None:
+    topics = make_topics(make_topic, partitions=1)
+    p = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4 * MB})
+    for name, key, value, _ in CASES:
+        p.produce(topics.inbound, key=key, value=value, headers=[("case", name.encode())])
+    assert p.flush(30) == 0
+    tag = uuid.uuid4().hex[:8]
+    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=f"g-{tag}",
+                     txn_id=f"t-{tag}")  # fmt: skip
+    try:
+        w.wait_ready()
+        got = read_committed(kafka_bootstrap, topics, len(CASES), timeout=60)
+        landed: dict[str, str] = {}
+        for _, headers in got.dead:
+            landed[headers["case"].decode()] = "dlq:" + headers["x-error-stage"].decode()
+        for _, value, msg in got.results:
+            landed[dict(msg.headers())["case"].decode()] = value["route"]
+        for name, _, _, expected in CASES:
+            where = landed.get(name)
+            assert where is not None, f"{name} was dropped"
+            if expected == "route":
+                assert where in ("escalate", "auto_resolve", "more_info"), (name, where)
+            else:
+                assert where == expected, (name, where)
+        assert len(got.dead) + len(got.results) == len(CASES)
+        assert w.proc.poll() is None, "the worker must survive all of it"
+    finally:
+        w.signal(signal.SIGTERM)
+        assert w.wait(30) == 0
