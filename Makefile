@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 .PHONY: help install lint test demo kafka-up kafka-down kafka-status clean
 
 help:
-	@echo "make demo        start the local broker and topics (see README)"
+	@echo "make demo        broker, topics, model, worker, sample traffic and a live view"
 	@echo "make test        install, lint, start a broker, run every test, stop it"
 	@echo "make lint        ruff check, ruff format --check, mypy"
 	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
@@ -47,12 +47,10 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(KAFKA) run -- $(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The main job: broker + topics + a model (trained if models/current is missing) +
+# the worker + sample traffic + a live view. Ctrl-C stops what it started.
 demo: $(STAMP)
-	@bootstrap=$$($(KAFKA) up) && \
-	$(VENV)/bin/support-worker topics apply --bootstrap-servers "$$bootstrap" $(if $(KAFKA_BOOTSTRAP_SERVERS),,--replication-factor 1) && \
-	echo && echo "Kafka is running at $$bootstrap with the topics of deploy/topics.yaml." && \
-	$(KAFKA) status && \
-	echo "Stop it with: make kafka-down"
+	$(PY) -m worker.demo
 
 kafka-up: $(STAMP)
 	@$(KAFKA) up

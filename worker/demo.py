@@ -1,0 +1,188 @@
+"""`make demo`: broker + topics + a model (trained on the spot if missing) + the worker,
+a sample of varied messages, and a live view of every route topic and the DLQ.
+
+Ctrl-C stops the worker and the broker this demo started. With KAFKA_BOOTSTRAP_SERVERS
+set it uses that cluster and starts no broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+
+from worker.kafka_io import to_record
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_TOOL = REPO / "deploy" / "local-kafka" / "kafka"
+MODELS = REPO / "models"
+CURRENT = MODELS / "current"
+ADMIN_PORT = 9400
+
+SAMPLES: list[tuple[str, str | None]] = [
+    ("Hi, I was charged twice for my subscription this month, can you check?", "calm billing"),
+    ("WTF!!! My card got declined AGAIN at the store. FIX THIS NOW!", "angry, caps"),
+    ("i cant log in to my acount, pasword reset isnt wroking", "typos"),
+    ("WHERE IS MY REFUND FOR THE CANCELLED FLIGHT", "all caps"),
+    ("just wondering what your opening hours are on sunday, thanks", "calm question"),
+    ("This is ridiculous, someone stole my card and made purchases", "fraud, angry"),
+    ("Ugh, the app keeps crashing when I open payments...", "frustrated"),
+    ("please cancel my hotel reservation for tomorrow", "refund"),
+    ("   ", "empty text"),
+    ("hola, ¿cómo cambio mi PIN? 🙂", "non-English, emoji"),
+]
+MALFORMED = b'{"message_id": "demo-malformed", "text": "missing the closing brace"'
+
+
+def say(msg: str) -> None:
+    print(f"\033[1m==> {msg}\033[0m", flush=True)
+
+
+def broker() -> tuple[str, bool]:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        say(f"using the cluster at {external} (KAFKA_BOOTSTRAP_SERVERS)")
+        return external, False
+    running = subprocess.run([sys.executable, str(KAFKA_TOOL), "status"], capture_output=True)
+    out = subprocess.run([sys.executable, str(KAFKA_TOOL), "up"], stdout=subprocess.PIPE,
+                         text=True, check=True)  # fmt: skip
+    return out.stdout.strip(), running.returncode != 0
+
+
+def apply_topics(bootstrap: str, local: bool) -> None:
+    cmd = [sys.executable, "-m", "worker.cli", "topics", "apply", "--bootstrap-servers", bootstrap,
+           "--file", str(REPO / "deploy" / "topics.yaml")]  # fmt: skip
+    if local:
+        cmd += ["--replication-factor", "1"]
+    subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def ensure_model() -> Path:
+    if (CURRENT / "manifest.json").exists():
+        say(f"model: {CURRENT.resolve()}")
+        return CURRENT
+    from trainer.data import clinc
+
+    clinc_path = clinc.default_path() or (REPO.parent / "shared/data/clinc150/data_oos_plus.json")
+    out = MODELS / "demo"
+    cmd = [sys.executable, "-m", "trainer.cli", "train", "--preset", "demo", "--out", str(out)]
+    if clinc_path.exists():
+        say(
+            f"no models/current: training MiniLM on a CLINC150 subset ({clinc_path}), a few minutes"
+        )
+        cmd += ["--clinc-path", str(clinc_path)]
+    else:
+        say("no models/current and no CLINC150 file: training MiniLM on synthetic messages")
+        cmd += ["--source", "synthetic", "--synthetic-per-intent", "300"]
+    subprocess.run(cmd, check=True, cwd=REPO)
+    if CURRENT.is_symlink() or CURRENT.exists():
+        CURRENT.unlink()
+    CURRENT.symlink_to(out.name)
+    return CURRENT
+
+
+def start_worker(bootstrap: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+               SUPPORT_WORKER_MODEL__PATH=str(CURRENT), SUPPORT_WORKER_ADMIN_PORT=str(ADMIN_PORT),
+               SUPPORT_WORKER_GROUP_ID="support-router-demo")  # fmt: skip
+    (REPO / ".kafka").mkdir(exist_ok=True)
+    log = REPO / ".kafka" / "demo-worker.log"
+    say(f"starting the worker (log: {log}, admin: http://127.0.0.1:{ADMIN_PORT}/metrics)")
+    with log.open("wb") as fh:
+        # Its own session: Ctrl-C in the terminal reaches only this demo, which then sends
+        # the worker exactly one SIGTERM (a second signal would make it exit at once).
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], cwd=REPO, env=env,
+                                stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"the worker exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    say("worker ready: model warmed up, transactions initialized, subscribed")
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.5)
+    proc.terminate()
+    sys.exit(f"the worker was not ready within 120 s; see {log}")
+
+
+def produce_samples(bootstrap: str, topic: str) -> None:
+    p = Producer({"bootstrap.servers": bootstrap})
+    run = uuid.uuid4().hex[:6]
+    for i, (text, _) in enumerate(SAMPLES):
+        msg = {"message_id": f"demo-{run}-{i}", "conversation_id": f"conv-{i}", "text": text,
+               "channel": "chat"}  # fmt: skip
+        p.produce(topic, key=msg["conversation_id"].encode(), value=json.dumps(msg).encode(),
+                  headers=[("traceparent", f"00-{run}{i:02d}-01".encode())])  # fmt: skip
+    p.produce(topic, key=b"conv-bad", value=MALFORMED)
+    p.flush(10)
+    say(f"produced {len(SAMPLES)} messages and 1 malformed record to {topic}")
+
+
+def watch(bootstrap: str, topics: list[str], dlq: str, inbound: str) -> None:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-view-{uuid.uuid4().hex[:6]}",
+                  "isolation.level": "read_committed", "auto.offset.reset": "latest"})  # fmt: skip
+    c.subscribe([*topics, dlq])
+    deadline = time.monotonic() + 30
+    while not c.assignment() and time.monotonic() < deadline:
+        c.poll(0.2)  # be assigned (at the end of each topic) before anything is produced
+    say("live view of " + ", ".join([*topics, dlq]) + " (Ctrl-C stops everything)")
+    produce_samples(bootstrap, inbound)
+    while True:
+        for m in c.consume(100, timeout=0.5):
+            if m.error():
+                continue
+            rec = to_record(m)
+            if rec.topic == dlq:
+                h = {k: v.decode(errors="replace") for k, v in rec.headers}
+                print(f"  {'DLQ':<22} stage={h.get('x-error-stage')} type={h.get('x-error-type')}: "
+                      f"{h.get('x-error-message', '')[:70]}", flush=True)  # fmt: skip
+                continue
+            v = json.loads(rec.value or b"{}")
+            p = v["predictions"] or {}
+            labels = " ".join(f"{h}={x['label']}({x['confidence']:.2f})" for h, x in p.items())
+            text = v["message"]["text"].strip().replace("\n", " ")[:48] or "<empty>"
+            print(f"  {m.topic():<22} {v['routing']['reason']:<15} {labels or '-':<95} {text}",
+                  flush=True)  # fmt: skip
+
+
+def main() -> int:
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    bootstrap, started_broker = broker()
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        apply_topics(
+            bootstrap, local=started_broker or not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        )
+        ensure_model()
+        worker = start_worker(bootstrap)
+        names = ["support.escalate", "support.auto_resolve", "support.more_info"]
+        watch(bootstrap, names, "support.dlq", "support.inbound")
+    except KeyboardInterrupt:
+        print()
+        say("stopping")
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            code = worker.wait(60)
+            say(f"worker exited with {code}")
+        if started_broker:
+            subprocess.run([sys.executable, str(KAFKA_TOOL), "down"], check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
