@@ -21,6 +21,8 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +41,7 @@ from worker import codec
 from worker.admin import Health
 from worker.batching import Batcher, BatchLimits
 from worker.errors import FatalKafkaError
-from worker.inference import Classifier
+from worker.inference import BatchOutput, Classifier
 from worker.kafka_io import to_record
 from worker.metrics import Metrics
 from worker.routing import RoutingPolicy
@@ -95,6 +97,10 @@ class Pipeline:
         )
         self.stopping = False
         self.eos = settings.mode == "exactly_once"
+        self.carry: list[Any] = []  # records poll() returned while a batch was in the model
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        # Wait this long for a forward pass before keeping the group alive by polling.
+        self._poll_slice_s = settings.max_poll_interval_ms / 1000 / 4
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -122,6 +128,8 @@ class Pipeline:
                 # Nothing waiting: return at the first arrival, which opens the batch clock.
                 want, wait = 1, IDLE_POLL_S
             msgs = self.consumer.consume(num_messages=want, timeout=min(wait, IDLE_POLL_S))
+            if self.carry:
+                msgs, self.carry = [*self.carry, *msgs], []
             if msgs:
                 self.accept(msgs)
             if self.batcher.ready():
@@ -131,6 +139,7 @@ class Pipeline:
 
     def close(self) -> None:
         """Leave the group (partitions move now, not after session.timeout) and flush."""
+        self._model_thread.shutdown(wait=True)
         self.consumer.close()
         self.producer.flush(self.s.commit_timeout_s)
 
@@ -199,7 +208,7 @@ class Pipeline:
         def run(group: list[Item], retry: bool) -> None:
             nonlocal total_ms
             try:
-                out = self.classifier.predict([i.ids for i in group])
+                out = self.predict_keeping_membership([i.ids for i in group])
                 self.metrics.model_calls.inc()
             except Exception as exc:  # noqa: BLE001 - any model failure is isolated, not fatal
                 self.metrics.model_calls.inc()
@@ -220,6 +229,33 @@ class Pipeline:
         if items:
             run(items, retry=True)
         return rows, failures, total_ms
+
+    def predict_keeping_membership(self, batch: list[list[int]]) -> BatchOutput:
+        """The forward pass, polling with every partition paused while it runs long.
+
+        A forward pass longer than max.poll.interval.ms would get this member thrown out
+        of the group. Paused, poll() fetches nothing but keeps the membership (and serves
+        rebalance callbacks); anything it does return is carried, never dropped.
+        """
+        future = self._model_thread.submit(self.classifier.predict, batch)
+        try:
+            return future.result(timeout=self._poll_slice_s)
+        except FutureTimeout:
+            pass
+        paused = self.consumer.assignment()
+        self.consumer.pause(paused)
+        log.warning("slow_inference_polling_paused", size=len(batch), partitions=len(paused))
+        try:
+            while True:
+                try:
+                    return future.result(timeout=min(1.0, self._poll_slice_s))
+                except FutureTimeout:
+                    msg = self.consumer.poll(0)
+                    if msg is not None:
+                        self.carry.append(msg)
+        finally:
+            owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            self.consumer.resume([tp for tp in paused if (tp.topic, tp.partition) in owned])
 
     def route(
         self, item: Item, row: Any, failure: Exception | None, ctx: codec.ResultContext

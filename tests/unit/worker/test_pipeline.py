@@ -69,3 +69,50 @@ def test_next_offsets_are_last_plus_one_per_partition() -> None:
         codec.Record("t", p, o, None, None, [], None) for p, o in [(0, 5), (1, 9), (0, 7), (0, 6)]
     ]
     assert [(tp.partition, tp.offset) for tp in next_offsets(recs)] == [(0, 8), (1, 10)]
+
+
+class RecordingConsumer:
+    """Just enough of a Consumer to watch pause/poll/resume around a slow forward pass."""
+
+    def __init__(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        self.owned = [TopicPartition("in", 0), TopicPartition("in", 1)]
+        self.calls: list[str] = []
+
+    def assignment(self) -> list[Any]:
+        return self.owned
+
+    def pause(self, parts: list[Any]) -> None:
+        self.calls.append(f"pause:{len(parts)}")
+
+    def resume(self, parts: list[Any]) -> None:
+        self.calls.append(f"resume:{len(parts)}")
+
+    def poll(self, timeout: float) -> Any:
+        self.calls.append("poll")
+        return (
+            "a record fetched before the pause took effect"
+            if self.calls.count("poll") == 1
+            else None
+        )
+
+
+class SlowModel(FlakyModel):
+    def predict(self, batch: list[list[int]]) -> BatchOutput:
+        import time
+
+        time.sleep(1.6)
+        return super().predict(batch)
+
+
+def test_a_slow_forward_pass_keeps_polling_with_partitions_paused() -> None:
+    consumer = RecordingConsumer()
+    settings = WorkerSettings(max_poll_interval_ms=1000)  # wait 0.25 s, then poll while paused
+    pipeline = Pipeline(settings, cast(Classifier, SlowModel()), RoutingPolicy(), cast(Any, consumer),
+                        cast(Any, None), Metrics(), Health(stale_after_s=30))  # fmt: skip
+    rows, failures, _ = pipeline.infer([_item(0, [1, 2])])
+    assert len(rows) == 1 and not failures
+    assert consumer.calls[0] == "pause:2" and consumer.calls[-1] == "resume:2"
+    assert consumer.calls.count("poll") >= 1
+    assert pipeline.carry == ["a record fetched before the pause took effect"]  # kept, not dropped
