@@ -109,8 +109,9 @@ class SlowModel(FlakyModel):
 def test_a_slow_forward_pass_keeps_polling_with_partitions_paused() -> None:
     consumer = RecordingConsumer()
     settings = WorkerSettings(max_poll_interval_ms=1000)  # wait 0.25 s, then poll while paused
-    pipeline = Pipeline(settings, cast(Classifier, SlowModel()), RoutingPolicy(), cast(Any, consumer),
-                        cast(Any, None), Metrics(), Health(stale_after_s=30))  # fmt: skip
+    model = cast(Classifier, SlowModel())
+    pipeline = Pipeline(settings, model, RoutingPolicy(), cast(Any, consumer), cast(Any, None),
+                        Metrics(), Health(stale_after_s=30))  # fmt: skip
     rows, failures, _ = pipeline.infer([_item(0, [1, 2])])
     assert len(rows) == 1 and not failures
     assert consumer.calls[0] == "pause:2" and consumer.calls[-1] == "resume:2"
