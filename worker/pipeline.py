@@ -370,6 +370,8 @@ class Pipeline:
     ) -> None:  # fmt: skip
         m = self.metrics
         now_ms = time.time() * 1000
+        # Message text reaches the log only with log_text set: support chats hold personal data.
+        debug = self.s.log_level == "debug"
         m.batches.inc()
         m.batch_size.observe(len(items))
         m.batch_tokens.observe(sum(len(i.ids) for i in items))
@@ -385,11 +387,23 @@ class Pipeline:
                 m.dead_letters.labels(stage).inc()
                 r = item.record
                 reason = dict(out.headers).get("x-error-message", b"").decode()
+                extra = (
+                    {"value": (r.value or b"")[:200].decode(errors="replace")}
+                    if self.s.log_text
+                    else {}
+                )
                 log.warning("dead_letter", stage=stage, topic=r.topic, partition=r.partition,
-                            offset=r.offset, reason=reason)  # fmt: skip
+                            offset=r.offset, reason=reason, **extra)  # fmt: skip
                 continue
             route = out.route.removesuffix(":low")
             m.messages_out.labels(route).inc()
+            if debug:
+                outcome = item.outcome
+                assert isinstance(outcome, codec.Accepted)
+                text = {"text": outcome.text[:200]} if self.s.log_text else {}
+                log.debug("routed", message_id=outcome.message_id, topic=item.record.topic,
+                          partition=item.record.partition, offset=item.record.offset,
+                          route=route, **text)  # fmt: skip
             if out.route.endswith(":low"):
                 m.low_confidence.inc()
             row = rows.get(id(item))

@@ -1,0 +1,1 @@
+"""Data sources and the labelled-example format the trainer reads and writes."""
