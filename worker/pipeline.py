@@ -50,6 +50,10 @@ from worker.settings import WorkerSettings
 log = structlog.get_logger("worker")
 
 CONSUME_CHUNK = 500
+# Delivery errors that are about the record itself: retrying cannot help.
+RECORD_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
+                           KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG,
+                           KafkaError.INVALID_MSG_SIZE, KafkaError.POLICY_VIOLATION})  # fmt: skip
 IDLE_POLL_S = 0.1
 
 
@@ -265,49 +269,73 @@ class Pipeline:
     # -- the commit protocol -----------------------------------------------------
 
     def commit(self, outgoing: list[Outgoing], items: list[Item]) -> bool:
-        """Outputs and offsets together (see the module docstring); False when aborted."""
+        """Outputs and offsets together (see the module docstring); False when aborted.
+
+        A record the broker refuses on its own merits (too large, invalid) would abort
+        every retry of its batch. After such an abort the refused records become dead
+        letters (stage ``produce``, original bytes kept) and the batch is committed once
+        more without a rewind. The broker refuses a whole produce request, so records
+        that shared the request with the culprit are dead-lettered too.
+        """
         offsets = next_offsets(item.record for item in items)
-        try:
-            if not self.eos:
-                return self._commit_at_least_once(outgoing, offsets)
-            # Step 1
-            self.producer.begin_transaction()
-            # Step 2
-            for out in outgoing:
-                self._produce(out)
-            # Step 3
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), self.s.commit_timeout_s
-            )
-            # Step 4
-            self.producer.commit_transaction(self.s.commit_timeout_s)
-            return True
-        except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            if err.fatal():
-                raise FatalKafkaError(f"producer: {err}") from None
-            log.warning("transaction_aborted", error=str(err), batch=len(items))
-            self.metrics.aborts.inc()
-            if self.eos:
-                self._abort()
-            self.rewind()
-            return False
+        for attempt in (1, 2):
+            failed: dict[int, KafkaError] = {}
+            try:
+                self._commit_once(outgoing, offsets, failed)
+                return True
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.fatal():
+                    raise FatalKafkaError(f"producer: {err}") from None
+                log.warning("transaction_aborted", error=str(err), batch=len(items))
+                self.metrics.aborts.inc()
+                if self.eos:
+                    self._abort()
+                self.producer.poll(0)  # serve the delivery reports that name the refused
+                refused = {i for i, e in failed.items() if e.code() in RECORD_ERRORS}
+                if not refused or attempt == 2:
+                    break
+                outgoing = [
+                    _produce_dead_letter(items[i], failed[i], self.s) if i in refused else out
+                    for i, out in enumerate(outgoing)
+                ]
+        self.rewind()
+        return False
 
-    def _commit_at_least_once(
-        self, outgoing: list[Outgoing], offsets: list[TopicPartition]
-    ) -> bool:
-        failed: list[KafkaError] = []
+    def _commit_once(
+        self,
+        outgoing: list[Outgoing],
+        offsets: list[TopicPartition],
+        failed: dict[int, KafkaError],
+    ) -> None:
+        def report(i: int) -> Callable[[KafkaError | None, Any], None]:
+            def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+                if err is not None:
+                    failed[i] = err
 
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                failed.append(err)
+            return on_delivery
 
-        for out in outgoing:
-            self._produce(out, on_delivery)
-        if self.producer.flush(self.s.commit_timeout_s) > 0 or failed:
-            raise KafkaException(failed[0] if failed else KafkaError(KafkaError._TIMED_OUT))
-        self.consumer.commit(offsets=offsets, asynchronous=False)
-        return True
+        def produce_all() -> None:
+            for i, out in enumerate(outgoing):
+                self._produce(out, report(i))
+
+        if not self.eos:
+            produce_all()
+            if self.producer.flush(self.s.commit_timeout_s) > 0 or failed:
+                first = next(iter(failed.values()), KafkaError(KafkaError._TIMED_OUT))
+                raise KafkaException(first)
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+            return
+        # Step 1
+        self.producer.begin_transaction()
+        # Step 2
+        produce_all()
+        # Step 3
+        self.producer.send_offsets_to_transaction(
+            offsets, self.consumer.consumer_group_metadata(), self.s.commit_timeout_s
+        )
+        # Step 4
+        self.producer.commit_transaction(self.s.commit_timeout_s)
 
     def _produce(self, out: Outgoing, on_delivery: Callable[..., None] | None = None) -> None:
         while True:
@@ -454,6 +482,15 @@ def to_outgoing(
     headers = codec.result_headers(r, classifier.model_info["version"])
     tag = decision.route + (":low" if decision.reason == "low_confidence" else "")
     return Outgoing(settings.topics.for_route(decision.route), r.key, value, headers, tag)
+
+
+def _produce_dead_letter(item: Item, err: KafkaError, settings: WorkerSettings) -> Outgoing:
+    r = item.record
+    rejected = codec.Rejected(
+        r, "produce", err.name(), f"the broker refused the result: {err.str()}"
+    )
+    return Outgoing(settings.topics.dlq, r.key, r.value, codec.dead_letter_headers(rejected),
+                    "dlq:produce")  # fmt: skip
 
 
 def next_offsets(records: Any) -> list[TopicPartition]:

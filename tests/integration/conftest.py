@@ -51,10 +51,10 @@ def make_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
     """Create a topic whose name no other test uses; deleted after the test."""
     created: list[str] = []
 
-    def _make(prefix: str = "t", partitions: int = 1) -> str:
+    def _make(prefix: str = "t", partitions: int = 1, config: dict[str, str] | None = None) -> str:
         name = f"{prefix}.{uuid.uuid4().hex[:12]}"
         futures = kafka_admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})]
         )
         futures[name].result(timeout=30)
         created.append(name)

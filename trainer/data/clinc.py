@@ -11,7 +11,11 @@ from typing import Any
 from trainer.errors import DataError, SourceUnavailableError
 
 # labels.md's protocol: which raw parts feed which of our splits.
-PROTOCOL = {"train": ("train", "oos_train"), "val": ("val", "oos_val"), "test": ("test", "oos_test")}
+PROTOCOL = {
+    "train": ("train", "oos_train"),
+    "val": ("val", "oos_val"),
+    "test": ("test", "oos_test"),
+}
 HUB_ID, HUB_CONFIG = "clinc_oos", "plus"
 HUB_PROBE_URL = "https://huggingface.co/api/datasets/clinc_oos"
 HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
@@ -34,7 +38,11 @@ def load_local(path: Path) -> Rows:
             if part not in doc:
                 raise DataError(f"missing key {part!r} of the released format", path=str(path))
             for i, item in enumerate(doc[part]):
-                if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+                if not (
+                    isinstance(item, list)
+                    and len(item) == 2
+                    and all(isinstance(x, str) for x in item)
+                ):
                     raise DataError(f"{part}[{i}] is not [text, intent]", path=str(path))
                 rows[split].append((item[0], item[1]))
     return rows

@@ -16,10 +16,25 @@ FALLBACK_INTENT = "general_question"
 PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
     "support": {
         "refund_request": ("cancel_reservation", "damaged_card"),
-        "billing_issue": ("bill_due", "pay_bill", "min_payment", "bill_balance", "transfer",
-                          "balance", "spending_history", "transactions"),  # fmt: skip
-        "account_access": ("freeze_account", "pin_change", "account_blocked", "routing",
-                           "user_name", "change_user_name", "credit_limit_change"),  # fmt: skip
+        "billing_issue": (
+            "bill_due",
+            "pay_bill",
+            "min_payment",
+            "bill_balance",
+            "transfer",
+            "balance",
+            "spending_history",
+            "transactions",
+        ),
+        "account_access": (
+            "freeze_account",
+            "pin_change",
+            "account_blocked",
+            "routing",
+            "user_name",
+            "change_user_name",
+            "credit_limit_change",
+        ),
         "technical_problem": ("report_fraud", "card_declined", "report_lost_card"),
     },
     # The notebook's own mapping; cancel_order is not a CLINC intent and matches nothing.

@@ -33,7 +33,9 @@ class Example:
         return asdict(self)
 
 
-def with_heuristics(text: str, intent: str | None, source: str = "", **given: str | None) -> Example:
+def with_heuristics(
+    text: str, intent: str | None, source: str = "", **given: str | None
+) -> Example:
     """Fill the labels the caller did not give from the rules (needs intent for two of them)."""
     sentiment = given.get("sentiment") or labeling.sentiment(text)
     urgency = given.get("urgency") or (labeling.urgency(text, intent) if intent else None)

@@ -38,12 +38,14 @@ class Topics:
         return {f"SUPPORT_WORKER_TOPICS__{k.upper()}": v for k, v in self.__dict__.items()}
 
 
-def make_topics(make_topic: Callable[..., str], partitions: int = 4) -> Topics:
+def make_topics(
+    make_topic: Callable[..., str], partitions: int = 4, route_config: dict[str, str] | None = None
+) -> Topics:
     return Topics(
         inbound=make_topic("in", partitions),
-        escalate=make_topic("esc", 2),
-        auto_resolve=make_topic("auto", 2),
-        more_info=make_topic("more", 2),
+        escalate=make_topic("esc", 2, route_config),
+        auto_resolve=make_topic("auto", 2, route_config),
+        more_info=make_topic("more", 2, route_config),
         dlq=make_topic("dlq", 1),
     )
 

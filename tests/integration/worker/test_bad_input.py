@@ -74,3 +74,34 @@ def test_bad_input_ends_in_the_dlq_or_a_route(
     finally:
         w.signal(signal.SIGTERM)
         assert w.wait(30) == 0
+
+
+def test_a_result_the_broker_refuses_becomes_a_produce_dead_letter(
+    kafka_bootstrap: str, make_topic: Callable[..., str], smoke_artifact: Path, tmp_path: Path
+) -> None:
+    # Route topics that take a normal result but not one carrying a 3,000-char text.
+    topics = make_topics(make_topic, partitions=1, route_config={"max.message.bytes": "1500"})
+    p = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i, text in enumerate(["where is my refund", "x " * 1500, "my card was declined"]):
+        p.produce(topics.inbound, key=f"k{i}".encode(), value=_json(message_id=f"m{i}", text=text))
+    assert p.flush(30) == 0
+    tag = uuid.uuid4().hex[:8]
+    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=f"g-{tag}",
+                     txn_id=f"t-{tag}", BATCHING__MAX_WAIT_MS="500")  # fmt: skip
+    try:
+        w.wait_ready()
+        got = read_committed(kafka_bootstrap, topics, 3, timeout=60)
+        # Nothing lost, nothing doubled, the worker not stuck retrying: the culprit is a
+        # produce dead letter. The broker refuses whole requests, so a result that shared
+        # the culprit's request may be dead-lettered with it (original bytes kept).
+        dead = dict(got.dead)
+        routed = {v["message_id"] for _, v, _ in got.results}
+        assert "k1" in dead and "m1" not in routed
+        assert len(dead) + len(routed) == 3 and len(got.dead) == len(dead)
+        for headers in dead.values():
+            assert headers["x-error-stage"] == b"produce"
+            assert headers["x-error-type"] == b"MSG_SIZE_TOO_LARGE"
+        assert w.metric("support_transaction_aborts_total") == 1
+    finally:
+        w.signal(signal.SIGTERM)
+        assert w.wait(30) == 0

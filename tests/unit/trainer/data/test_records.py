@@ -30,8 +30,14 @@ def test_missing_labels_are_filled_by_the_heuristics(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"text": "ok"}\n{"intent": "billing_issue"}\n', r"d.jsonl:2: missing or empty text \(field 'text'\)"),
-        ('{"text": "ok", "urgency": "extreme"}\n', r"d.jsonl:1: unknown urgency label 'extreme'.*\(field 'urgency'\)"),
+        (
+            '{"text": "ok"}\n{"intent": "billing_issue"}\n',
+            r"d.jsonl:2: missing or empty text \(field 'text'\)",
+        ),
+        (
+            '{"text": "ok", "urgency": "extreme"}\n',
+            r"d.jsonl:1: unknown urgency label 'extreme'.*\(field 'urgency'\)",
+        ),
         ('{"text": "ok"}\n{"text": "broken\n', r"d.jsonl:2: not valid JSON"),
         ('["text"]\n', r"d.jsonl:1: expected a JSON object"),
         ("", r"d.jsonl: no examples"),

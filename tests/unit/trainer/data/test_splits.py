@@ -19,9 +19,17 @@ needs_clinc = pytest.mark.skipif(not CLINC_FILE.exists(), reason=f"{CLINC_FILE} 
 @needs_clinc
 def test_build_data_is_deterministic_and_covers_every_intent(tmp_path: Path) -> None:
     for out in ("a", "b"):
-        assert main(["build-data", "--clinc-path", str(CLINC_FILE), "--out", str(tmp_path / out)]) == 0
+        assert (
+            main(["build-data", "--clinc-path", str(CLINC_FILE), "--out", str(tmp_path / out)]) == 0
+        )
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["stats.json", "test_clean.jsonl", "test_noisy.jsonl", "train.jsonl", "val.jsonl"]
+    assert files == [
+        "stats.json",
+        "test_clean.jsonl",
+        "test_noisy.jsonl",
+        "train.jsonl",
+        "val.jsonl",
+    ]
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
@@ -36,17 +44,29 @@ def test_build_data_is_deterministic_and_covers_every_intent(tmp_path: Path) -> 
 
 @needs_clinc
 def test_another_seed_gives_other_data(tmp_path: Path) -> None:
-    main(["build-data", "--clinc-path", str(CLINC_FILE), "--out", str(tmp_path / "a"), "--limit", "300"])
-    main(["build-data", "--clinc-path", str(CLINC_FILE), "--out", str(tmp_path / "b"), "--limit", "300",
-          "--seed", "7"])  # fmt: skip
-    assert (tmp_path / "a" / "train.jsonl").read_bytes() != (tmp_path / "b" / "train.jsonl").read_bytes()
+    main(
+        [
+            "build-data",
+            "--clinc-path",
+            str(CLINC_FILE),
+            "--out",
+            str(tmp_path / "a"),
+            "--limit",
+            "300",
+        ]
+    )
+    base = ["build-data", "--clinc-path", str(CLINC_FILE), "--limit", "300"]
+    main([*base, "--out", str(tmp_path / "b"), "--seed", "7"])
+    assert (tmp_path / "a" / "train.jsonl").read_bytes() != (
+        tmp_path / "b" / "train.jsonl"
+    ).read_bytes()
 
 
 def test_the_hub_fails_fast_and_clearly_when_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     # An address nothing listens on stands in for a hub this machine cannot reach.
     monkeypatch.setattr(clinc, "HUB_PROBE_URL", "http://127.0.0.1:1/api/datasets/clinc_oos")
     started = time.monotonic()
-    with pytest.raises(SourceUnavailableError, match="not reachable.*--clinc-path"):
+    with pytest.raises(SourceUnavailableError, match=r"not reachable.*--clinc-path"):
         clinc.load_hub(timeout_s=5)
     assert time.monotonic() - started < 10
 
@@ -55,4 +75,6 @@ def test_synthetic_source_is_deterministic(tmp_path: Path) -> None:
     for out in ("a", "b"):
         main(["build-data", "--source", "synthetic", "--synthetic-per-intent", "20",
               "--out", str(tmp_path / out)])  # fmt: skip
-    assert (tmp_path / "a" / "train.jsonl").read_bytes() == (tmp_path / "b" / "train.jsonl").read_bytes()
+    assert (tmp_path / "a" / "train.jsonl").read_bytes() == (
+        tmp_path / "b" / "train.jsonl"
+    ).read_bytes()
