@@ -97,6 +97,12 @@ class WorkerProc:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def wait_batches(self, n: int, timeout: float = 60) -> None:
+        """Until n batches are committed: 'mid-backlog' for the crash and stop tests."""
+        deadline = time.monotonic() + timeout
+        while self.metric("support_batches_total") < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 

@@ -118,9 +118,7 @@ def test_sigkill_mid_backlog_then_restart_loses_and_doubles_nothing(
     ids = _ids(BATCHING__MAX_BATCH_SIZE="16")
     first = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, **ids)
     first.wait_ready()
-    deadline = time.monotonic() + 60
-    while first.metric("support_batches_total") < 20 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    first.wait_batches(20)
     kill(first)
     done_before = first.log_lines()
     assert sum(e.get("event") == "batch_committed" for e in done_before) >= 20
@@ -147,9 +145,7 @@ def test_two_workers_share_the_group_and_one_leaves_mid_run(
     try:
         a.wait_ready()
         b.wait_ready()
-        deadline = time.monotonic() + 60
-        while a.metric("support_batches_total") < 10 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        a.wait_batches(10)
         a.signal(signal.SIGTERM)
         assert a.wait(30) == 0, a.tail()
         got = read_committed(kafka_bootstrap, topics, 4000)
@@ -172,9 +168,7 @@ def test_sigterm_mid_backlog_exits_0_with_a_gap_free_prefix(
     w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path,
                      **_ids(BATCHING__MAX_BATCH_SIZE="16", SHUTDOWN_GRACE_S="20"))  # fmt: skip
     w.wait_ready()
-    deadline = time.monotonic() + 60
-    while w.metric("support_batches_total") < 20 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    w.wait_batches(20)
     started = time.monotonic()
     w.signal(signal.SIGTERM)
     assert w.wait(25) == 0, w.tail()
