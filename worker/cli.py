@@ -38,6 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("text")
     classify.set_defaults(handler=_classify)
 
+    bench = commands.add_parser("bench", help="throughput and latency, side by side in one run")
+    bench.add_argument("--model", type=Path, default=Path("models/current"))
+    bench.add_argument("--source", choices=["kafka", "memory"], default="kafka",
+                       help="memory: no broker (the GPU machine)")  # fmt: skip
+    bench.add_argument("--quick", action="store_true", help="smaller runs, < 5 min on 2 cores")
+    bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument("--batch-tokens", type=int, default=4096)
+    bench.add_argument("--max-wait-ms", type=float, default=25.0)
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--dtype", default="auto")
+    bench.add_argument("--threads", type=int)
+    bench.add_argument("--json", type=Path, help="write the JSON report here")
+    bench.set_defaults(handler=_bench)
+
     topics = commands.add_parser("topics", help="manage the topics declared in deploy/topics.yaml")
     topic_cmds = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
     apply = topic_cmds.add_parser(
@@ -148,6 +162,19 @@ def _classify(args: argparse.Namespace) -> int:
     out = to_outgoing(item, row, None, ctx, policy, settings, classifier)
     print(json.dumps({"topic": out.topic, "value": orjson.loads(out.value or b"null")}, indent=2,
                      ensure_ascii=False))  # fmt: skip
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from worker import bench, logs
+
+    logs.configure("warning")  # a line per batch would drown the figures
+    report = bench.run(args)
+    text = json.dumps(report, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+    print(bench.markdown(report))
     return 0
 
 

@@ -66,6 +66,31 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
+class NullClassifier:
+    """Fixed predictions, no torch: measures everything around the model (bench F)."""
+
+    def __init__(self, heads: dict[str, tuple[str, ...]], max_length: int = 128) -> None:
+        self.heads = heads
+        self.max_length = max_length
+        self.model_info = {"name": "null", "version": "0", "content_hash": "0" * 64}
+        self.calls = 0
+        self.device, self.dtype = "none", "none"
+
+    def token_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        ids = [[1] * min(self.max_length, len(t.split()) + 2) for t in texts]
+        return ids, [len(t.split()) + 2 > self.max_length for t in texts]
+
+    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
+        self.calls += 1
+        probs = {
+            h: np.tile(np.eye(len(ls))[-1], (len(batch_ids), 1)) for h, ls in self.heads.items()
+        }
+        return BatchOutput(self.heads, probs, {h: p.argmax(1) for h, p in probs.items()}, 0.0)
+
+    def warmup(self, batch_size: int = 8) -> None:
+        pass
+
+
 class Classifier:
     """Runs a loaded artifact; ``calls`` counts forward passes (one per batch)."""
 

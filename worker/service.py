@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import cast
 
 import structlog
 import torch
@@ -40,6 +41,11 @@ def build_policy(settings: WorkerSettings, artifact_threshold: float) -> Routing
 def load_classifier(settings: WorkerSettings) -> Classifier:
     from trainer import load_artifact
 
+    if settings.model.backend == "null":
+        from schemas.labels import HEADS
+        from worker.inference import NullClassifier
+
+        return cast(Classifier, NullClassifier(dict(HEADS)))
     if settings.model.threads:
         torch.set_num_threads(settings.model.threads)
     loaded = load_artifact(settings.model.path)
@@ -84,6 +90,8 @@ def run(settings: WorkerSettings) -> int:
 def classifier_threshold(settings: WorkerSettings) -> float:
     from trainer.artifact import read_manifest
 
+    if settings.model.backend == "null":
+        return 0.7
     return read_manifest(settings.model.path).min_action_confidence
 
 

@@ -108,6 +108,9 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: Path = Path("models/current")
+    backend: Literal["torch", "null"] = Field(
+        default="torch", description="null: fixed predictions, no torch (framework benchmarks)"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
