@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, help="also write the metrics JSON here")
     ev.add_argument("--out", type=Path, help="report dir (default: <model>/eval)")
     ev.add_argument("--skip-invalid", action="store_true")
+    ev.add_argument(
+        "--quantize", choices=["none", "int8"], default="none",
+        help="score the int8 dynamically quantized model (the worker's setting)",
+    )  # fmt: skip
     ev.set_defaults(handler=_evaluate)
 
     pr = commands.add_parser("predict", help="labels and calibrated confidences for texts")
@@ -143,6 +147,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from trainer.data.records import read_labelled
 
     loaded = load_artifact(args.model)
+    if args.quantize == "int8":
+        import torch
+
+        from trainer.modeling import quantize_int8
+
+        loaded.model = quantize_int8(loaded.model, torch.device("cpu"))
     results, failures, skipped = [], {}, {}
     first = None
     for path in args.data:

@@ -189,3 +189,17 @@ def calibrated_probabilities(
 ) -> dict[str, Tensor]:
     """softmax(logits / T) per head, on whole tensors."""
     return {h: torch.softmax(x.float() / temperatures[h], dim=-1) for h, x in logits.items()}
+
+
+def quantize_int8(model: torch.nn.Module, device: torch.device) -> Any:
+    """Dynamic int8 quantization of every Linear layer (weights int8, activations at run time).
+
+    CPU only: these kernels use the VNNI/AVX-512 instructions of the CPU.
+    """
+    if device.type != "cpu":
+        raise ValueError("quantize=int8 runs on the CPU; use dtype=bfloat16/float16 on a GPU")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's API, still supported
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from trainer.artifact import LoadedModel
-from trainer.modeling import mark_casing
+from trainer.modeling import mark_casing, quantize_int8
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -94,11 +94,15 @@ class NullClassifier:
 class Classifier:
     """Runs a loaded artifact; ``calls`` counts forward passes (one per batch)."""
 
-    def __init__(self, loaded: LoadedModel, device: str = "auto", dtype: str = "auto") -> None:
+    def __init__(
+        self, loaded: LoadedModel, device: str = "auto", dtype: str = "auto", quantize: str = "none"
+    ) -> None:
         m = loaded.manifest
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = loaded.model.to(self.device, dtype=self.dtype).eval()
+        if quantize == "int8":
+            self.model = quantize_int8(self.model, self.device)
         self.tokenizer = loaded.tokenizer
         self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
         self.max_length = m.max_length

@@ -49,7 +49,7 @@ def load_classifier(settings: WorkerSettings) -> Classifier:
     if settings.model.threads:
         torch.set_num_threads(settings.model.threads)
     loaded = load_artifact(settings.model.path)
-    return Classifier(loaded, settings.model.device, settings.model.dtype)
+    return Classifier(loaded, settings.model.device, settings.model.dtype, settings.model.quantize)
 
 
 def run(settings: WorkerSettings) -> int:

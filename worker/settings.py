@@ -113,6 +113,9 @@ class ModelSettings(BaseModel):
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    quantize: Literal["none", "int8"] = Field(
+        default="none", description="int8: dynamic quantization of the Linear layers (CPU)"
+    )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
 
 

@@ -26,4 +26,6 @@ def test_memory_bench_reports_every_figure(smoke_artifact: Path, tmp_path: Path)
     assert report["messages"]["tokens"]["max"] >= report["messages"]["tokens"]["p95"]
     assert report["machine"]["torch_threads"] == 1
     assert "memory_over_c" in report["ratios"]
+    assert r["c_model_ceiling_int8"] > 0
+    assert set(r["int8_accuracy_change"]) == {"intent", "urgency", "sentiment", "action"}
     assert "| A notebook per-message |" in proc.stdout
