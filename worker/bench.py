@@ -54,11 +54,6 @@ def message_set(n: int, seed: int = 7) -> tuple[list[Any], str]:
     return [examples[i % len(examples)] for i in range(n)], source
 
 
-def message_texts(n: int, seed: int = 7) -> tuple[list[str], str]:
-    examples, source = message_set(n, seed)
-    return [ex.text for ex in examples], source
-
-
 def head_accuracy(classifier: Classifier, examples: Sequence[Any], batch: int) -> dict[str, float]:
     """Accuracy per head of this classifier on labelled examples (the same message set)."""
     ids, _ = classifier.token_ids([ex.text for ex in examples])

@@ -6,7 +6,7 @@ a rejection goes to the dead-letter topic with the original key, value and heade
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,19 +147,3 @@ def result_value(
             "message": accepted.message,
         }
     )
-
-
-def head_predictions(
-    heads: Mapping[str, Sequence[str]], probs: Mapping[str, Sequence[float]], top: Mapping[str, int]
-) -> dict[str, dict[str, Any]]:
-    """Per head: the label, its calibrated confidence and every class probability."""
-    return {
-        head: {
-            "label": labels[top[head]],
-            "confidence": float(probs[head][top[head]]),
-            "probabilities": {
-                label: float(p) for label, p in zip(labels, probs[head], strict=True)
-            },
-        }
-        for head, labels in heads.items()
-    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
@@ -84,7 +83,3 @@ def make_consumer(s: WorkerSettings, metrics: Metrics) -> Consumer:
 
 def make_producer(s: WorkerSettings) -> Producer:
     return Producer(producer_config(s))
-
-
-ConsumerFactory = Callable[[WorkerSettings, Metrics], Consumer]
-ProducerFactory = Callable[[WorkerSettings], Producer]

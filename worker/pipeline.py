@@ -163,12 +163,14 @@ class Pipeline:
             records.append(to_record(msg))
         self.metrics.messages_in.inc(len(records))
         outcomes = [codec.decode(r, self.s.max_text_chars) for r in records]
-        texts = [o.text for o in outcomes if isinstance(o, codec.Accepted) and o.text.strip()]
+        # Only non-empty accepted texts go to the model; all of them in one tokenizer call.
+        needs_model = [isinstance(o, codec.Accepted) and bool(o.text.strip()) for o in outcomes]
+        texts = [o.text for o, m in zip(outcomes, needs_model, strict=True) if m]  # type: ignore[union-attr]
         ids, truncated = self.classifier.token_ids(texts) if texts else ([], [])
         it = iter(zip(ids, truncated, strict=True))
         items = []
-        for record, outcome in zip(records, outcomes, strict=True):
-            if isinstance(outcome, codec.Accepted) and outcome.text.strip():
+        for record, outcome, model in zip(records, outcomes, needs_model, strict=True):
+            if model:
                 tok, cut = next(it)
                 items.append(Item(record, outcome, tok, cut))
             else:

@@ -75,8 +75,8 @@ def test_result_value_matches_the_outbound_contract() -> None:
     ctx = codec.ResultContext(
         model, "p", "2026-11-24T00:00:00.000+00:00", 3.0, 1, 1_700_000_000_050.0
     )
-    actions = ("auto_resolve", "request_more_info", "escalate_to_human")
-    preds = codec.head_predictions({"action": actions}, {"action": [0.8, 0.1, 0.1]}, {"action": 0})
+    probs = {"auto_resolve": 0.8, "request_more_info": 0.1, "escalate_to_human": 0.1}
+    preds = {"action": {"label": "auto_resolve", "confidence": 0.8, "probabilities": probs}}
     value = json.loads(
         codec.result_value(acc, "auto_resolve", "auto_resolve", "model", False, preds, ctx)
     )
