@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,6 +18,25 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, str(KAFKA_TOOL), *args], env=env, capture_output=True, text=True,
         timeout=60,
     )  # fmt: skip
+
+
+def _load_tool_module() -> object:
+    loader = importlib.machinery.SourceFileLoader("local_kafka_tool", str(KAFKA_TOOL))
+    spec = importlib.util.spec_from_loader("local_kafka_tool", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    # 1 id in 64 starts with "-" when drawn naively, and kafka-storage then fails to
+    # parse `-t <id>`; 2000 draws make a regression show with near certainty.
+    make_id = _load_tool_module().base64_uuid  # type: ignore[attr-defined]
+    ids = [make_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids)
+    assert len(set(ids)) == len(ids)
 
 
 def _bare_env(tmp_path: Path, *tools: str) -> dict[str, str]:
