@@ -16,6 +16,7 @@ import torch
 
 from trainer.artifact import LoadedModel
 from trainer.modeling import mark_casing, quantize_int8
+from worker.packed import PackedClassifier, pack, supports, to_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -74,7 +75,7 @@ class NullClassifier:
         self.max_length = max_length
         self.model_info = {"name": "null", "version": "0", "content_hash": "0" * 64}
         self.calls = 0
-        self.device, self.dtype = "none", "none"
+        self.device, self.dtype, self.precision = "none", "none", "none"
 
     def token_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         ids = [[1] * min(self.max_length, len(t.split()) + 2) for t in texts]
@@ -95,14 +96,28 @@ class Classifier:
     """Runs a loaded artifact; ``calls`` counts forward passes (one per batch)."""
 
     def __init__(
-        self, loaded: LoadedModel, device: str = "auto", dtype: str = "auto", quantize: str = "none"
+        self,
+        loaded: LoadedModel,
+        device: str = "auto",
+        dtype: str = "auto",
+        quantize: str = "none",
+        padding_free: bool = True,
+        autocast: str = "none",
     ) -> None:
         m = loaded.manifest
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = loaded.model.to(self.device, dtype=self.dtype).eval()
+        # Built before quantization, which swaps its (fused) Linear layers for int8 ones.
+        self.packed = (
+            PackedClassifier(self.model).eval() if padding_free and supports(self.model) else None
+        )
         if quantize == "int8":
             self.model = quantize_int8(self.model, self.device)
+            if self.packed is not None:
+                self.packed = quantize_int8(self.packed, self.device)
+        self.autocast = None if autocast == "none" else DTYPES[autocast]
+        self.quantize = quantize
         self.tokenizer = loaded.tokenizer
         self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
         self.max_length = m.max_length
@@ -138,19 +153,39 @@ class Classifier:
         ]
         return cut, truncated
 
-    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
-        """One forward pass over the batch, padded to its longest member."""
-        started = time.perf_counter()
-        self.calls += 1
+    @property
+    def precision(self) -> str:
+        """What the bench and the startup log report: weights, autocast, packing."""
+        name = "int8" if self.quantize == "int8" else str(self.dtype).removeprefix("torch.")
+        if self.autocast is not None:
+            name += "+autocast-" + str(self.autocast).removeprefix("torch.")
+        return name + (", padding-free" if self.packed is not None else ", padded")
+
+    def padded(self, batch_ids: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        """Ids and attention mask [B, T], padded to the batch's longest member."""
         width = max(len(x) for x in batch_ids)
         ids = np.full((len(batch_ids), width), self.pad_id, dtype=np.int64)  # [B, T]
         mask = np.zeros((len(batch_ids), width), dtype=np.int64)
         for row, x in enumerate(batch_ids):
             ids[row, : len(x)] = x
             mask[row, : len(x)] = 1
-        input_ids, attention = self._to_device(ids), self._to_device(mask)
+        return self._to_device(ids), self._to_device(mask)
+
+    def logits(self, batch_ids: Sequence[Sequence[int]]) -> dict[str, Any]:
+        """The forward pass alone (packed when it can be); the caller holds inference_mode."""
+        with torch.autocast(
+            self.device.type, dtype=self.autocast or torch.bfloat16, enabled=bool(self.autocast)
+        ):
+            if self.packed is not None:
+                return self.packed(to_device(pack(batch_ids), self.device))  # type: ignore[no-any-return]
+            return self.model(*self.padded(batch_ids))  # type: ignore[no-any-return]
+
+    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
+        """One forward pass over the batch: its real tokens only, or padded to its longest."""
+        started = time.perf_counter()
+        self.calls += 1
         with torch.inference_mode():
-            logits = self.model(input_ids, attention)
+            logits = self.logits(batch_ids)
             joined = torch.cat([logits[h] for h in self.heads], dim=1).float() / self._temps
             probs = torch.cat(
                 [torch.softmax(part, dim=1) for part in joined.split(self._splits, dim=1)], dim=1

@@ -49,7 +49,8 @@ def load_classifier(settings: WorkerSettings) -> Classifier:
     if settings.model.threads:
         torch.set_num_threads(settings.model.threads)
     loaded = load_artifact(settings.model.path)
-    return Classifier(loaded, settings.model.device, settings.model.dtype, settings.model.quantize)
+    m = settings.model
+    return Classifier(loaded, m.device, m.dtype, m.quantize, m.padding_free, m.autocast)
 
 
 def run(settings: WorkerSettings) -> int:
@@ -67,7 +68,8 @@ def run(settings: WorkerSettings) -> int:
     manifest_threshold = classifier_threshold(settings)
     policy = build_policy(settings, manifest_threshold)
     log.info("model_ready", model=classifier.model_info, device=str(classifier.device),
-             dtype=str(classifier.dtype), threads=torch.get_num_threads(),
+             dtype=str(classifier.dtype), precision=classifier.precision,
+             threads=torch.get_num_threads(),
              policy=policy.name)  # fmt: skip
 
     pipeline = Pipeline(settings, classifier, policy, make_consumer(settings, metrics),

@@ -116,6 +116,13 @@ class ModelSettings(BaseModel):
     quantize: Literal["none", "int8"] = Field(
         default="none", description="int8: dynamic quantization of the Linear layers (CPU)"
     )
+    padding_free: bool = Field(
+        default=True,
+        description="run only real tokens through the encoder (bert/distilbert; else padded)",
+    )
+    autocast: Literal["none", "bfloat16", "float16"] = Field(
+        default="none", description="autocast the forward pass, e.g. bfloat16 on AVX-512 CPUs"
+    )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
 
 
