@@ -23,6 +23,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,25 +104,20 @@ def bench_b(loaded: LoadedModel, texts: Sequence[str], batch: int) -> float:
 
 @torch.inference_mode()
 def bench_c(classifier: Classifier, texts: Sequence[str], batch: int) -> dict[str, float]:
-    """Forward passes only, on batches tokenized and padded in advance."""
+    """Forward passes only, on batches tokenized and laid out (padded or packed) in advance."""
     ids, _ = classifier.token_ids(texts)
-    batches, real, padded = [], 0, 0
-    for i in range(0, len(ids), batch):
-        chunk = ids[i : i + batch]
-        width = max(len(x) for x in chunk)
-        arr = np.full((len(chunk), width), classifier.pad_id, dtype=np.int64)
-        mask = np.zeros_like(arr)
-        for r, x in enumerate(chunk):
-            arr[r, : len(x)], mask[r, : len(x)] = x, 1
-        batches.append((torch.from_numpy(arr).to(classifier.device),
-                        torch.from_numpy(mask).to(classifier.device)))  # fmt: skip
-        real, padded = real + int(mask.sum()), padded + mask.size
+    chunks = [ids[i : i + batch] for i in range(0, len(ids), batch)]
+    real = sum(len(x) for x in ids)
+    padded = sum(len(chunk) * max(len(x) for x in chunk) for chunk in chunks)
+    inputs = [classifier.prepare(chunk) for chunk in chunks]
     times = []
-    for input_ids, attention in batches:
+    for x in inputs:
         started = time.perf_counter()
-        classifier.model(input_ids, attention)
+        classifier.forward(x)
+        if classifier.device.type == "cuda":
+            torch.cuda.synchronize()  # kernels run asynchronously; time them, not the launch
         times.append(time.perf_counter() - started)
-    full = [t for (x, _), t in zip(batches, times, strict=True) if len(x) == batch] or times
+    full = [t for chunk, t in zip(chunks, times, strict=True) if len(chunk) == batch] or times
     return {"msgs_per_s": _rate(len(texts), sum(times)), "padding_fraction": 1 - real / padded,
             "full_batch_ms": statistics.median(full) * 1000}  # fmt: skip
 
@@ -186,7 +182,8 @@ def bench_memory(classifier: Classifier, texts: Sequence[str], batching: Batchin
     for i in range(0, len(msgs), batching.max_batch_size):
         pipeline.accept(msgs[i : i + batching.max_batch_size])
         if len(pipeline.batcher):
-            pipeline.process(pipeline.batcher.take())
+            pipeline.dispatch()  # as run() does when a batch is ready; overlap as configured
+    pipeline.drain()
     elapsed = time.perf_counter() - started
     assert producer.count == len(msgs), (producer.count, len(msgs))
     return _rate(len(msgs), elapsed)
@@ -419,46 +416,108 @@ def bench_latency(bootstrap: str, model: Path, texts: Sequence[str], rate: float
 # -- the run ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One way to run the same artifact: a Classifier's options and the worker's env."""
+
+    name: str
+    quantize: str = "none"
+    autocast: str = "none"
+    padding_free: bool = True
+
+    def classifier(self, model: Path, device: str, dtype: str) -> Classifier:
+        return Classifier(load_artifact(model), device, dtype, self.quantize, self.padding_free,
+                          self.autocast)  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        return {"SUPPORT_WORKER_MODEL__QUANTIZE": self.quantize,
+                "SUPPORT_WORKER_MODEL__AUTOCAST": self.autocast,
+                "SUPPORT_WORKER_MODEL__PADDING_FREE": str(self.padding_free).lower()}  # fmt: skip
+
+
+PADDED = Variant("padded", padding_free=False)
+PACKED = Variant("padding-free")  # the worker's default
+# Faster settings, each used for d_best_over_a only if no head loses more than 0.5 points.
+CPU_FAST = (Variant("int8, padding-free", quantize="int8"),
+            Variant("bf16 autocast, padding-free", autocast="bfloat16"))  # fmt: skip
+MAX_ACCURACY_DROP = 0.005
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
 def run(args: Any) -> dict[str, Any]:
     quick = args.quick
+    repeats = args.repeats or (1 if quick else 3)
     batching = BatchingSettings(max_batch_size=args.batch_size, max_batch_tokens=args.batch_tokens,
                                 max_wait_ms=args.max_wait_ms)  # fmt: skip
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_artifact(args.model)
-    classifier = Classifier(loaded, args.device, args.dtype)
+    base = PADDED.classifier(args.model, args.device, args.dtype)
     n = 1000 if quick else 5000
     examples, source = message_set(n)
     texts = [ex.text for ex in examples]
-    classifier.warmup(args.batch_size)
+    base.warmup(args.batch_size)
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                    "device": str(classifier.device), "dtype": str(classifier.dtype)},
+                    "device": str(base.device), "dtype": str(base.dtype)},
         "model": {
-            **classifier.model_info,
+            **base.model_info,
             "parameters": sum(p.numel() for p in loaded.model.parameters()),
         },
         "batching": batching.model_dump(),
-        "messages": {"source": source, "n": n, "tokens": length_stats(classifier, texts)},
+        "messages": {"source": source, "n": n, "tokens": length_stats(base, texts)},
+        "repeats": repeats,
         "results": {},
     }  # fmt: skip
     r = report["results"]
-    r["a_notebook_per_message"] = bench_a(loaded, texts[: 200 if quick else 1000])
-    r["b_notebook_batch"] = bench_b(loaded, texts, args.batch_size)
-    c = bench_c(classifier, texts, args.batch_size)
-    r["c_model_ceiling"] = c["msgs_per_s"]
-    r["c_padding_fraction"] = c["padding_fraction"]
-    r["c_full_batch_ms"] = c["full_batch_ms"]
-    r["memory_pipeline"] = bench_memory(classifier, texts, batching)
-    # The faster setting: int8 dynamic quantization, kept only if no head loses > 0.5 points.
-    int8 = Classifier(load_artifact(args.model), "cpu", "float32", quantize="int8")
-    fp32_acc = head_accuracy(classifier, examples, args.batch_size)
-    int8_acc = head_accuracy(int8, examples, args.batch_size)
-    r["int8_accuracy_change"] = {h: int8_acc[h] - fp32_acc[h] for h in HEADS}
-    int8_ok = all(d >= -0.005 for d in r["int8_accuracy_change"].values())
-    r["c_model_ceiling_int8"] = bench_c(int8, texts, args.batch_size)["msgs_per_s"]
-    ratios: dict[str, float | None] = {"memory_over_c": r["memory_pipeline"] / r["c_model_ceiling"]}
+    r["a_notebook_per_message"] = _median(
+        [bench_a(loaded, texts[: 200 if quick else 1000]) for _ in range(repeats)]
+    )
+    r["b_notebook_batch"] = _median(
+        [bench_b(loaded, texts, args.batch_size) for _ in range(repeats)]
+    )
+
+    # C for every variant, with its accuracy change against the padded base precision.
+    variants = [PADDED, PACKED, *(CPU_FAST if base.device.type == "cpu" else ())]
+    base_acc = head_accuracy(base, examples, args.batch_size)
+    models: dict[str, Any] = {}
+    for v in variants:
+        clf = base if v is PADDED else v.classifier(args.model, args.device, args.dtype)
+        clf.warmup(args.batch_size)
+        runs = [bench_c(clf, texts, args.batch_size) for _ in range(repeats)]
+        acc = base_acc if v is PADDED else head_accuracy(clf, examples, args.batch_size)
+        change = {h: acc[h] - base_acc[h] for h in HEADS}
+        models[v.name] = clf
+        r.setdefault("c", {})[v.name] = {
+            "precision": clf.precision,
+            "msgs_per_s": _median([x["msgs_per_s"] for x in runs]),
+            "runs": [x["msgs_per_s"] for x in runs],
+            "full_batch_ms": _median([x["full_batch_ms"] for x in runs]),
+            "accuracy_change": change,
+            "accuracy_ok": all(d >= -MAX_ACCURACY_DROP for d in change.values()),
+        }  # fmt: skip
+    c = r["c"]
+    r["c_model_ceiling"] = c[PADDED.name]["msgs_per_s"]
+    r["c_padding_fraction"] = bench_c(base, texts, args.batch_size)["padding_fraction"]
+    r["c_full_batch_ms"] = c[PADDED.name]["full_batch_ms"]
+    ok = [v for v in variants if c[v.name]["accuracy_ok"]]
+    best = max(ok, key=lambda v: c[v.name]["msgs_per_s"])
+    r["best_variant"] = best.name
+
+    no_overlap = batching.model_copy(update={"overlap": False})
+    packed = models[PACKED.name]
+    r["memory_pipeline"] = _median([bench_memory(packed, texts, batching) for _ in range(repeats)])
+    r["memory_pipeline_no_overlap"] = _median(
+        [bench_memory(packed, texts, no_overlap) for _ in range(repeats)]
+    )
+    ratios: dict[str, float | None] = {
+        "memory_over_c": r["memory_pipeline"] / r["c_model_ceiling"],
+        "memory_over_c_packed": r["memory_pipeline"] / c[PACKED.name]["msgs_per_s"],
+    }
     if args.source == "kafka":
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
         env = {"SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE": str(args.batch_size),
@@ -468,23 +527,40 @@ def run(args: Any) -> dict[str, Any]:
                "SUPPORT_WORKER_MODEL__DTYPE": args.dtype}  # fmt: skip
         if args.threads:
             env["SUPPORT_WORKER_MODEL__THREADS"] = str(args.threads)
-        r["d_worker"] = bench_worker(bootstrap, args.model, texts, env)
-        null_env = {**env, "SUPPORT_WORKER_MODEL__BACKEND": "null"}
-        r["f_worker_null_model"] = bench_worker(bootstrap, args.model, texts, null_env)
-        if int8_ok:
-            int8_env = {**env, "SUPPORT_WORKER_MODEL__QUANTIZE": "int8"}
-            r["d_worker_int8"] = bench_worker(bootstrap, args.model, texts, int8_env)
-        r["f_bare_loop"] = bench_bare(bootstrap, texts, args.batch_size)
+
+        def d(extra: dict[str, str]) -> dict[str, Any]:
+            runs = [bench_worker(bootstrap, args.model, texts, {**env, **extra})
+                    for _ in range(repeats)]  # fmt: skip
+            return {"msgs_per_s": _median(runs), "runs": runs}
+
+        r["d"] = {"padding-free": d(PACKED.env()),
+                  "padding-free, no overlap": d({**PACKED.env(),
+                                                 "SUPPORT_WORKER_BATCHING__OVERLAP": "false"}),
+                  "padded": d(PADDED.env())}  # fmt: skip
+        if best.name not in r["d"]:
+            r["d"][best.name] = d(best.env())
+        r["d_worker"] = r["d"][PACKED.name]["msgs_per_s"]
+        r["d_worker_best"] = r["d"][best.name]["msgs_per_s"]
+        null = {**env, "SUPPORT_WORKER_MODEL__BACKEND": "null"}
+        r["f_worker_null_model"] = _median(
+            [bench_worker(bootstrap, args.model, texts, null) for _ in range(repeats)]
+        )
+        r["f_bare_loop"] = _median(
+            [bench_bare(bootstrap, texts, args.batch_size) for _ in range(repeats)]
+        )
         lat = bench_latency(
             bootstrap, args.model, texts, 0.5 * r["d_worker"], 6 if quick else 20, env
         )
         r["e_latency"] = lat
-        budget = args.max_wait_ms + 2 * r["c_full_batch_ms"]
+        # The budget uses the forward pass the worker runs (padding-free, base precision).
+        budget = args.max_wait_ms + 2 * c[PACKED.name]["full_batch_ms"]
         r["e_budget_ms"] = budget
+        a = r["a_notebook_per_message"]
         ratios.update(d_over_c=r["d_worker"] / r["c_model_ceiling"],
-                      d_over_a=r["d_worker"] / r["a_notebook_per_message"],
-                      d_best_over_a=max(r["d_worker"], r.get("d_worker_int8", 0.0))
-                      / r["a_notebook_per_message"],
+                      d_over_c_packed=r["d_worker"] / c[PACKED.name]["msgs_per_s"],
+                      d_over_a=r["d_worker"] / a,
+                      d_best_over_a=max(r["d_worker"], r["d_worker_best"]) / a,
+                      overlap_gain=r["d_worker"] / r["d"]["padding-free, no overlap"]["msgs_per_s"],
                       f_over_bare=r["f_worker_null_model"] / r["f_bare_loop"],
                       p99_over_budget=lat["p99_ms"] / budget)  # fmt: skip
     report["ratios"] = ratios
@@ -494,16 +570,26 @@ def run(args: Any) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     r = report["results"]
     rows = [("A notebook per-message", r.get("a_notebook_per_message")),
-            ("B notebook batch", r.get("b_notebook_batch")),
-            ("C model-only ceiling (padded)", r.get("c_model_ceiling")),
-            ("memory: worker pipeline, no Kafka", r.get("memory_pipeline")),
-            ("C model-only ceiling, int8", r.get("c_model_ceiling_int8")),
-            ("D worker end to end (broker)", r.get("d_worker")),
-            ("D worker end to end, int8", r.get("d_worker_int8")),
-            ("F worker, null model", r.get("f_worker_null_model")),
-            ("F bare consume->produce loop", r.get("f_bare_loop"))]  # fmt: skip
+            ("B notebook batch", r.get("b_notebook_batch"))]  # fmt: skip
+    rows += [(f"C model only, {name} ({v['precision']})", v["msgs_per_s"])
+             for name, v in r.get("c", {}).items()]  # fmt: skip
+    rows += [
+        ("memory: worker pipeline, no Kafka", r.get("memory_pipeline")),
+        ("memory: worker pipeline, no overlap", r.get("memory_pipeline_no_overlap")),
+    ]
+    rows += [(f"D worker end to end, {name}", v["msgs_per_s"])
+             for name, v in r.get("d", {}).items()]  # fmt: skip
+    rows += [
+        ("F worker, null model", r.get("f_worker_null_model")),
+        ("F bare consume->produce loop", r.get("f_bare_loop")),
+    ]
     lines = ["| measurement | msg/s |", "|---|---|"]
     lines += [f"| {name} | {v:,.0f} |" for name, v in rows if v is not None]
+    if "c" in r:
+        lines += ["", "| variant | accuracy change per head (points) |", "|---|---|"]
+        lines += [f"| {name} | " + ", ".join(f"{h} {100 * d:+.2f}"
+                                              for h, d in v["accuracy_change"].items()) + " |"
+                  for name, v in r["c"].items()]  # fmt: skip
     if "e_latency" in r:
         e = r["e_latency"]
         lines += [

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto")
     bench.add_argument("--dtype", default="auto")
     bench.add_argument("--threads", type=int)
+    bench.add_argument("--repeats", type=int, help="runs per figure (median); 1 quick, 3 full")
     bench.add_argument("--json", type=Path, help="write the JSON report here")
     bench.set_defaults(handler=_bench)
 

@@ -171,21 +171,27 @@ class Classifier:
             mask[row, : len(x)] = 1
         return self._to_device(ids), self._to_device(mask)
 
-    def logits(self, batch_ids: Sequence[Sequence[int]]) -> dict[str, Any]:
-        """The forward pass alone (packed when it can be); the caller holds inference_mode."""
+    def prepare(self, batch_ids: Sequence[Sequence[int]]) -> Any:
+        """The forward pass's inputs on the device: packed when it can be, else padded."""
+        if self.packed is not None:
+            return to_device(pack(batch_ids), self.device)
+        return self.padded(batch_ids)
+
+    def forward(self, inputs: Any) -> dict[str, Any]:
+        """Logits per head from ``prepare``'s inputs; the caller holds inference_mode."""
         with torch.autocast(
             self.device.type, dtype=self.autocast or torch.bfloat16, enabled=bool(self.autocast)
         ):
             if self.packed is not None:
-                return self.packed(to_device(pack(batch_ids), self.device))  # type: ignore[no-any-return]
-            return self.model(*self.padded(batch_ids))  # type: ignore[no-any-return]
+                return self.packed(inputs)  # type: ignore[no-any-return]
+            return self.model(*inputs)  # type: ignore[no-any-return]
 
     def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
         """One forward pass over the batch: its real tokens only, or padded to its longest."""
         started = time.perf_counter()
         self.calls += 1
         with torch.inference_mode():
-            logits = self.logits(batch_ids)
+            logits = self.forward(self.prepare(batch_ids))
             joined = torch.cat([logits[h] for h in self.heads], dim=1).float() / self._temps
             probs = torch.cat(
                 [torch.softmax(part, dim=1) for part in joined.split(self._splits, dim=1)], dim=1

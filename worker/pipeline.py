@@ -14,18 +14,24 @@ offset, drop what is held, and consume it again. On a fatal error (fenced produc
 refused credentials): raise ``FatalKafkaError``, and the process exits non-zero.
 In ``at_least_once`` mode, steps 1 and 4 become "flush until every record is
 delivered" and a synchronous offset commit: a crash in between repeats a batch.
+
+Overlap (``batching.overlap``): batch N runs in the model thread while this thread
+commits batch N-1 and consumes, decodes and tokenizes batch N+1 (tokenizers and torch
+release the GIL). At most two batches are in flight, and they commit strictly in the
+order they were taken, so offsets only move forward. An abort drops both: the rewind
+reads them again.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from confluent_kafka import (
@@ -41,13 +47,14 @@ from worker import codec
 from worker.admin import Health
 from worker.batching import Batcher, BatchLimits
 from worker.errors import FatalKafkaError
-from worker.inference import BatchOutput, Classifier
+from worker.inference import Classifier
 from worker.kafka_io import to_record
 from worker.metrics import Metrics
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
 
 log = structlog.get_logger("worker")
+R = TypeVar("R")
 
 CONSUME_CHUNK = 500
 # Delivery errors that are about the record itself: retrying cannot help.
@@ -55,6 +62,7 @@ RECORD_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_REC
                            KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG,
                            KafkaError.INVALID_MSG_SIZE, KafkaError.POLICY_VIOLATION})  # fmt: skip
 IDLE_POLL_S = 0.1
+FLIGHT_POLL_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,16 @@ class Item:
     outcome: codec.Accepted | codec.Rejected
     ids: list[int]  # token ids; empty when the model is not needed
     truncated: bool = False
+
+
+@dataclass
+class Flight:
+    """A batch taken from the batcher: in the model, then waiting for its commit."""
+
+    items: list[Item]
+    future: Future[tuple[dict[int, Any], dict[int, Exception], float]]
+    started_wall_ms: float
+    result: tuple[dict[int, Any], dict[int, Exception], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +120,9 @@ class Pipeline:
         self.stopping = False
         self.eos = settings.mode == "exactly_once"
         self.carry: list[Any] = []  # records poll() returned while a batch was in the model
+        self.flights: deque[Flight] = deque()  # oldest first; only the newest may be running
+        self._waiting = False  # inside wait_keeping_membership (rebalance callbacks check it)
+        self._commit_s = 0.0  # moving average of one commit's duration
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         # Wait this long for a forward pass before keeping the group alive by polling.
         self._poll_slice_s = settings.max_poll_interval_ms / 1000 / 4
@@ -131,14 +152,18 @@ class Pipeline:
             else:
                 # Nothing waiting: return at the first arrival, which opens the batch clock.
                 want, wait = 1, IDLE_POLL_S
+            if self.flights and not self.flights[-1].future.done():
+                wait = min(wait, FLIGHT_POLL_S)  # look again soon: its commit is due when done
             msgs = self.consumer.consume(num_messages=want, timeout=min(wait, IDLE_POLL_S))
             if self.carry:
                 msgs, self.carry = [*self.carry, *msgs], []
             if msgs:
                 self.accept(msgs)
             if self.batcher.ready():
-                self.process(self.batcher.take())
-        if len(self.batcher):
+                self.dispatch()
+            elif self._commit_now():
+                self.drain()
+        if self.drain() and len(self.batcher):
             self.process(self.batcher.take())
 
     def close(self) -> None:
@@ -176,37 +201,93 @@ class Pipeline:
             else:
                 items.append(Item(record, outcome, []))
         for n, item in enumerate(items):
-            if not self.batcher.fits(len(item.ids)) and not self.process(self.batcher.take()):
+            if not self.batcher.fits(len(item.ids)) and not self.dispatch():
                 return  # aborted and rewound: the rest of the chunk is read again
             self.batcher.add(item, len(item.ids))
             more = n + 1 < len(items)
-            if more and self.batcher.ready() and not self.process(self.batcher.take()):
+            if more and self.batcher.ready() and not self.dispatch():
                 return
 
     # -- one batch ---------------------------------------------------------------
 
+    def _commit_now(self) -> bool:
+        """Commit a finished batch before the next one is ready, when that costs nothing.
+
+        Between dispatches a finished batch would otherwise wait for the next batch to
+        close. Committing it now is free unless the open batch's deadline would pass
+        during the commit, which would close that batch early (smaller batches, more
+        transactions); then the commit waits and overlaps the next forward pass instead.
+        """
+        if not self.flights or not self.flights[-1].future.done():
+            return False
+        return not len(self.batcher) or self.batcher.time_left() > 2 * self._commit_s + 0.01
+
+    def dispatch(self) -> bool:
+        """Take the ready batch into the model; commit every batch before it that is done.
+
+        False when a commit aborted: everything in flight was dropped and rewound.
+        """
+        if self.flights:
+            self._await(self.flights[-1])  # the model thread is free once this returns
+        items = self.batcher.take()
+        if items:
+            self.flights.append(self._start(items))
+        keep = 1 if self.s.batching.overlap else 0
+        while len(self.flights) > keep:
+            if not self._complete(self.flights.popleft()):
+                return False
+        return True
+
+    def drain(self) -> bool:
+        """Commit everything in flight, oldest first; False when a commit aborted."""
+        while self.flights:
+            if not self._complete(self.flights.popleft()):
+                return False
+        return True
+
     def process(self, items: list[Item]) -> bool:
-        """Classify, route and commit one batch; False when it was aborted and rewound."""
+        """Classify, route and commit one batch now, after whatever is in flight."""
+        if not self.drain():
+            return False  # the rewind reads these items again too
+        return self._complete(self._start(items))
+
+    def _start(self, items: list[Item]) -> Flight:
         started_wall_ms = time.time() * 1000
         model_items = [i for i in items if i.ids]
-        rows, failures, inference_ms = self.infer(model_items)
+        return Flight(items, self._model_thread.submit(self._infer, model_items), started_wall_ms)
+
+    def _await(self, flight: Flight) -> None:
+        if flight.result is None:
+            flight.result = self.wait_keeping_membership(flight.future)
+
+    def _complete(self, flight: Flight) -> bool:
+        """Route and commit one batch whose forward pass is done (waiting for it if not)."""
+        self._await(flight)
+        assert flight.result is not None
+        rows, failures, inference_ms = flight.result
+        items = flight.items
         ctx = codec.ResultContext(
             model=self.classifier.model_info,
             policy=self.policy.name,
             classified_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
             inference_ms=inference_ms,
             batch_size=len(items),
-            batch_started_ms=started_wall_ms,
+            batch_started_ms=flight.started_wall_ms,
         )
         outgoing = [self.route(item, rows.get(id(item)), failures.get(id(item)), ctx)
                     for item in items]  # fmt: skip
         if not self.commit(outgoing, items):
+            self.flights.clear()  # read again after the rewind, like the batcher's items
             return False
-        self.observe(items, outgoing, rows, inference_ms, started_wall_ms)
+        self.observe(items, outgoing, rows, inference_ms, flight.started_wall_ms)
         return True
 
     def infer(self, items: list[Item]) -> tuple[dict[int, Any], dict[int, Exception], float]:
-        """Predictions per item; a failing batch is retried once, then split to isolate."""
+        """Predictions per item, on the model thread, this thread keeping the membership."""
+        return self.wait_keeping_membership(self._model_thread.submit(self._infer, items))
+
+    def _infer(self, items: list[Item]) -> tuple[dict[int, Any], dict[int, Exception], float]:
+        """On the model thread: a failing batch is retried once, then split to isolate."""
         rows: dict[int, Any] = {}
         failures: dict[int, Exception] = {}
         total_ms = 0.0
@@ -214,7 +295,7 @@ class Pipeline:
         def run(group: list[Item], retry: bool) -> None:
             nonlocal total_ms
             try:
-                out = self.predict_keeping_membership([i.ids for i in group])
+                out = self.classifier.predict([i.ids for i in group])
                 self.metrics.model_calls.inc()
             except Exception as exc:  # noqa: BLE001 - any model failure is isolated, not fatal
                 self.metrics.model_calls.inc()
@@ -236,21 +317,21 @@ class Pipeline:
             run(items, retry=True)
         return rows, failures, total_ms
 
-    def predict_keeping_membership(self, batch: list[list[int]]) -> BatchOutput:
-        """The forward pass, polling with every partition paused while it runs long.
+    def wait_keeping_membership(self, future: Future[R]) -> R:
+        """A forward pass's result, polling with every partition paused while it runs long.
 
         A forward pass longer than max.poll.interval.ms would get this member thrown out
         of the group. Paused, poll() fetches nothing but keeps the membership (and serves
         rebalance callbacks); anything it does return is carried, never dropped.
         """
-        future = self._model_thread.submit(self.classifier.predict, batch)
         try:
             return future.result(timeout=self._poll_slice_s)
         except FutureTimeout:
             pass
         paused = self.consumer.assignment()
         self.consumer.pause(paused)
-        log.warning("slow_inference_polling_paused", size=len(batch), partitions=len(paused))
+        log.warning("slow_inference_polling_paused", partitions=len(paused))
+        self._waiting = True
         try:
             while True:
                 try:
@@ -260,6 +341,7 @@ class Pipeline:
                     if msg is not None:
                         self.carry.append(msg)
         finally:
+            self._waiting = False
             owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
             self.consumer.resume([tp for tp in paused if (tp.topic, tp.partition) in owned])
 
@@ -283,7 +365,9 @@ class Pipeline:
         for attempt in (1, 2):
             failed: dict[int, KafkaError] = {}
             try:
+                started = time.monotonic()
                 self._commit_once(outgoing, offsets, failed)
+                self._commit_s += 0.2 * (time.monotonic() - started - self._commit_s)
                 return True
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
@@ -376,17 +460,33 @@ class Pipeline:
         log.info("partitions_assigned", partitions=_names(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Commit the batch in hand before its partitions go to another member."""
-        log.info("partitions_revoked", partitions=_names(partitions), held=len(self.batcher))
+        """Commit the batches in hand before their partitions go to another member."""
+        in_flight = sum(len(f.items) for f in self.flights)
+        log.info("partitions_revoked", partitions=_names(partitions), held=len(self.batcher),
+                 in_flight=in_flight)  # fmt: skip
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        if self._waiting:
+            # Called from the poll inside a wait: a commit here would overtake the batch
+            # being waited for. Forget held records of the revoked partitions instead (the
+            # new owner reads them from the committed offset); a batch in flight that
+            # holds some fails its commit on the stale generation and is read again.
+            held = self.batcher.take()
+            for item in held:
+                if (item.record.topic, item.record.partition) not in gone:
+                    self.batcher.add(item, len(item.ids))
+            return
+        if not self.drain():
+            return
         if any((i.record.topic, i.record.partition) in gone for i in self.batcher.items):
             self.process(self.batcher.take())
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Lost, not revoked: our generation is gone and a commit would fail. Drop them."""
-        log.warning("partitions_lost", partitions=_names(partitions), held=len(self.batcher))
+        log.warning("partitions_lost", partitions=_names(partitions), held=len(self.batcher),
+                    in_flight=sum(len(f.items) for f in self.flights))  # fmt: skip
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        held = self.batcher.take()
+        held = [i for f in self.flights for i in f.items] + self.batcher.take()
+        self.flights.clear()
         kept = [i for i in held if (i.record.topic, i.record.partition) not in gone]
         # What we still own is read again from its first held offset.
         for topic, partition, offset in first_offsets(i.record for i in kept):

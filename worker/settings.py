@@ -90,6 +90,11 @@ class BatchingSettings(BaseModel):
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_batch_tokens: int = Field(default=4096, ge=1, description="sum of token lengths")
     max_wait_ms: float = Field(default=25.0, ge=0)
+    overlap: bool = Field(
+        default=True,
+        description="decode/tokenize the next batch and commit the last one while one is in "
+        "the model",
+    )
 
 
 class RoutingSettings(BaseModel):

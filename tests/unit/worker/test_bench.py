@@ -26,6 +26,16 @@ def test_memory_bench_reports_every_figure(smoke_artifact: Path, tmp_path: Path)
     assert report["messages"]["tokens"]["max"] >= report["messages"]["tokens"]["p95"]
     assert report["machine"]["torch_threads"] == 1
     assert "memory_over_c" in report["ratios"]
-    assert r["c_model_ceiling_int8"] > 0
-    assert set(r["int8_accuracy_change"]) == {"intent", "urgency", "sentiment", "action"}
+    variants = r["c"]
+    assert set(variants) == {"padded", "padding-free", "int8, padding-free",
+                             "bf16 autocast, padding-free"}  # fmt: skip
+    for name, v in variants.items():
+        assert v["msgs_per_s"] > 0, name
+        assert set(v["accuracy_change"]) == {"intent", "urgency", "sentiment", "action"}
+        assert v["accuracy_ok"] == all(d >= -0.005 for d in v["accuracy_change"].values())
+    assert variants["padded"]["accuracy_change"] == dict.fromkeys(
+        variants["padded"]["accuracy_change"], 0.0
+    )
+    assert r["best_variant"] in variants and variants[r["best_variant"]]["accuracy_ok"]
+    assert r["memory_pipeline_no_overlap"] > 0
     assert "| A notebook per-message |" in proc.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -117,3 +118,167 @@ def test_a_slow_forward_pass_keeps_polling_with_partitions_paused() -> None:
     assert consumer.calls[0] == "pause:2" and consumer.calls[-1] == "resume:2"
     assert consumer.calls.count("poll") >= 1
     assert pipeline.carry == ["a record fetched before the pause took effect"]  # kept, not dropped
+
+
+# -- overlap: batch N in the model while N-1 commits, strictly in order ---------------
+
+
+class Msg:
+    """A consumed record, as confluent-kafka's Message presents it."""
+
+    def __init__(self, offset: int, text: str) -> None:
+        self._offset = offset
+        self._value = f'{{"message_id": "m{offset}", "text": "{text}"}}'.encode()
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "in"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, 1_700_000_000_000
+
+
+class TimedModel:
+    """A real classifier whose forward passes are slow and logged."""
+
+    def __init__(self, inner: Classifier, events: list[tuple[str, int]]) -> None:
+        self.inner, self.events = inner, events
+        self.heads, self.model_info = inner.heads, inner.model_info
+        self.calls, self.busy = 0, False
+
+    def token_ids(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
+        return self.inner.token_ids(texts)
+
+    def predict(self, batch: list[list[int]]) -> BatchOutput:
+        import time
+
+        self.calls += 1
+        self.events.append(("infer_start", self.calls))
+        self.busy = True
+        time.sleep(0.15)
+        out = self.inner.predict(batch)
+        self.busy = False
+        self.events.append(("infer_end", self.calls))
+        return out
+
+
+class TxnProducer:
+    """The transactional producer calls the commit protocol makes, logged; can fail commits."""
+
+    def __init__(self, events: list[tuple[str, int]], fail_commit: int | None = None) -> None:
+        self.events, self.fail_commit = events, fail_commit
+        self.produced: list[bytes | None] = []
+        self.commits = 0
+        self.model: TimedModel | None = None
+        self.model_busy_at_commit: list[bool] = []
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def produce(self, topic: str, value: bytes | None = None, **_: Any) -> None:
+        self.produced.append(value)
+
+    def poll(self, _timeout: float = 0) -> int:
+        return 0
+
+    def send_offsets_to_transaction(self, offsets: list[Any], *_: Any) -> None:
+        self.last_offsets = [(tp.partition, tp.offset) for tp in offsets]
+
+    def commit_transaction(self, _timeout: float) -> None:
+        import time
+
+        from confluent_kafka import KafkaError, KafkaException
+
+        self.commits += 1
+        time.sleep(0.05)  # a broker round trip; the model thread has started by its end
+        self.model_busy_at_commit.append(bool(self.model and self.model.busy))
+        if self.commits == self.fail_commit:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "simulated", retriable=True))
+        self.events.append(("commit", self.last_offsets[0][1]))
+
+    def abort_transaction(self, _timeout: float) -> None:
+        self.events.append(("abort", self.commits))
+
+
+class GroupConsumer:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[int, int]] = []
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+    def assignment(self) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition("in", 0)]
+
+    def committed(self, parts: list[Any], timeout: float) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition("in", 0, 0)]
+
+    def seek(self, tp: Any) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+
+
+def _overlap_pipeline(
+    smoke_artifact: Path, overlap: bool, fail_commit: int | None = None
+) -> tuple[Pipeline, list[tuple[str, int]], TxnProducer, GroupConsumer]:
+    from trainer import load_artifact
+
+    events: list[tuple[str, int]] = []
+    model = TimedModel(Classifier(load_artifact(smoke_artifact), "cpu", "float32"), events)
+    settings = WorkerSettings(batching={"max_batch_size": 8, "overlap": overlap})
+    producer, consumer = TxnProducer(events, fail_commit), GroupConsumer()
+    producer.model = model
+    pipeline = Pipeline(settings, cast(Classifier, model), RoutingPolicy(), cast(Any, consumer),
+                        cast(Any, producer), Metrics(), Health(stale_after_s=30))  # fmt: skip
+    return pipeline, events, producer, consumer
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_batches_commit_in_order_and_overlap_the_next_forward_pass(
+    smoke_artifact: Path, overlap: bool
+) -> None:
+    pipeline, events, producer, _ = _overlap_pipeline(smoke_artifact, overlap)
+    pipeline.accept([Msg(i, f"refund order {i}") for i in range(24)])  # three full batches
+    assert pipeline.batcher.ready() and pipeline.dispatch()  # run() does this for the last
+    assert pipeline.drain()
+    # Offsets only move forward: batch k commits next offset 8k + 8, in order.
+    assert [n for e, n in events if e == "commit"] == [8, 16, 24]
+    assert len(producer.produced) == 24
+    # With overlap, batches 1 and 2 commit while batches 2 and 3 are in the model; the
+    # last has nothing after it. Without, the model is idle during every commit.
+    assert producer.model_busy_at_commit == ([True, True, False] if overlap else [False] * 3)
+
+
+def test_an_aborted_commit_drops_the_batch_in_flight_and_rewinds(smoke_artifact: Path) -> None:
+    pipeline, events, _, consumer = _overlap_pipeline(smoke_artifact, True, fail_commit=1)
+    pipeline.accept([Msg(i, f"refund order {i}") for i in range(24)])
+    # Batch 1's commit failed while batch 2 was in the model: both are dropped, the
+    # partition goes back to its committed offset, and the rest of the chunk is not taken.
+    assert ("abort", 1) in events and not [e for e in events if e[0] == "commit"]
+    assert consumer.seeks == [(0, 0)]
+    assert not pipeline.flights and not len(pipeline.batcher)
+    assert pipeline.drain()
+    pipeline._model_thread.shutdown(wait=True)
+    # Batch 2 ran (it was in the model) but nothing of it was committed; batch 3 never ran.
+    assert [e for e in events if e[0] == "infer_start"] == [("infer_start", 1), ("infer_start", 2)]
+    assert [e for e in events if e[0] == "commit"] == []
