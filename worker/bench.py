@@ -123,6 +123,22 @@ def bench_c(classifier: Classifier, texts: Sequence[str], batch: int) -> dict[st
             "full_batch_ms": statistics.median(full) * 1000}  # fmt: skip
 
 
+@torch.inference_mode()
+def profile_ops(classifier: Classifier, texts: Sequence[str], batch: int, rows: int = 15) -> str:
+    """torch.profiler's table of the forward pass's operators, by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ids, _ = classifier.token_ids(texts)
+    inputs = [classifier.prepare(ids[i : i + batch]) for i in range(0, len(ids), batch)]
+    for x in inputs[:3]:
+        classifier.forward(x)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for x in inputs:
+            classifier.forward(x)
+    table: str = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    return table
+
+
 class _MemoryMessage:
     def __init__(self, offset: int, value: bytes) -> None:
         self._offset, self._value, self._ts = offset, value, int(time.time() * 1000)
@@ -306,8 +322,14 @@ class _Worker:
         self.proc.wait(60)
 
 
-def bench_worker(bootstrap: str, model: Path, texts: Sequence[str], env: dict[str, str]) -> float:
-    """D (and F with the null model): preload, start, time from ready to all committed."""
+def bench_worker(
+    bootstrap: str, model: Path, texts: Sequence[str], env: dict[str, str]
+) -> dict[str, float]:
+    """D (and F with the null model): preload, start, time from ready to all committed.
+
+    Also the worker's own mean batch size and forward-pass time, from its metrics: set
+    beside C's, they show how much the model slows down when it shares the machine.
+    """
     topics = _topics(bootstrap, partitions=4)
     try:
         _preload(bootstrap, topics["inbound"], texts)
@@ -317,7 +339,13 @@ def bench_worker(bootstrap: str, model: Path, texts: Sequence[str], env: dict[st
             # The clock starts at the first committed batch: joining the group and the
             # first fetch are start-up, not throughput.
             first, seconds = w.wait_done(len(texts))
-            return _rate(len(texts) - int(first), seconds)
+            size_sum, size_n, ms_sum, ms_n = w.metrics(
+                "support_batch_size_sum", "support_batch_size_count",
+                "support_inference_ms_sum", "support_inference_ms_count",
+            )  # fmt: skip
+            return {"msgs_per_s": _rate(len(texts) - int(first), seconds),
+                    "mean_batch": size_sum / max(size_n, 1),
+                    "mean_inference_ms": ms_sum / max(ms_n, 1)}  # fmt: skip
         finally:
             w.stop()
     finally:
@@ -536,7 +564,9 @@ def run(args: Any) -> dict[str, Any]:
         def d(extra: dict[str, str]) -> dict[str, Any]:
             runs = [bench_worker(bootstrap, args.model, texts, {**env, **extra})
                     for _ in range(repeats)]  # fmt: skip
-            return {"msgs_per_s": _median(runs), "runs": runs}
+            keys = ("msgs_per_s", "mean_batch", "mean_inference_ms")
+            return {"runs": [x["msgs_per_s"] for x in runs],
+                    **{k: _median([x[k] for x in runs]) for k in keys}}  # fmt: skip
 
         r["d"] = {"padding-free": d(PACKED.env()),
                   "padding-free, no overlap": d({**PACKED.env(),
@@ -548,7 +578,7 @@ def run(args: Any) -> dict[str, Any]:
         r["d_worker_best"] = r["d"][best.name]["msgs_per_s"]
         null = {**env, "SUPPORT_WORKER_MODEL__BACKEND": "null"}
         r["f_worker_null_model"] = _median(
-            [bench_worker(bootstrap, args.model, texts, null) for _ in range(repeats)]
+            [bench_worker(bootstrap, args.model, texts, null)["msgs_per_s"] for _ in range(repeats)]
         )
         r["f_bare_loop"] = _median(
             [bench_bare(bootstrap, texts, args.batch_size) for _ in range(repeats)]
@@ -576,13 +606,15 @@ def markdown(report: dict[str, Any]) -> str:
     r = report["results"]
     rows = [("A notebook per-message", r.get("a_notebook_per_message")),
             ("B notebook batch", r.get("b_notebook_batch"))]  # fmt: skip
-    rows += [(f"C model only, {name} ({v['precision']})", v["msgs_per_s"])
+    rows += [(f"C model only, {name} ({v['precision']}; full batch "
+              f"{v['full_batch_ms']:.0f} ms)", v["msgs_per_s"])
              for name, v in r.get("c", {}).items()]  # fmt: skip
     rows += [
         ("memory: worker pipeline, no Kafka", r.get("memory_pipeline")),
         ("memory: worker pipeline, no overlap", r.get("memory_pipeline_no_overlap")),
     ]
-    rows += [(f"D worker end to end, {name}", v["msgs_per_s"])
+    rows += [(f"D worker end to end, {name} (mean batch {v['mean_batch']:.1f}, forward "
+              f"{v['mean_inference_ms']:.0f} ms)", v["msgs_per_s"])
              for name, v in r.get("d", {}).items()]  # fmt: skip
     rows += [
         ("F worker, null model", r.get("f_worker_null_model")),

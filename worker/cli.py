@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dtype", default="auto")
     bench.add_argument("--threads", type=int)
     bench.add_argument("--repeats", type=int, help="runs per figure (median); 1 quick, 3 full")
+    bench.add_argument("--profile-ops", action="store_true",
+                       help="only print torch.profiler's operator table per variant")  # fmt: skip
     bench.add_argument("--json", type=Path, help="write the JSON report here")
     bench.set_defaults(handler=_bench)
 
@@ -170,6 +172,17 @@ def _bench(args: argparse.Namespace) -> int:
     from worker import bench, logs
 
     logs.configure("warning")  # a line per batch would drown the figures
+    if args.profile_ops:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        for variant in (bench.PACKED, *bench.CPU_FAST):
+            classifier = variant.classifier(args.model, args.device, args.dtype)
+            texts = [ex.text for ex in bench.message_set(1000 if args.quick else 3000)[0]]
+            print(f"## {variant.name} ({classifier.precision}), batch {args.batch_size}")
+            print(bench.profile_ops(classifier, texts, args.batch_size))
+        return 0
     report = bench.run(args)
     text = json.dumps(report, indent=2)
     if args.json:
