@@ -139,6 +139,23 @@ def profile_ops(classifier: Classifier, texts: Sequence[str], batch: int, rows: 
     return table
 
 
+def bench_decode(texts: Sequence[str], repeats: int = 3) -> float:
+    """Microseconds per message for decode: orjson + pydantic validation of the inbound."""
+    from worker import codec
+
+    records = [codec.Record("in", 0, i, b"k", orjson.dumps({
+        "message_id": f"m{i}", "text": t, "conversation_id": f"c{i % 101}", "channel": "chat",
+        "created_at": "2026-11-24T10:00:00Z", "metadata": {"plan": "pro", "tries": 2},
+    }), [], None) for i, t in enumerate(texts)]  # fmt: skip
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for r in records:
+            codec.decode(r, 100_000)
+        best = min(best, time.perf_counter() - started)
+    return best / len(records) * 1e6
+
+
 class _MemoryMessage:
     def __init__(self, offset: int, value: bytes) -> None:
         self._offset, self._value, self._ts = offset, value, int(time.time() * 1000)
@@ -541,6 +558,9 @@ def run(args: Any) -> dict[str, Any]:
     best = max(ok, key=lambda v: c[v.name]["msgs_per_s"])
     r["best_variant"] = best.name
 
+    # Pydantic validation must not dominate: its cost per message beside the forward's.
+    r["decode_us_per_msg"] = bench_decode(texts)
+    forward_us = 1e6 / c[PACKED.name]["msgs_per_s"]
     no_overlap = batching.model_copy(update={"overlap": False})
     packed = models[PACKED.name]
     r["memory_pipeline"] = _median([bench_memory(packed, texts, batching) for _ in range(repeats)])
@@ -548,6 +568,7 @@ def run(args: Any) -> dict[str, Any]:
         [bench_memory(packed, texts, no_overlap) for _ in range(repeats)]
     )
     ratios: dict[str, float | None] = {
+        "decode_over_forward": r["decode_us_per_msg"] / forward_us,
         "memory_over_c": r["memory_pipeline"] / r["c_model_ceiling"],
         "memory_over_c_packed": r["memory_pipeline"] / c[PACKED.name]["msgs_per_s"],
     }
@@ -560,6 +581,13 @@ def run(args: Any) -> dict[str, Any]:
                "SUPPORT_WORKER_MODEL__DTYPE": args.dtype}  # fmt: skip
         if args.threads:
             env["SUPPORT_WORKER_MODEL__THREADS"] = str(args.threads)
+
+        # Warm the broker first: a JVM started a minute ago is still compiling its hot
+        # paths, and the workers measured first would pay for that (quick runs right
+        # after `kafka up` measured D 10-30% low). F's bare loop, for a while, discarded.
+        warm_until = time.monotonic() + (15 if quick else 30)
+        while time.monotonic() < warm_until:
+            bench_bare(bootstrap, texts, args.batch_size)
 
         def d(extra: dict[str, str]) -> dict[str, Any]:
             runs = [bench_worker(bootstrap, args.model, texts, {**env, **extra})
@@ -627,6 +655,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {name} | " + ", ".join(f"{h} {100 * d:+.2f}"
                                               for h, d in v["accuracy_change"].items()) + " |"
                   for name, v in r["c"].items()]  # fmt: skip
+    if "decode_us_per_msg" in r:
+        lines += ["", f"decode (orjson + pydantic validation): {r['decode_us_per_msg']:.1f} µs "
+                      "per message"]  # fmt: skip
     if "e_latency" in r:
         e = r["e_latency"]
         lines += [

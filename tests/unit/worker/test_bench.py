@@ -38,4 +38,5 @@ def test_memory_bench_reports_every_figure(smoke_artifact: Path, tmp_path: Path)
     )
     assert r["best_variant"] in variants and variants[r["best_variant"]]["accuracy_ok"]
     assert r["memory_pipeline_no_overlap"] > 0
+    assert r["decode_us_per_msg"] > 0 and report["ratios"]["decode_over_forward"] > 0
     assert "| A notebook per-message |" in proc.stdout
