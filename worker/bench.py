@@ -156,7 +156,9 @@ def bench_decode(texts: Sequence[str], repeats: int = 3) -> float:
     return best / len(records) * 1e6
 
 
-class _MemoryMessage:
+class MemoryMessage:
+    """A consumed record as confluent-kafka's Message presents it, without a broker."""
+
     def __init__(self, offset: int, value: bytes) -> None:
         self._offset, self._value, self._ts = offset, value, int(time.time() * 1000)
 
@@ -210,7 +212,7 @@ def bench_memory(classifier: Classifier, texts: Sequence[str], batching: Batchin
     producer = _MemoryProducer()
     pipeline = Pipeline(settings, classifier, RoutingPolicy(), _MemoryConsumer(),  # type: ignore[arg-type]
                         producer, Metrics(), Health(stale_after_s=60))  # type: ignore[arg-type]  # fmt: skip
-    msgs = [_MemoryMessage(i, orjson.dumps({"message_id": f"m{i}", "text": t}))
+    msgs = [MemoryMessage(i, orjson.dumps({"message_id": f"m{i}", "text": t}))
             for i, t in enumerate(texts)]  # fmt: skip
     started = time.perf_counter()
     for i in range(0, len(msgs), batching.max_batch_size):

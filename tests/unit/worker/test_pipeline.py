@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import numpy as np
+import orjson
 import pytest
 
 from worker import codec
 from worker.admin import Health
+from worker.bench import MemoryMessage
 from worker.inference import BatchOutput, Classifier
 from worker.metrics import Metrics
 from worker.pipeline import Item, Pipeline, next_offsets
@@ -123,36 +125,8 @@ def test_a_slow_forward_pass_keeps_polling_with_partitions_paused() -> None:
 # -- overlap: batch N in the model while N-1 commits, strictly in order ---------------
 
 
-class Msg:
-    """A consumed record, as confluent-kafka's Message presents it."""
-
-    def __init__(self, offset: int, text: str) -> None:
-        self._offset = offset
-        self._value = f'{{"message_id": "m{offset}", "text": "{text}"}}'.encode()
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return "in"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return []
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, 1_700_000_000_000
+def Msg(offset: int, text: str) -> MemoryMessage:  # noqa: N802 - reads as a record
+    return MemoryMessage(offset, orjson.dumps({"message_id": f"m{offset}", "text": text}))
 
 
 class TimedModel:
