@@ -254,7 +254,7 @@ class Pipeline:
     def _start(self, items: list[Item]) -> Flight:
         started_wall_ms = time.time() * 1000
         model_items = [i for i in items if i.ids]
-        return Flight(items, self._model_thread.submit(self._infer, model_items), started_wall_ms)
+        return Flight(items, self._model_thread.submit(self.infer, model_items), started_wall_ms)
 
     def _await(self, flight: Flight) -> None:
         if flight.result is None:
@@ -283,10 +283,6 @@ class Pipeline:
         return True
 
     def infer(self, items: list[Item]) -> tuple[dict[int, Any], dict[int, Exception], float]:
-        """Predictions per item, on the model thread, this thread keeping the membership."""
-        return self.wait_keeping_membership(self._model_thread.submit(self._infer, items))
-
-    def _infer(self, items: list[Item]) -> tuple[dict[int, Any], dict[int, Exception], float]:
         """On the model thread: a failing batch is retried once, then split to isolate."""
         rows: dict[int, Any] = {}
         failures: dict[int, Exception] = {}

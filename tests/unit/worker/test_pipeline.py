@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -115,7 +116,9 @@ def test_a_slow_forward_pass_keeps_polling_with_partitions_paused() -> None:
     model = cast(Classifier, SlowModel())
     pipeline = Pipeline(settings, model, RoutingPolicy(), cast(Any, consumer), cast(Any, None),
                         Metrics(), Health(stale_after_s=30))  # fmt: skip
-    rows, failures, _ = pipeline.infer([_item(0, [1, 2])])
+    with ThreadPoolExecutor(1) as model_thread:
+        future = model_thread.submit(pipeline.infer, [_item(0, [1, 2])])
+        rows, failures, _ = pipeline.wait_keeping_membership(future)
     assert len(rows) == 1 and not failures
     assert consumer.calls[0] == "pause:2" and consumer.calls[-1] == "resume:2"
     assert consumer.calls.count("poll") >= 1
