@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from schemas.labels import HEADS
 
 ARTIFACT_FORMAT = "support-router-model"
-ARTIFACT_FORMAT_VERSION = 1
+# 2: training.sources and the out-of-distribution scorer (ood); 1 had neither.
+ARTIFACT_FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -27,6 +28,9 @@ class Backbone(_Frozen):
 class Training(_Frozen):
     data_fingerprint: str = Field(min_length=16)
     data_source: str
+    sources: list[str] = Field(
+        min_length=1, description="the collections trained and calibrated on (clinc, banking77)"
+    )
     git_commit: str
     seed: int
     preset: str
@@ -35,9 +39,23 @@ class Training(_Frozen):
     train_seconds: float
 
 
+class OutOfDistribution(_Frozen):
+    """The scorer in model.safetensors (``ood.*``) and where its threshold sits."""
+
+    method: Literal["mahalanobis"]
+    classes: int = Field(gt=0, description="class means: source intents, or our intents")
+    threshold: float = Field(
+        gt=0, description="a score above it is unfamiliar: routed to the fallback"
+    )
+    quantile: float = Field(
+        gt=0, le=1, description="share of in-distribution validation messages at or below it"
+    )
+    fitted_rows: int = Field(gt=0)
+
+
 class Manifest(_Frozen):
     format: Literal["support-router-model"]
-    format_version: Literal[1]
+    format_version: Literal[2]
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     created_at: str
@@ -51,6 +69,7 @@ class Manifest(_Frozen):
     )
     temperatures: dict[str, float]
     min_action_confidence: float = Field(ge=0, le=1)
+    ood: OutOfDistribution
     weights_sha256: str = Field(min_length=64, max_length=64)
     training: Training
 

@@ -60,8 +60,15 @@ class HeadPrediction(BaseModel):
 
 class Routing(BaseModel):
     policy: str = Field(description="the policy's name and parameters, e.g. action>=0.7")
-    reason: str = Field(description="model | low_confidence | rule:<name> | empty_text")
+    reason: str = Field(
+        description="model | low_confidence | unfamiliar | rule:<name> | empty_text"
+    )
     truncated: bool = Field(description="the text was cut to the model's max_length")
+    unfamiliarity: float | None = Field(
+        default=None,
+        description="the model's out-of-distribution score (above the policy's threshold: "
+        "'unfamiliar'); null when the model was not run",
+    )
 
 
 class ModelInfo(BaseModel):

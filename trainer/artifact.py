@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_file, save_model
 from transformers import AutoTokenizer
 
-from schemas.artifact import MANIFEST_FILE, WEIGHTS_FILE, Manifest
+from schemas.artifact import ARTIFACT_FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE, Manifest
 from trainer.errors import ArtifactError
 from trainer.modeling import MultiHeadClassifier, encoder_from_config
 
@@ -101,6 +101,12 @@ def read_manifest(path: Path) -> Manifest:
         raw = json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{file}: not valid JSON ({exc.msg})") from None
+    found = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(found, int) and found != ARTIFACT_FORMAT_VERSION:
+        raise ArtifactError(
+            f"{file}: field 'format_version' is {found}; this release reads "
+            f"{ARTIFACT_FORMAT_VERSION} (retrain with support-trainer train)"
+        )
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -128,13 +134,18 @@ def load_artifact(path: Path | str, device: str | torch.device = "cpu") -> Loade
     if marker and tokenizer.convert_tokens_to_ids(marker) == tokenizer.unk_token_id:
         raise ArtifactError(f"{path}: manifest field 'casing_marker' {marker!r} is not a token")
     encoder = encoder_from_config(manifest.backbone.config)
-    model = MultiHeadClassifier(encoder, manifest.heads, manifest.pooling, manifest.dropout)
+    model = MultiHeadClassifier(
+        encoder, manifest.heads, manifest.pooling, manifest.dropout, manifest.ood.classes
+    )
     state = load_file(str(weights))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ArtifactError(
-            f"{path}: weights do not fit manifest field 'backbone.config' "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        problem = f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+    except RuntimeError as exc:  # a tensor of another shape
+        missing, unexpected, problem = [], [], str(exc).splitlines()[-1].strip()
+    if missing or unexpected or not problem.startswith("missing"):
+        names = [*missing, *unexpected, problem]
+        field = "ood.classes" if any("ood." in k for k in names) else "backbone.config"
+        raise ArtifactError(f"{path}: weights do not fit manifest field {field!r} ({problem})")
     model.to(device).eval()
     return LoadedModel(model, tokenizer, manifest, path)

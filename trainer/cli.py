@@ -8,9 +8,10 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from schemas import PACKAGE_VERSION
-from trainer.data import clinc
+from trainer.data import banking77, clinc
 from trainer.data.splits import DataSpec
 from trainer.errors import TrainerError
 
@@ -52,14 +53,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-aux-source-intent", action="store_true",
         help="ablation: no training-only head over the source intents",
     )  # fmt: skip
+    tr.add_argument(
+        "--layer-decay", type=float,
+        help="layer-wise lr decay (1.0 = none); lower layers keep more of the pretrained encoder",
+    )  # fmt: skip
+    tr.add_argument(
+        "--ood-quantile", type=float,
+        help="share of in-distribution validation messages the OOD threshold admits",
+    )  # fmt: skip
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"])
     tr.add_argument("--threads", type=int, help="torch CPU threads")
     tr.set_defaults(handler=_train)
 
-    ev = commands.add_parser("evaluate", help="score an artifact on labelled JSONL/CSV files")
-    ev.add_argument("--model", type=Path, required=True)
-    ev.add_argument("--data", type=Path, action="append", required=True,
-                    help="labelled file; repeat to compare (e.g. noisy and clean)")  # fmt: skip
+    ev = commands.add_parser(
+        "evaluate",
+        help="score artifacts per source (the collections' test parts, or labelled files); "
+        "print the transfer table and the most confident errors",
+    )  # fmt: skip
+    _data_args(ev)
+    ev.add_argument("--model", type=Path, action="append", required=True,
+                    help="artifact dir; repeat for one transfer-table row each")  # fmt: skip
+    ev.add_argument(
+        "--data", type=Path, action="append",
+        help="labelled JSONL/CSV instead of the built test parts; repeatable",
+    )  # fmt: skip
     ev.add_argument("--json", type=Path, help="also write the metrics JSON here")
     ev.add_argument("--out", type=Path, help="report dir (default: <model>/eval)")
     ev.add_argument("--skip-invalid", action="store_true")
@@ -76,12 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", choices=["clinc", "hub", "synthetic"])
+    p.add_argument(
+        "--sources", "--source", type=_names, metavar="S[,S]",
+        help="clinc, hub, banking77, synthetic; comma-separated (default: the preset's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--train-sources", type=_names, metavar="C[,C]",
+        help="collections to train and validate on (clinc, banking77); tests cover all: "
+        "a model trained on one is scored on the others (transfer)",
+    )  # fmt: skip
     p.add_argument(
         "--clinc-path", type=Path, help="data_oos_plus.json (default $CLINC_PATH or ../shared)"
     )
-    p.add_argument("--mapping", help="support | seed | a JSON/YAML file")
+    p.add_argument(
+        "--banking77-path", type=Path, help="train.csv (default $BANKING77_PATH or ../shared)"
+    )
+    p.add_argument("--mapping", help="CLINC's: support | seed | a JSON/YAML file")
     p.add_argument("--seed", type=int)
     p.add_argument("--limit", type=int, help="rows per split (demos)")
     p.add_argument("--synthetic-per-intent", type=int)
@@ -90,12 +122,15 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def _spec(args: argparse.Namespace, base: DataSpec | None = None) -> DataSpec:
     spec = base if base is not None else DataSpec()
     changes = {
-        "source": args.source, "mapping": args.mapping, "seed": args.seed, "limit": args.limit,
-        "synthetic_per_intent": args.synthetic_per_intent, "clinc_path": args.clinc_path,
+        "sources": args.sources, "train_sources": args.train_sources, "mapping": args.mapping,
+        "seed": args.seed, "limit": args.limit, "synthetic_per_intent": args.synthetic_per_intent,
+        "clinc_path": args.clinc_path, "banking77_path": args.banking77_path,
     }  # fmt: skip
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
-    if spec.source == "clinc" and spec.clinc_path is None:
+    if "clinc" in spec.sources and spec.clinc_path is None:
         spec = replace(spec, clinc_path=clinc.default_path())
+    if "banking77" in spec.sources and spec.banking77_path is None:
+        spec = replace(spec, banking77_path=banking77.default_path())
     return spec
 
 
@@ -124,14 +159,19 @@ def _train(args: argparse.Namespace) -> int:
         casing_marker=False if args.no_casing_marker else None,
         class_weighting=True if args.class_weighting else None,
         aux_source_intent=False if args.no_aux_source_intent else None,
+        layer_decay=args.layer_decay, ood_quantile=args.ood_quantile,
     )  # fmt: skip
-    data, origin = pipeline.load_or_build(spec, args.data_dir, skip_invalid=args.skip_invalid)
+    data, origin, sources = pipeline.load_or_build(
+        spec, args.data_dir, skip_invalid=args.skip_invalid
+    )
     print(f"preset {args.preset}: {preset.about}\ndata {origin}: "
           + ", ".join(f"{k}={len(v)}" for k, v in data.items()), flush=True)  # fmt: skip
     metrics = pipeline.run(
-        data, cfg, args.out, preset=args.preset, data_source=origin, name=args.name
-    )
+        data, cfg, args.out, preset=args.preset, data_source=origin, sources=sources,
+        name=args.name,
+    )  # fmt: skip
     print(evaluation.summary_table(metrics["results"]))
+    print(evaluation.source_table(metrics["results"]))
     for head, c in metrics["calibration"].items():
         print(
             f"calibration {head}: T={c['temperature']:.3f} "
@@ -144,38 +184,69 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer import evaluation
     from trainer.artifact import load_artifact
+
+    test_sets = _test_sets(args)
+    models, payload = [], {}
+    for model_dir in args.model:
+        loaded = load_artifact(model_dir)
+        if args.quantize == "int8":
+            import torch
+
+            from trainer.modeling import quantize_int8
+
+            loaded.model = quantize_int8(loaded.model, torch.device("cpu"))
+        results, failures = [], {}
+        for split, examples in test_sets.items():
+            per_source, _, errors = evaluation.evaluate_sources(loaded, examples, split)
+            results += per_source
+            failures.update(errors)
+        first = next(iter(test_sets.values()))
+        results.append(evaluation.random_baseline(first))
+        trained = ",".join(loaded.manifest.training.sources)
+        label = f"{trained} ({model_dir.name})"
+        models.append((label, [r for r in results if "routed" in r]))
+        extra = {"latency": evaluation.latency(loaded, evaluation.random_texts(first, 64)),
+                 "failures": failures}  # fmt: skip
+        out = (
+            (args.out / model_dir.name if len(args.model) > 1 else args.out)
+            if args.out
+            else (model_dir / "eval")
+        )
+        title = f"{loaded.manifest.name} {loaded.manifest.version}"
+        evaluation.write_report(out, results, extra, title)
+        payload[str(model_dir)] = {"results": results, **extra}
+        print(f"# {title}, trained on {trained}\n")
+        print(evaluation.source_table(results) + "\n")
+        noisy = {k: v for k, v in failures.items() if not k.endswith("test_clean")}
+        print(evaluation.format_failures(noisy))
+        print(f"report {out / 'report.md'}\n")
+    print("# transfer\n")
+    print(evaluation.transfer_table(models))
+    if args.json:
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def _test_sets(args: argparse.Namespace) -> dict[str, list[Any]]:
+    """--data files (each its own set, collection = file name unless the rows say), or the
+    test parts of --sources built as the trainer builds them."""
+    from dataclasses import replace as with_fields
+
+    from trainer.data import splits
     from trainer.data.records import read_labelled
 
-    loaded = load_artifact(args.model)
-    if args.quantize == "int8":
-        import torch
-
-        from trainer.modeling import quantize_int8
-
-        loaded.model = quantize_int8(loaded.model, torch.device("cpu"))
-    results, failures, skipped = [], {}, {}
-    first = None
-    for path in args.data:
-        examples, skipped[path.name] = read_labelled(path, skip_invalid=args.skip_invalid)
-        first = first or examples
-        probs = evaluation.probabilities(loaded, examples)
-        results.append(evaluation.score(examples, probs, path.stem))
-        failures[path.stem] = evaluation.failures(examples, probs)
-    assert first is not None
-    results.append(evaluation.random_baseline(first))
-    extra = {"latency": evaluation.latency(loaded, evaluation.random_texts(first, 64)),
-             "skipped_invalid_lines": skipped, "failures": failures}  # fmt: skip
-    out = args.out or args.model / "eval"
-    evaluation.write_report(
-        out, results, extra, f"{loaded.manifest.name} {loaded.manifest.version}"
-    )
-    print(evaluation.summary_table(results))
-    if any(skipped.values()):
-        print("skipped invalid lines: " + ", ".join(f"{k}={v}" for k, v in skipped.items()))
-    if args.json:
-        args.json.write_text(json.dumps({"results": results, **extra}, indent=2) + "\n")
-    print(f"report {out / 'report.md'}")
-    return 0
+    if args.data:
+        sets = {}
+        for path in args.data:
+            examples, skipped = read_labelled(path, skip_invalid=args.skip_invalid)
+            if skipped:
+                print(f"{path}: skipped {skipped} invalid lines")
+            sets[path.stem] = [ex if ex.collection else with_fields(ex, collection=path.stem)
+                               for ex in examples]  # fmt: skip
+        return sets
+    spec = _spec(args, DataSpec(sources=("clinc", "banking77")))
+    built = splits.build(spec)
+    return {name: built[name] for name in ("test_noisy", "test_clean") if built.get(name)}
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -186,13 +257,16 @@ def _predict(args: argparse.Namespace) -> int:
 
     loaded = load_artifact(args.model)
     examples = [Example(t, None, None, None, None) for t in args.texts]
-    probs = evaluation.probabilities(loaded, examples)
+    pred = evaluation.predict(loaded, examples)
+    threshold = loaded.manifest.ood.threshold
     for i, text in enumerate(args.texts):
         out: dict[str, object] = {"text": text}
         for head, labels in HEADS.items():
-            k = int(probs[head][i].argmax())
-            out[head] = {"label": labels[k], "confidence": round(float(probs[head][i][k]), 4)}
-        out["action"] = dict(out["action"])  # type: ignore[call-overload]
+            k = int(pred.probs[head][i].argmax())
+            out[head] = {"label": labels[k], "confidence": round(float(pred.probs[head][i][k]), 4)}
+        score = float(pred.unfamiliarity[i])
+        out["unfamiliarity"] = {"score": round(score, 4), "threshold": round(threshold, 4),
+                                "unfamiliar": score > threshold}  # fmt: skip
         print(json.dumps(out, ensure_ascii=False))
     return 0
 

@@ -7,21 +7,24 @@ import random
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from schemas.artifact import Manifest
 from schemas.labels import HEADS
 from trainer.artifact import LoadedModel
 from trainer.calibration import expected_calibration_error
 from trainer.data.records import Example
 from trainer.modeling import calibrated_probabilities, encode
 from trainer.scoring import IGNORE_INDEX, business_cost, head_metrics
-from trainer.training import encode_examples, predict_logits
+from trainer.training import encode_examples, predict_outputs
+from worker.routing import RoutingPolicy
 
-TOP_FAILURES = 10
+TOP_FAILURES = 20
 
 
 def label_ids(examples: Sequence[Example], head: str) -> np.ndarray:
@@ -29,15 +32,138 @@ def label_ids(examples: Sequence[Example], head: str) -> np.ndarray:
     return np.array([names.index(v) if (v := ex.label(head)) else IGNORE_INDEX for ex in examples])
 
 
-def probabilities(
-    loaded: LoadedModel, examples: Sequence[Example], batch_size: int = 256
-) -> dict[str, np.ndarray]:
-    """Calibrated class probabilities per head, [N, C], in example order."""
+@dataclass(frozen=True)
+class Predictions:
+    """What the model says about N examples: calibrated probabilities per head [N, C] and
+    the OOD score [N] (NaN without a scorer)."""
+
+    probs: dict[str, np.ndarray]
+    unfamiliarity: np.ndarray
+
+    def subset(self, index: Sequence[int]) -> Predictions:
+        rows = np.asarray(index, dtype=np.int64)
+        return Predictions({h: p[rows] for h, p in self.probs.items()}, self.unfamiliarity[rows])
+
+
+def predict(loaded: LoadedModel, examples: Sequence[Example], batch_size: int = 256) -> Predictions:
+    """Calibrated probabilities and OOD scores, in example order."""
     m = loaded.manifest
     enc = encode_examples(loaded.tokenizer, examples, m.max_length, m.casing_marker)
     device = next(loaded.model.parameters()).device
-    logits = predict_logits(loaded.model, enc, loaded.tokenizer.pad_token_id, batch_size, device)
-    return {h: p.numpy() for h, p in calibrated_probabilities(logits, m.temperatures).items()}
+    logits, pooled = predict_outputs(
+        loaded.model, enc, loaded.tokenizer.pad_token_id, batch_size, device
+    )
+    probs = {h: p.numpy() for h, p in calibrated_probabilities(logits, m.temperatures).items()}
+    ood = loaded.model.ood
+    with torch.inference_mode():
+        scores = (
+            ood(pooled.to(device)).cpu().numpy()
+            if ood is not None
+            else np.full(len(examples), np.nan)
+        )
+    return Predictions(probs, scores)
+
+
+def by_collection(examples: Sequence[Example], default: str = "data") -> dict[str, list[int]]:
+    """Example indices per collection, in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(ex.collection or default, []).append(i)
+    return groups
+
+
+def policy_for(manifest: Manifest) -> RoutingPolicy:
+    """The worker's default policy for this artifact: its confidence and OOD thresholds."""
+    return RoutingPolicy(manifest.min_action_confidence, max_unfamiliarity=manifest.ood.threshold)
+
+
+def routed(examples: Sequence[Example], pred: Predictions, policy: RoutingPolicy) -> dict[str, Any]:
+    """What the worker's routing policy does with these predictions: shares per reason,
+    and the false auto-resolves it lets through (a share of all messages)."""
+    actions = HEADS["action"]
+    reasons: dict[str, int] = {}
+    auto = false_auto = 0
+    for i, ex in enumerate(examples):
+        labels = {h: HEADS[h][int(p[i].argmax())] for h, p in pred.probs.items()}
+        confidences = {h: float(p[i].max()) for h, p in pred.probs.items()}
+        decision = policy.decide(labels, confidences, float(pred.unfamiliarity[i]))
+        reasons[decision.reason] = reasons.get(decision.reason, 0) + 1
+        if decision.route == "auto_resolve":
+            auto += 1
+            false_auto += ex.action is not None and ex.action != actions[0]
+    n = max(1, len(examples))
+    return {
+        "policy": policy.name,
+        "auto_resolved": auto / n,
+        "false_auto_resolves": false_auto,
+        "false_auto_resolve_rate": false_auto / n,
+        "reasons": {k: v / n for k, v in sorted(reasons.items())},
+    }
+
+
+def risk_coverage(
+    examples: Sequence[Example], pred: Predictions, min_confidence: float
+) -> dict[str, list[float]]:
+    """Auto-resolve's risk (false auto-resolves / all messages) against its coverage
+    (auto-resolved / all messages), two ways: sweeping the OOD threshold at the artifact's
+    action confidence, and sweeping the action confidence with no OOD check."""
+    action = pred.probs["action"]
+    says_auto = action.argmax(1) == HEADS["action"].index("auto_resolve")
+    truth = np.array([ex.action for ex in examples], dtype=object)
+    wrong = says_auto & (truth != "auto_resolve") & (truth != None)  # noqa: E711 - elementwise
+    n = max(1, len(examples))
+
+    def sweep(key: np.ndarray, keep: np.ndarray) -> tuple[list[float], list[float]]:
+        order = np.argsort(key, kind="stable")  # admit the lowest keys first
+        covered = np.cumsum(keep[order]) / n
+        risk = np.cumsum((wrong & keep)[order]) / n
+        step = max(1, len(order) // 200)  # about 200 points per curve
+        last = len(order) - 1  # the end point is always on the curve
+        points = sorted({*range(0, len(order), step), last})
+        return covered[points].tolist(), risk[points].tolist()
+
+    confident = says_auto & (action.max(1) >= min_confidence)
+    ood_cov, ood_risk = sweep(np.nan_to_num(pred.unfamiliarity, nan=np.inf), confident)
+    conf_cov, conf_risk = sweep(-action.max(1), says_auto)
+    return {"ood_coverage": ood_cov, "ood_risk": ood_risk,
+            "confidence_coverage": conf_cov, "confidence_risk": conf_risk}  # fmt: skip
+
+
+def ood_auroc(familiar: np.ndarray, unfamiliar: np.ndarray) -> float:
+    """P(an unfamiliar message scores above a familiar one): 0.5 is chance, 1.0 perfect."""
+    scores = np.concatenate([familiar, unfamiliar])
+    ranks = scores.argsort().argsort() + 1.0
+    n1, n2 = len(familiar), len(unfamiliar)
+    return float((ranks[n1:].sum() - n2 * (n2 + 1) / 2) / max(1, n1 * n2))
+
+
+def plot_risk_coverage(
+    curves: dict[str, dict[str, Any]], operating: dict[str, dict[str, Any]], path: Path,
+    title: str,
+) -> None:  # fmt: skip
+    """One panel per source: both sweeps, and the artifact's operating point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
+    for ax, (name, c) in zip(axes[0], curves.items(), strict=True):
+        ax.plot(c["ood_coverage"], c["ood_risk"], label="OOD threshold sweep (action conf fixed)")
+        ax.plot(c["confidence_coverage"], c["confidence_risk"], "--",
+                label="action confidence sweep (no OOD)")  # fmt: skip
+        op = operating[name]
+        ax.plot([op["auto_resolved"]], [op["false_auto_resolve_rate"]], "ro",
+                label=f"operating point ({op['false_auto_resolve_rate']:.1%} false)")  # fmt: skip
+        ax.set_xlabel("auto-resolved (share of messages)")
+        ax.set_ylabel("false auto-resolves (share of messages)")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def score(examples: Sequence[Example], probs: dict[str, np.ndarray], name: str) -> dict[str, Any]:
@@ -71,8 +197,8 @@ def random_baseline(examples: Sequence[Example], seed: int = 42) -> dict[str, An
 def failures(
     examples: Sequence[Example], probs: dict[str, np.ndarray], k: int = TOP_FAILURES
 ) -> list[dict[str, Any]]:
-    """The k worst: most wrong heads first, then the most confident wrong prediction."""
-    rows: list[tuple[int, float, dict[str, Any]]] = []
+    """The k most confident errors: ranked by the highest confidence of a wrong head."""
+    rows: list[tuple[float, int, dict[str, Any]]] = []
     for i, ex in enumerate(examples):
         wrong: dict[str, dict[str, Any]] = {}
         for head, labels in HEADS.items():
@@ -82,8 +208,8 @@ def failures(
                                "confidence": round(float(probs[head][i][guess]), 4)}  # fmt: skip
         if wrong:
             top = max(w["confidence"] for w in wrong.values())
-            rows.append((len(wrong), top, {"text": ex.text, "errors": wrong}))
-    rows.sort(key=lambda r: (-r[0], -r[1]))
+            rows.append((top, i, {"text": ex.text, "errors": wrong}))
+    rows.sort(key=lambda r: (-r[0], r[1]))
     return [r[2] for r in rows[:k]]
 
 
@@ -134,6 +260,102 @@ def summary_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def evaluate_sources(
+    loaded: LoadedModel, examples: Sequence[Example], split: str
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Scores per collection (each with routed outcomes and OOD figures), their risk-coverage
+    curves, and their most confident errors."""
+    pred = predict(loaded, examples)
+    trained = set(loaded.manifest.training.sources)
+    policy = policy_for(loaded.manifest)
+    groups = by_collection(examples)
+    familiar = np.concatenate(
+        [pred.unfamiliarity[ix] for name, ix in groups.items() if name in trained] or [np.empty(0)]
+    )
+    results, curves, errors = [], {}, {}
+    for name, index in groups.items():
+        subset, sub = [examples[i] for i in index], pred.subset(index)
+        dataset = name if name == split else f"{name} {split}"  # a file is its own source
+        result = score(subset, sub.probs, dataset)
+        result["collection"], result["split"] = name, split
+        result["trained_on"] = name in trained
+        result["routed"] = routed(subset, sub, policy)
+        result["unfamiliarity_median"] = float(np.nanmedian(sub.unfamiliarity))
+        if name not in trained and len(familiar):
+            result["ood_auroc"] = ood_auroc(familiar, sub.unfamiliarity)
+        results.append(result)
+        curves[name] = risk_coverage(subset, sub, loaded.manifest.min_action_confidence)
+        errors[dataset] = failures(subset, sub.probs)
+    return results, curves, errors
+
+
+def source_table(results: Sequence[dict[str, Any]]) -> str:
+    """Per source: intent, action, cost, calibration, and what the routing policy does."""
+    lines = [
+        "| source | trained on it | n | intent acc | intent macro-F1 | action acc | business cost "
+        "| intent ECE | auto-resolved | false auto-resolves (routed) | unfamiliar | OOD AUROC |",
+        "|" + "---|" * 12,
+    ]
+    for r in results:
+        if "routed" not in r:
+            continue
+        h, rt = r["heads"], r["routed"]
+        auroc = f"{r['ood_auroc']:.3f}" if "ood_auroc" in r else "-"
+        lines.append(
+            f"| {r['dataset']} | {'yes' if r['trained_on'] else '**no**'} | {r['n']} | "
+            f"{h['intent']['accuracy']:.4f} | {h['intent']['macro_f1']:.4f} | "
+            f"{h['action']['accuracy']:.4f} | {r['business_cost']:.3f} | "
+            f"{h['intent']['ece']:.4f} | {rt['auto_resolved']:.1%} | "
+            f"{rt['false_auto_resolves']} ({rt['false_auto_resolve_rate']:.1%}) | "
+            f"{rt['reasons'].get('unfamiliar', 0.0):.1%} | {auroc} |"
+        )
+    return "\n".join(lines)
+
+
+def transfer_table(models: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> str:
+    """Rows: models (named by what they trained on); columns: the test collections.
+
+    Each cell: intent macro-F1 / action accuracy / routed false auto-resolves / intent ECE.
+    """
+    sources = list(dict.fromkeys(r["collection"] for _, rs in models for r in rs
+                                 if "collection" in r))  # fmt: skip
+    lines = [
+        "| trained on | " + " | ".join(sources) + " |",
+        "|---" * (len(sources) + 1) + "|",
+    ]
+    for label, results in models:
+        cells = []
+        for source in sources:
+            r = next((r for r in results if r.get("collection") == source), None)
+            if r is None:
+                cells.append("-")
+                continue
+            cells.append(
+                f"{r['heads']['intent']['macro_f1']:.3f} / {r['heads']['action']['accuracy']:.3f}"
+                f" / {r['routed']['false_auto_resolve_rate']:.1%}"
+                f" / {r['heads']['intent']['ece']:.3f}" + ("" if r["trained_on"] else " (transfer)")
+            )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Each cell: intent macro-F1 / action accuracy / false auto-resolves after "
+                 "routing (share of messages) / intent ECE.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def format_failures(errors: dict[str, list[dict[str, Any]]]) -> str:
+    lines = []
+    for name, rows in errors.items():
+        lines += [f"## {len(rows)} most confident errors: {name}", ""]
+        for f in rows:
+            wrong = (
+                f"{h} {e['predicted']} (p={e['confidence']}) not {e['expected']}"
+                for h, e in f["errors"].items()
+            )
+            lines.append(f"- `{f['text']}`: " + ", ".join(wrong))
+        lines.append("")
+    return "\n".join(lines)
+
+
 def plot_confusions(result: dict[str, Any], out_dir: Path) -> list[str]:
     """One PNG per head: the confusion matrix with counts."""
     import matplotlib
@@ -177,7 +399,7 @@ def write_report(
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     md = [f"# {title}", "", summary_table(results), ""]
     for key, value in extra.items():
-        if key == "failures":
+        if key in ("failures", "risk_coverage"):
             continue
         md += [f"## {key}", "", *_table(value), ""]
     for r in results:
@@ -194,15 +416,16 @@ def write_report(
             for h, m in r["heads"].items()
         ]
         md += ["", *[f"![{p}]({p})" for p in plots[r["dataset"]]], ""]
-    for name, rows in extra.get("failures", {}).items():
-        md += [f"## top failures: {name}", ""]
-        for f in rows:
-            errors = (
-                f"{h} {e['predicted']} (p={e['confidence']}) not {e['expected']}"
-                for h, e in f["errors"].items()
-            )
-            md.append(f"- `{f['text']}`: " + ", ".join(errors))
-        md.append("")
+    if any("routed" in r for r in results):
+        md += ["## per source", "", source_table(results), ""]
+    if extra.get("risk_coverage"):
+        plot_risk_coverage(
+            extra["risk_coverage"],
+            {r["collection"]: r["routed"] for r in results if r.get("split") == "test_noisy"},
+            out_dir / "risk_coverage.png", title,
+        )  # fmt: skip
+        md += ["## risk-coverage (noisy test)", "", "![risk-coverage](risk_coverage.png)", ""]
+    md.append(format_failures(extra.get("failures", {})))
     text = "\n".join(md)
     (out_dir / "report.md").write_text(text)
     return text

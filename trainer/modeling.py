@@ -126,12 +126,59 @@ def encoder_from_config(config: Mapping[str, Any]) -> Any:
     return AutoModel.from_config(cfg, attn_implementation="sdpa")
 
 
+class MahalanobisScorer(nn.Module):
+    """How far a pooled embedding lies from the training data: an out-of-distribution score.
+
+    The squared Mahalanobis distance to the nearest class mean under one shared
+    covariance (Lee et al. 2018), divided by the hidden size so that a typical training
+    message scores about 1. Classes are the fine-grained source intents where the data
+    has them. Stored as buffers, so the scorer travels in model.safetensors and is
+    covered by the artifact's weights hash.
+    """
+
+    whiten: Tensor
+    means: Tensor
+
+    def __init__(self, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.register_buffer("whiten", torch.zeros(hidden, hidden))  # [H, H] = cov^-1/2
+        self.register_buffer("means", torch.zeros(classes, hidden))  # [K, H], whitened
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        """[B, H] -> [B]."""
+        z = pooled.float() @ self.whiten  # [B, H]
+        sq = (z * z).sum(1, keepdim=True) - 2 * z @ self.means.T + (self.means**2).sum(1)  # [B, K]
+        return sq.min(dim=1).values.clamp(min=0) / z.shape[1]
+
+    @classmethod
+    def fit(cls, pooled: Tensor, labels: Tensor, shrinkage: float = 1e-3) -> MahalanobisScorer:
+        """Class means and the shared covariance of ``pooled`` [N, H] with ``labels`` [N]."""
+        x = pooled.double()
+        classes = torch.unique(labels)
+        means = torch.stack([x[labels == c].mean(0) for c in classes])  # [K, H]
+        centred = x - means[torch.searchsorted(classes, labels)]
+        cov = centred.T @ centred / len(x)  # [H, H]
+        # Shrink towards a scaled identity: the smallest eigenvalues are noise.
+        cov = cov + shrinkage * cov.diagonal().mean() * torch.eye(cov.shape[0], dtype=x.dtype)
+        values, vectors = torch.linalg.eigh(cov)
+        whiten = vectors @ torch.diag(values.rsqrt()) @ vectors.T
+        scorer = cls(x.shape[1], len(classes))
+        scorer.whiten.copy_(whiten.float())
+        scorer.means.copy_((means @ whiten).float())
+        return scorer
+
+
 class MultiHeadClassifier(nn.Module):
-    """encoder -> pool (CLS or masked mean) -> dropout -> one Linear per head."""
+    """encoder -> pool (CLS or masked mean) -> dropout -> one Linear per head.
+
+    ``ood`` scores the pooled embedding's distance from the training data; it is fitted
+    after training and is absent while training.
+    """
 
     def __init__(
-        self, encoder: Any, heads: Mapping[str, Sequence[str]], pooling: str, dropout: float
-    ) -> None:
+        self, encoder: Any, heads: Mapping[str, Sequence[str]], pooling: str, dropout: float,
+        ood_classes: int = 0,
+    ) -> None:  # fmt: skip
         super().__init__()
         if pooling not in {"cls", "mean"}:
             raise ValueError(f"pooling must be cls or mean, got {pooling!r}")
@@ -141,6 +188,7 @@ class MultiHeadClassifier(nn.Module):
         hidden = int(encoder.config.hidden_size)
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, len(labels))
                                     for name, labels in heads.items()})  # fmt: skip
+        self.ood: Any = MahalanobisScorer(hidden, ood_classes) if ood_classes else None
 
     def pool(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """[B, T, H] -> [B, H]."""
@@ -149,11 +197,26 @@ class MultiHeadClassifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
+    def embed(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """The pooled embedding [B, H] the heads and the OOD score read."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool(hidden, attention_mask)
+
+    def classify(self, pooled: Tensor) -> dict[str, Tensor]:
+        """Logits per head, each [B, C_head]."""
+        pooled = self.dropout(pooled)
+        return {name: head(pooled) for name, head in self.heads.items()}
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> dict[str, Tensor]:
         """Logits per head, each [B, C_head]."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = self.dropout(self.pool(hidden, attention_mask))
-        return {name: head(pooled) for name, head in self.heads.items()}
+        return self.classify(self.embed(input_ids, attention_mask))
+
+    def outputs(
+        self, input_ids: Tensor, attention_mask: Tensor
+    ) -> tuple[dict[str, Tensor], Tensor | None]:
+        """Logits per head and the OOD score [B] (None without a fitted scorer)."""
+        pooled = self.embed(input_ids, attention_mask)
+        return self.classify(pooled), (self.ood(pooled) if self.ood is not None else None)
 
 
 def multitask_loss(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from schemas.artifact import ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION
 from schemas.labels import HEADS
@@ -18,8 +19,15 @@ from trainer.artifact import export, git_commit, load_artifact
 from trainer.calibration import expected_calibration_error, fit_temperature, softmax_np
 from trainer.data import splits as split_io
 from trainer.data.records import Example
-from trainer.modeling import CASING_MARKER
-from trainer.training import TrainConfig, encode_examples, predict_logits, train
+from trainer.modeling import CASING_MARKER, MahalanobisScorer
+from trainer.training import (
+    TrainConfig,
+    TrainResult,
+    encode_examples,
+    fine_label,
+    predict_outputs,
+    train,
+)
 
 DEFAULT_MIN_ACTION_CONFIDENCE = 0.7  # the notebook's routing threshold
 
@@ -32,28 +40,56 @@ def examples_fingerprint(splits: dict[str, list[Example]], names: tuple[str, ...
     return h.hexdigest()
 
 
-def calibrate(
-    result: Any, val: list[Example], cfg: TrainConfig
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fit one temperature per head on validation; ECE before and after."""
+@dataclass
+class Fitted:
+    """What is fitted after training: temperatures, the OOD scorer and its threshold."""
+
+    temperatures: dict[str, float]
+    calibration: dict[str, Any]
+    ood: dict[str, Any]
+
+
+def fit_after_training(
+    result: TrainResult, train_set: list[Example], val: list[Example], cfg: TrainConfig
+) -> Fitted:
+    """Attach the OOD scorer to ``result.model``; fit temperatures and the OOD threshold.
+
+    Temperatures: one per head, on validation (every trained collection, so the
+    calibration is fitted on their mix). OOD: class means and covariance of the training
+    embeddings, with the threshold at the ``ood_quantile`` of validation scores.
+    """
     marker = CASING_MARKER if cfg.casing_marker else None
-    enc = encode_examples(result.tokenizer, val, cfg.max_length, marker)
     device = next(result.model.parameters()).device
-    logits = predict_logits(
-        result.model, enc, result.tokenizer.pad_token_id, cfg.eval_batch_size, device
-    )
+    pad = result.tokenizer.pad_token_id
+
+    def outputs(examples: list[Example]) -> tuple[Any, Any, Any]:
+        enc = encode_examples(result.tokenizer, examples, cfg.max_length, marker)
+        logits, pooled = predict_outputs(result.model, enc, pad, cfg.eval_batch_size, device)
+        return enc, logits, pooled
+
+    _, _, train_pooled = outputs(train_set)
+    classes = sorted({fine_label(ex) if ex.source else str(ex.intent) for ex in train_set})
+    index = {c: i for i, c in enumerate(classes)}
+    labels = torch.tensor([index[fine_label(ex) if ex.source else str(ex.intent)]
+                           for ex in train_set])  # fmt: skip
+    result.model.ood = MahalanobisScorer.fit(train_pooled, labels).to(device)
+    val_enc, val_logits, val_pooled = outputs(val)
+    val_scores = result.model.ood(val_pooled.to(device)).cpu().numpy()
+    threshold = float(np.quantile(val_scores, cfg.ood_quantile))
+    ood = {"method": "mahalanobis", "classes": len(classes), "threshold": threshold,
+           "quantile": cfg.ood_quantile, "fitted_rows": len(train_set)}  # fmt: skip
     temps, report = {}, {}
     for head in HEADS:
-        y = enc.labels[head]
-        temps[head] = fit_temperature(logits[head], y)
+        y = val_enc.labels[head]
+        temps[head] = fit_temperature(val_logits[head], y)
         report[head] = {
             "temperature": temps[head],
-            "ece_before": expected_calibration_error(softmax_np(logits[head]), y.numpy()),
+            "ece_before": expected_calibration_error(softmax_np(val_logits[head]), y.numpy()),
             "ece_after": expected_calibration_error(
-                softmax_np(logits[head], temps[head]), y.numpy()
+                softmax_np(val_logits[head], temps[head]), y.numpy()
             ),
         }
-    return temps, report
+    return Fitted(temps, report, ood)
 
 
 def caps_sentiment(examples: list[Example], probs: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -67,27 +103,34 @@ def caps_sentiment(examples: list[Example], probs: dict[str, np.ndarray]) -> dic
 
 
 def evaluate_artifact(out: Path, data: dict[str, list[Example]]) -> dict[str, Any]:
-    """Evaluate the exported artifact on its test splits; returns metrics for metrics.json."""
+    """Evaluate the exported artifact on its test splits, per source; returns metrics for
+    metrics.json."""
     loaded = load_artifact(out)
-    results, failures, caps = [], {}, {}
+    results, failures, caps, curves = [], {}, {}, {}
     for name in ("test_noisy", "test_clean"):
-        if name not in data:
+        if not data.get(name):
             continue
-        probs = evaluation.probabilities(loaded, data[name])
-        results.append(evaluation.score(data[name], probs, name))
-        failures[name] = evaluation.failures(data[name], probs)
+        per_source, source_curves, errors = evaluation.evaluate_sources(loaded, data[name], name)
+        results += per_source
+        failures.update(errors)
+        if name == "test_noisy":
+            curves = source_curves
+        probs = evaluation.predict(loaded, data[name]).probs
         caps[name] = caps_sentiment(data[name], probs)
     test = data.get("test_noisy") or data["val"]
     results.append(evaluation.random_baseline(test))
     lat = evaluation.latency(loaded, evaluation.random_texts(test, 64))
-    return {"results": results, "failures": failures, "all_caps": caps, "latency": lat}
+    return {"results": results, "failures": failures, "all_caps": caps, "latency": lat,
+            "risk_coverage": curves}  # fmt: skip
 
 
 def run(data: dict[str, list[Example]], cfg: TrainConfig, out: Path, *, preset: str,
-        data_source: str, name: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """Train, calibrate and export to ``out``; returns the metrics written beside the model."""
+        data_source: str, sources: tuple[str, ...], name: str | None = None,
+        ) -> dict[str, Any]:  # fmt: skip
+    """Train, calibrate, fit the OOD scorer and export to ``out``; returns the metrics
+    written beside the model."""
     result = train(cfg, data["train"], data["val"])
-    temps, calibration = calibrate(result, data["val"], cfg)
+    fitted = fit_after_training(result, data["train"], data["val"], cfg)
     config = result.model.encoder.config.to_dict()
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     short = result.backbone_source.rsplit("/", 1)[-1].replace("package:", "").replace("_", "-")
@@ -99,21 +142,24 @@ def run(data: dict[str, list[Example]], cfg: TrainConfig, out: Path, *, preset: 
         "heads": {h: list(v) for h, v in HEADS.items()},
         "pooling": cfg.pooling, "dropout": cfg.dropout, "max_length": cfg.max_length,
         "casing_marker": CASING_MARKER if cfg.casing_marker else None,
-        "temperatures": temps, "min_action_confidence": DEFAULT_MIN_ACTION_CONFIDENCE,
+        "temperatures": fitted.temperatures,
+        "min_action_confidence": DEFAULT_MIN_ACTION_CONFIDENCE, "ood": fitted.ood,
         "training": {
             "data_fingerprint": examples_fingerprint(data, ("train", "val")),
-            "data_source": data_source, "git_commit": git_commit(), "seed": cfg.seed,
-            "preset": preset, "hyperparameters": cfg.to_json(),
+            "data_source": data_source, "sources": list(sources), "git_commit": git_commit(),
+            "seed": cfg.seed, "preset": preset, "hyperparameters": cfg.to_json(),
             "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 1),
         },
     }  # fmt: skip
     manifest = export(out, result.model, result.tokenizer, fields, metrics={}, model_card="")
     evaluated = evaluate_artifact(out, data)
     metrics = {"model": {"name": manifest.name, "version": manifest.version},
-               "history": result.history, "calibration": calibration, **evaluated}  # fmt: skip
+               "history": result.history, "calibration": fitted.calibration,
+               "ood": fitted.ood, **evaluated}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "model_card.md").write_text(model_card(manifest.name, manifest.version, fields, metrics))
-    extra = {k: metrics[k] for k in ("calibration", "all_caps", "latency", "failures")}
+    extra = {k: metrics[k] for k in ("calibration", "ood", "all_caps", "latency", "failures",
+                                     "risk_coverage")}  # fmt: skip
     evaluation.write_report(
         out / "report", evaluated["results"], extra, f"{manifest.name} {manifest.version}"
     )
@@ -162,11 +208,17 @@ def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:
 
 def load_or_build(
     spec: split_io.DataSpec, data_dir: Path | None, *, skip_invalid: bool = False
-) -> tuple[dict[str, list[Example]], str]:
+) -> tuple[dict[str, list[Example]], str, tuple[str, ...]]:
+    """The splits, a description of where they came from, and the collections trained on."""
     if data_dir is not None:
         splits, skipped = split_io.read(data_dir, skip_invalid=skip_invalid)
         if skipped:
             print(f"skipped {skipped} invalid lines in {data_dir}", flush=True)
-        return splits, f"files:{data_dir}"
-    origin = spec.source if spec.source != "clinc" else f"clinc:{spec.clinc_path}"
-    return split_io.build(spec), origin + (f" (limit {spec.limit})" if spec.limit else "")
+        trained = sorted({ex.collection or data_dir.name for ex in splits["train"]})
+        return splits, f"files:{data_dir}", tuple(trained)
+    paths = {"clinc": spec.clinc_path, "banking77": spec.banking77_path}
+    origin = ", ".join(f"{s}:{paths[s]}" if paths.get(s) else s for s in spec.sources)
+    if spec.train_sources is not None:
+        origin += f"; trained on {', '.join(spec.train_sources)}"
+    limit = f" (limit {spec.limit})" if spec.limit else ""
+    return split_io.build(spec), origin + limit, spec.trained_collections()

@@ -10,6 +10,7 @@ import copy
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,6 +64,13 @@ class TrainConfig:
     # 130 of them together, and fine-grained supervision keeps the encoder separating
     # them from the small support intents. Dropped before export; the artifact has 4 heads.
     aux_source_intent: bool = True
+    # Layer-wise lr decay: the top encoder layer trains at lr * decay, the one below at
+    # lr * decay^2, ..., the embeddings lowest; 1.0 = one lr for all. Lower layers keep
+    # more of the pretrained sentence encoder, which is what transfers across collections.
+    layer_decay: float = 1.0
+    # Where the unfamiliarity threshold sits: this share of in-distribution validation
+    # messages scores at or below it (docs/model.md, "Operating point").
+    ood_quantile: float = 0.95
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None
 
@@ -142,22 +150,63 @@ def collate(enc: Encoded, pad_id: int, index: list[int]) -> dict[str, torch.Tens
 
 
 @torch.inference_mode()
-def predict_logits(
+def predict_outputs(
     model: MultiHeadClassifier, enc: Encoded, pad_id: int, batch_size: int, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """Logits per head [N, C] in example order, batched by length for speed."""
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Logits per head [N, C] and pooled embeddings [N, H], in example order, batched by
+    length for speed."""
     model.eval()
     order = sorted(range(len(enc.ids)), key=lambda i: len(enc.ids[i]))
     out: dict[str, list[torch.Tensor]] = {h: [] for h in HEADS}
+    pooled_parts: list[torch.Tensor] = []
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         batch = collate(enc, pad_id, index)
-        logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        pooled = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        logits = model.classify(pooled)
         for h in HEADS:
             out[h].append(logits[h].float().cpu())
+        pooled_parts.append(pooled.float().cpu())
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
-    return {h: torch.cat(parts)[inverse] for h, parts in out.items()}
+    logits_all = {h: torch.cat(parts)[inverse] for h, parts in out.items()}
+    return logits_all, torch.cat(pooled_parts)[inverse]
+
+
+def predict_logits(
+    model: MultiHeadClassifier, enc: Encoded, pad_id: int, batch_size: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Logits per head [N, C] in example order."""
+    return predict_outputs(model, enc, pad_id, batch_size, device)[0]
+
+
+def fine_label(ex: Example) -> str:
+    """The source intent qualified by its collection: CLINC's and Banking77's never merge."""
+    return f"{ex.collection}:{ex.source}" if ex.collection else ex.source
+
+
+def layer_depth(name: str, layers: int) -> int:
+    """0 for embeddings, i + 1 for encoder layer i, layers + 1 for heads and pooling."""
+    if "embeddings" in name:
+        return 0
+    match = re.search(r"\.layer\.(\d+)\.", name)
+    if match and name.startswith("encoder."):
+        return int(match.group(1)) + 1
+    return layers + 1
+
+
+def param_groups(model: MultiHeadClassifier, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: per depth for layer-wise lr decay, and no weight decay on biases and
+    LayerNorm weights, as in BERT's recipe."""
+    layers = int(model.encoder.config.num_hidden_layers)
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        groups.setdefault((layer_depth(name, layers), p.ndim >= 2), []).append(p)
+    return [
+        {"params": params, "weight_decay": cfg.weight_decay if decays else 0.0,
+         "lr": cfg.lr * cfg.layer_decay ** (layers + 1 - depth)}
+        for (depth, decays), params in sorted(groups.items())
+    ]  # fmt: skip
 
 
 def class_weights(enc: Encoded) -> dict[str, torch.Tensor]:
@@ -202,12 +251,12 @@ def train(
     val_enc = encode_examples(tok, val_set, cfg.max_length, marker)
     heads: dict[str, tuple[str, ...]] = dict(HEADS)
     if cfg.aux_source_intent:
-        sources = tuple(sorted({ex.source for ex in train_set if ex.source}))
+        sources = tuple(sorted({fine_label(ex) for ex in train_set if ex.source}))
         if len(sources) > len(HEADS["intent"]):
             heads[AUX_HEAD] = sources
             index = {s: i for i, s in enumerate(sources)}
             train_enc.labels[AUX_HEAD] = torch.tensor(
-                [index.get(ex.source, IGNORE_INDEX) for ex in train_set]
+                [index.get(fine_label(ex), IGNORE_INDEX) for ex in train_set]
             )
     model = MultiHeadClassifier(backbone.encoder, heads, cfg.pooling, cfg.dropout)
 
@@ -216,16 +265,7 @@ def train(
         cast(Any, range(len(train_enc.ids))), batch_sampler=sampler,
         collate_fn=lambda idx: collate(train_enc, tok.pad_token_id, idx),
     )  # fmt: skip
-    # No weight decay on biases and LayerNorm weights, as in BERT's recipe.
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )  # fmt: skip
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
     total_steps = len(sampler) * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(cfg.warmup_ratio * total_steps), total_steps

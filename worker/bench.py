@@ -50,7 +50,9 @@ def message_set(n: int, seed: int = 7) -> tuple[list[Any], str]:
     from trainer.data.splits import DataSpec, build
 
     path = clinc.default_path() or REPO.parent / "shared/data/clinc150/data_oos_plus.json"
-    spec = DataSpec(clinc_path=path, seed=seed) if path.exists() else DataSpec(source="synthetic")
+    spec = (
+        DataSpec(clinc_path=path, seed=seed) if path.exists() else DataSpec(sources=("synthetic",))
+    )
     examples = build(spec)["test_noisy"]
     source = "clinc test, augmented" if path.exists() else "synthetic"
     return [examples[i % len(examples)] for i in range(n)], source

@@ -148,7 +148,7 @@ def _classify(args: argparse.Namespace) -> int:
         model = settings.model.model_copy(update={"path": args.model})
         settings = settings.model_copy(update={"model": model})
     classifier = service.load_classifier(settings)
-    policy = service.build_policy(settings, service.classifier_threshold(settings))
+    policy = service.build_policy(settings, service.artifact_thresholds(settings))
     value = orjson.dumps({"message_id": "cli-1", "text": args.text})
     record = codec.Record("cli", 0, 0, None, value, [], int(time.time() * 1000))
     outcome = codec.decode(record, settings.max_text_chars)

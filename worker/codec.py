@@ -122,6 +122,7 @@ def result_value(
     truncated: bool,
     predictions: Mapping[str, Any] | None,
     ctx: ResultContext,
+    unfamiliarity: float | None = None,
 ) -> bytes:
     """The outbound JSON (schemas.messages.OutboundMessage) as bytes."""
     ts = accepted.record.timestamp_ms
@@ -134,7 +135,12 @@ def result_value(
             "route": route,
             "action": action,
             "predictions": predictions,
-            "routing": {"policy": ctx.policy, "reason": reason, "truncated": truncated},
+            "routing": {
+                "policy": ctx.policy,
+                "reason": reason,
+                "truncated": truncated,
+                "unfamiliarity": unfamiliarity,
+            },
             "model": ctx.model,
             "timing": {
                 "kafka_timestamp_ms": ts,

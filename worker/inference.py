@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -21,23 +21,36 @@ from worker.packed import PackedClassifier, pack, supports, to_device
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+class Row(NamedTuple):
+    """One message's predictions, as the routing policy and the outbound record use them."""
+
+    labels: dict[str, str]
+    confidences: dict[str, float]
+    predictions: dict[str, Any]  # the outbound ``predictions`` block
+    unfamiliarity: float | None  # the OOD score; None when the model has none
+
+
 @dataclass(frozen=True)
 class BatchOutput:
-    """Calibrated probabilities [B, C] and argmax [B] per head, on the host."""
+    """Calibrated probabilities [B, C] and argmax [B] per head, and OOD scores [B], on the
+    host."""
 
     labels: dict[str, tuple[str, ...]]
     probs: dict[str, np.ndarray]
     top: dict[str, np.ndarray]
     inference_ms: float
+    unfamiliarity: np.ndarray | None = None  # [B]
 
-    def rows(self) -> list[tuple[dict[str, str], dict[str, float], dict[str, Any]]]:
-        """Per message: labels, confidences and the outbound predictions block.
+    def rows(self) -> list[Row]:
+        """Per message: labels, confidences, the outbound predictions block, OOD score.
 
         Arrays become Python lists once per batch; the per-message work is dict building.
         """
         per_head = {h: (self.probs[h].tolist(), self.top[h].tolist()) for h in self.probs}
+        size = len(next(iter(self.top.values())))
+        scores = self.unfamiliarity.tolist() if self.unfamiliarity is not None else [None] * size
         out = []
-        for n in range(len(next(iter(self.top.values())))):
+        for n in range(size):
             labels, confidences, predictions = {}, {}, {}
             for head, (probs, top) in per_head.items():
                 names, k, row = self.labels[head], top[n], probs[n]
@@ -47,7 +60,7 @@ class BatchOutput:
                     "confidence": row[k],
                     "probabilities": dict(zip(names, row, strict=True)),
                 }
-            out.append((labels, confidences, predictions))
+            out.append(Row(labels, confidences, predictions, scores[n]))
         return out
 
 
@@ -177,32 +190,37 @@ class Classifier:
             return to_device(pack(batch_ids), self.device)
         return self.padded(batch_ids)
 
-    def forward(self, inputs: Any) -> dict[str, Any]:
-        """Logits per head from ``prepare``'s inputs; the caller holds inference_mode."""
+    def forward(self, inputs: Any) -> tuple[dict[str, Any], Any]:
+        """Logits per head and OOD scores [B] (or None) from ``prepare``'s inputs; the caller
+        holds inference_mode."""
         with torch.autocast(
             self.device.type, dtype=self.autocast or torch.bfloat16, enabled=bool(self.autocast)
         ):
             if self.packed is not None:
-                return self.packed(inputs)  # type: ignore[no-any-return]
-            return self.model(*inputs)  # type: ignore[no-any-return]
+                return self.packed.outputs(inputs)
+            return self.model.outputs(*inputs)
 
     def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
         """One forward pass over the batch: its real tokens only, or padded to its longest."""
         started = time.perf_counter()
         self.calls += 1
         with torch.inference_mode():
-            logits = self.forward(self.prepare(batch_ids))
+            logits, ood = self.forward(self.prepare(batch_ids))
             joined = torch.cat([logits[h] for h in self.heads], dim=1).float() / self._temps
             probs = torch.cat(
                 [torch.softmax(part, dim=1) for part in joined.split(self._splits, dim=1)], dim=1
             )  # [B, sum C]
+            if ood is not None:  # one more column, so the copy stays one copy
+                probs = torch.cat([probs, ood.float()[:, None]], dim=1)  # [B, sum C + 1]
             host = probs.cpu().numpy()  # the batch's one device-to-host copy
         out_probs, out_top, col = {}, {}, 0
         for head, width_h in zip(self.heads, self._splits, strict=True):
             out_probs[head] = host[:, col : col + width_h]
             out_top[head] = out_probs[head].argmax(axis=1)
             col += width_h
-        return BatchOutput(self.heads, out_probs, out_top, (time.perf_counter() - started) * 1000)
+        unfamiliarity = host[:, col] if ood is not None else None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return BatchOutput(self.heads, out_probs, out_top, elapsed_ms, unfamiliarity)
 
     def _to_device(self, array: np.ndarray) -> Any:
         tensor = torch.from_numpy(array)

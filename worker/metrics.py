@@ -23,8 +23,13 @@ class Metrics:
             "support_dead_letters", "dead letters committed, by stage", ["stage"], registry=r
         )
         self.low_confidence = Counter(
-            "support_low_confidence_fallbacks", "results routed by the fallback", registry=r
-        )
+            "support_low_confidence_fallbacks",
+            "results the fallback took for low action confidence", registry=r,
+        )  # fmt: skip
+        self.unfamiliar = Counter(
+            "support_unfamiliar_fallbacks",
+            "results the fallback took because the OOD score was above its threshold", registry=r,
+        )  # fmt: skip
         self.predictions = Counter(
             "support_predictions", "predicted labels", ["head", "label"], registry=r
         )

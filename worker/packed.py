@@ -161,8 +161,20 @@ class PackedClassifier(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.pooling = model.pooling
         self.heads = model.heads
+        self.ood = model.ood
 
     def forward(self, b: PackedBatch) -> dict[str, Tensor]:
+        pooled = self.embed(b)
+        return {name: head(pooled) for name, head in self.heads.items()}
+
+    def outputs(self, b: PackedBatch) -> tuple[dict[str, Tensor], Tensor | None]:
+        """Logits per head and the OOD score [B] (None without a scorer), as the model's."""
+        pooled = self.embed(b)
+        logits = {name: head(pooled) for name, head in self.heads.items()}
+        return logits, (self.ood(pooled) if self.ood is not None else None)
+
+    def embed(self, b: PackedBatch) -> Tensor:
+        """The pooled embedding [B, H]."""
         x = self.word(b.ids) + self.position(b.positions)
         if self.type_row is not None:
             x = x + self.type_row
@@ -178,4 +190,4 @@ class PackedClassifier(nn.Module):
         else:
             sums = x.new_zeros(b.size, x.shape[1]).index_add_(0, b.seq, x)
             pooled = sums / b.lengths[:, None].to(x.dtype)
-        return {name: head(pooled) for name, head in self.heads.items()}
+        return pooled  # type: ignore[no-any-return]

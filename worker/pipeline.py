@@ -91,7 +91,7 @@ class Outgoing:
     key: bytes | None
     value: bytes | None
     headers: codec.Headers
-    route: str  # a route name, or "dlq:<stage>"
+    route: str  # a route name (":low" or ":unfamiliar" when the fallback took it), or "dlq:<stage>"
 
 
 class Pipeline:
@@ -521,7 +521,7 @@ class Pipeline:
                 log.warning("dead_letter", stage=stage, topic=r.topic, partition=r.partition,
                             offset=r.offset, reason=reason, **extra)  # fmt: skip
                 continue
-            route = out.route.removesuffix(":low")
+            route, _, fallback = out.route.partition(":")
             m.messages_out.labels(route).inc()
             if debug:
                 outcome = item.outcome
@@ -530,11 +530,13 @@ class Pipeline:
                 log.debug("routed", message_id=outcome.message_id, topic=item.record.topic,
                           partition=item.record.partition, offset=item.record.offset,
                           route=route, **text)  # fmt: skip
-            if out.route.endswith(":low"):
+            if fallback == "low":
                 m.low_confidence.inc()
+            elif fallback == "unfamiliar":
+                m.unfamiliar.inc()
             row = rows.get(id(item))
             if row is not None:
-                for head, label in row[0].items():
+                for head, label in row.labels.items():
                     m.predictions.labels(head, label).inc()
         log.info("batch_committed", size=len(items), inference_ms=round(inference_ms, 2),
                  model_items=len(rows))  # fmt: skip
@@ -545,6 +547,10 @@ class Pipeline:
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             raise FatalKafkaError(f"{err}") from None
+
+
+# Outgoing.route's suffix for a result the fallback took, counted by the metrics.
+FALLBACK_TAGS = {"low_confidence": ":low", "unfamiliar": ":unfamiliar"}
 
 
 def to_outgoing(
@@ -569,16 +575,16 @@ def to_outgoing(
         return Outgoing(settings.topics.dlq, r.key, r.value, headers, f"dlq:{rejected.stage}")
     if row is None:  # empty or whitespace-only text: no model call
         decision = policy.empty_text()
-        predictions = None
+        predictions, unfamiliarity = None, None
     else:
-        labels, confidences, predictions = row
-        decision = policy.decide(labels, confidences)
+        predictions, unfamiliarity = row.predictions, row.unfamiliarity
+        decision = policy.decide(row.labels, row.confidences, unfamiliarity)
     value = codec.result_value(
         outcome, decision.route, decision.action, decision.reason, item.truncated,
-        predictions, ctx,
+        predictions, ctx, unfamiliarity,
     )  # fmt: skip
     headers = codec.result_headers(r, classifier.model_info["version"])
-    tag = decision.route + (":low" if decision.reason == "low_confidence" else "")
+    tag = decision.route + FALLBACK_TAGS.get(decision.reason, "")
     return Outgoing(settings.topics.for_route(decision.route), r.key, value, headers, tag)
 
 

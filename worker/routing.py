@@ -18,21 +18,29 @@ ROUTE_ACTIONS = {route: action for action, route in ACTION_ROUTES.items()}
 class Decision:
     route: str
     action: str
-    reason: str  # model | low_confidence | rule:<name> | empty_text
+    reason: str  # model | low_confidence | unfamiliar | rule:<name> | empty_text
 
 
 @dataclass(frozen=True)
 class RoutingPolicy:
-    """Route by the action head; low confidence goes to the fallback; optional safety rules."""
+    """Route by the action head; unfamiliar input and low confidence go to the fallback;
+    optional safety rules."""
 
     min_action_confidence: float = 0.7
     fallback_route: str = "more_info"
     # Safety rule: urgency "high" with at least this confidence escalates, whatever the action.
     escalate_on_high_urgency: float | None = None
+    # The artifact's OOD threshold: a message scoring above it is unlike anything the model
+    # was trained on, so its labels (and its confidence) mean little. None = no check.
+    max_unfamiliarity: float | None = None
 
     def __post_init__(self) -> None:
-        if self.fallback_route not in ROUTES:
-            raise ValueError(f"fallback_route must be one of {ROUTES}, got {self.fallback_route!r}")
+        # The fallback takes what the model cannot vouch for, so it must never auto-resolve.
+        fallbacks = tuple(r for r in ROUTES if r != "auto_resolve")
+        if self.fallback_route not in fallbacks:
+            raise ValueError(
+                f"fallback_route must be one of {fallbacks}, got {self.fallback_route!r}"
+            )
 
     @property
     def name(self) -> str:
@@ -41,16 +49,33 @@ class RoutingPolicy:
             if self.escalate_on_high_urgency is not None
             else ""
         )
-        return f"action>={self.min_action_confidence},fallback={self.fallback_route}{rule}"
+        ood = (
+            f",unfamiliarity<={self.max_unfamiliarity:.4g}"
+            if self.max_unfamiliarity is not None
+            else ""
+        )
+        return f"action>={self.min_action_confidence}{ood},fallback={self.fallback_route}{rule}"
 
-    def decide(self, labels: Mapping[str, str], confidences: Mapping[str, float]) -> Decision:
-        """The route for one message from its predicted labels and calibrated confidences."""
+    def decide(
+        self,
+        labels: Mapping[str, str],
+        confidences: Mapping[str, float],
+        unfamiliarity: float | None = None,
+    ) -> Decision:
+        """The route for one message from its predicted labels, calibrated confidences and
+        OOD score."""
         if (
             self.escalate_on_high_urgency is not None
             and labels["urgency"] == "high"
             and confidences["urgency"] >= self.escalate_on_high_urgency
         ):
             return Decision("escalate", "escalate_to_human", "rule:urgency_high")
+        if (
+            self.max_unfamiliarity is not None
+            and unfamiliarity is not None
+            and not unfamiliarity <= self.max_unfamiliarity  # NaN is unfamiliar too
+        ):
+            return Decision(self.fallback_route, ROUTE_ACTIONS[self.fallback_route], "unfamiliar")
         if confidences["action"] < self.min_action_confidence:
             return Decision(
                 self.fallback_route, ROUTE_ACTIONS[self.fallback_route], "low_confidence"

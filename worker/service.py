@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from dataclasses import dataclass
 from types import FrameType
 from typing import cast
 
@@ -30,12 +31,26 @@ EXIT_FATAL = 1
 EXIT_SECOND_SIGNAL = 130
 
 
-def build_policy(settings: WorkerSettings, artifact_threshold: float) -> RoutingPolicy:
+@dataclass(frozen=True)
+class ArtifactThresholds:
+    """The routing thresholds an artifact ships; settings may override each."""
+
+    min_action_confidence: float = 0.7
+    max_unfamiliarity: float | None = None  # None: the model has no OOD score (null backend)
+
+
+def build_policy(settings: WorkerSettings, artifact: ArtifactThresholds) -> RoutingPolicy:
     r = settings.routing
-    threshold = (
-        r.min_action_confidence if r.min_action_confidence is not None else artifact_threshold
-    )
-    return RoutingPolicy(threshold, r.fallback_route, r.escalate_on_high_urgency)
+
+    def pick(setting: float | None, shipped: float | None) -> float | None:
+        return setting if setting is not None else shipped
+
+    confidence = pick(r.min_action_confidence, artifact.min_action_confidence)
+    assert confidence is not None
+    return RoutingPolicy(
+        confidence, r.fallback_route, r.escalate_on_high_urgency,
+        pick(r.max_unfamiliarity, artifact.max_unfamiliarity),
+    )  # fmt: skip
 
 
 def pin_tokenizer_threads() -> None:
@@ -76,8 +91,7 @@ def run(settings: WorkerSettings) -> int:
     classifier = load_classifier(settings)
     classifier.warmup(min(8, settings.batching.max_batch_size))
     health.model_ready = True
-    manifest_threshold = classifier_threshold(settings)
-    policy = build_policy(settings, manifest_threshold)
+    policy = build_policy(settings, artifact_thresholds(settings))
     log.info("model_ready", model=classifier.model_info, device=str(classifier.device),
              dtype=str(classifier.dtype), precision=classifier.precision,
              threads=torch.get_num_threads(),
@@ -100,12 +114,13 @@ def run(settings: WorkerSettings) -> int:
     return 0
 
 
-def classifier_threshold(settings: WorkerSettings) -> float:
+def artifact_thresholds(settings: WorkerSettings) -> ArtifactThresholds:
     from trainer.artifact import read_manifest
 
     if settings.model.backend == "null":
-        return 0.7
-    return read_manifest(settings.model.path).min_action_confidence
+        return ArtifactThresholds()
+    manifest = read_manifest(settings.model.path)
+    return ArtifactThresholds(manifest.min_action_confidence, manifest.ood.threshold)
 
 
 def install_signal_handlers(pipeline: Pipeline, grace_s: float) -> None:

@@ -103,10 +103,16 @@ class RoutingSettings(BaseModel):
     min_action_confidence: float | None = Field(
         default=None, ge=0, le=1, description="default: the artifact's (0.7, as in the notebook)"
     )
-    fallback_route: Literal["escalate", "auto_resolve", "more_info"] = "more_info"
+    # Never auto_resolve: the fallback takes what the model cannot vouch for.
+    fallback_route: Literal["escalate", "more_info"] = "more_info"
     escalate_on_high_urgency: float | None = Field(
         default=None, ge=0, le=1, description="urgency=high at this confidence escalates"
     )
+    max_unfamiliarity: float | None = Field(
+        default=None, gt=0,
+        description="OOD score above which a message is 'unfamiliar' and goes to the fallback; "
+        "default: the artifact's ood.threshold",
+    )  # fmt: skip
 
 
 class ModelSettings(BaseModel):

@@ -23,7 +23,8 @@ class Example:
     urgency: str | None
     sentiment: str | None
     action: str | None
-    source: str = ""
+    source: str = ""  # the source collection's own intent or category, when known
+    collection: str = ""  # which data set it came from (clinc, banking77, a file's name)
 
     def label(self, head: str) -> str | None:
         value: str | None = getattr(self, head)
@@ -34,7 +35,7 @@ class Example:
 
 
 def with_heuristics(
-    text: str, intent: str | None, source: str = "", **given: str | None
+    text: str, intent: str | None, source: str = "", collection: str = "", **given: str | None
 ) -> Example:
     """Fill the labels the caller did not give from the rules (needs intent for two of them)."""
     sentiment = given.get("sentiment") or labeling.sentiment(text)
@@ -42,7 +43,7 @@ def with_heuristics(
     action = given.get("action") or (
         labeling.action(intent, urgency, sentiment) if intent and urgency else None
     )
-    return Example(text, intent, urgency, sentiment, action, source)
+    return Example(text, intent, urgency, sentiment, action, source, collection)
 
 
 def read_labelled(path: Path, *, skip_invalid: bool = False) -> tuple[list[Example], int]:
@@ -106,7 +107,8 @@ def _example(row: Any, path: Path, line: int) -> Example:
             )  # fmt: skip
         given[head] = value
     intent = given.pop("intent")
-    return with_heuristics(text, intent, str(row.get("source", "")), **given)
+    source, collection = str(row.get("source", "")), str(row.get("collection", ""))
+    return with_heuristics(text, intent, source, collection, **given)
 
 
 def write_jsonl(path: Path, examples: list[Example]) -> None:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.labels import HEADS
+from schemas.labels import HEADS, INTENTS
 from trainer import labeling
 from trainer.augmentation import augment, clean_variant, example_rng
-from trainer.data import clinc, synthetic
+from trainer.data import banking77, clinc, definitions, synthetic
 from trainer.data.mapping import IntentMapping, load_mapping
 from trainer.data.records import Example, read_labelled, write_jsonl
 from trainer.errors import DataError
@@ -22,30 +22,58 @@ SPLIT_FILES = {"train": "train.jsonl", "val": "val.jsonl", "test_noisy": "test_n
                "test_clean": "test_clean.jsonl"}  # fmt: skip
 
 
+COLLECTIONS = {"clinc": "clinc", "hub": "clinc", "banking77": "banking77",
+               "synthetic": "synthetic", "definitions": "definitions"}  # fmt: skip
+# CLINC (and synthetic) keep the RNG keys they had before Banking77 came, so their
+# splits stay byte-identical to earlier releases and old figures stay comparable.
+RNG_NAMESPACE = {"banking77": "banking77:", "definitions": "definitions:"}
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """Where the raw rows come from and how they become examples."""
 
-    source: str = "clinc"  # clinc | hub | synthetic
+    sources: tuple[str, ...] = ("clinc",)  # clinc | hub | banking77 | synthetic | definitions
+    # Collections whose train and val parts are used; None = all. Test parts always
+    # cover every source, so a model trained on one collection is scored on the others
+    # (the transfer table).
+    train_sources: tuple[str, ...] | None = None
     clinc_path: Path | None = None
-    mapping: str = "support"
+    banking77_path: Path | None = None
+    mapping: str = "support"  # CLINC's; a preset name or a JSON/YAML file
+    banking77_mapping: str = "banking77"
     seed: int = 42
-    limit: int | None = None  # rows per split, for demos and smoke runs
+    limit: int | None = None  # rows per split and source, for demos and smoke runs
     synthetic_per_intent: int = 200
 
+    def collections(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(COLLECTIONS[s] for s in self.sources))
 
-def raw_rows(spec: DataSpec) -> tuple[dict[str, list[tuple[str, str]]], IntentMapping]:
-    if spec.source == "synthetic":
-        identity = IntentMapping("synthetic", {k: (k,) for k in synthetic.TEMPLATES})
+    def trained_collections(self) -> tuple[str, ...]:
+        return self.train_sources if self.train_sources is not None else self.collections()
+
+
+def raw_rows(spec: DataSpec, source: str) -> tuple[dict[str, list[tuple[str, str]]], IntentMapping]:
+    if source in ("synthetic", "definitions"):
+        identity = IntentMapping(source, {k: (k,) for k in INTENTS})
+        if source == "definitions":
+            return definitions.generate(spec.seed), identity
         return synthetic.generate(spec.synthetic_per_intent, spec.seed), identity
-    if spec.source == "hub":
+    if source == "banking77":
+        if spec.banking77_path is None:
+            raise DataError("--banking77-path is required for the banking77 source")
+        rows = banking77.load_local(spec.banking77_path)
+        mapping, absent_ok = load_mapping(spec.banking77_mapping)
+        mapping.check_known({c for split in rows.values() for _, c in split}, absent_ok)
+        return rows, mapping
+    if source == "hub":
         rows = clinc.load_hub()
-    elif spec.source == "clinc":
+    elif source == "clinc":
         if spec.clinc_path is None:
             raise DataError("--clinc-path is required for the clinc source")
         rows = clinc.load_local(spec.clinc_path)
     else:
-        raise DataError(f"unknown source {spec.source!r}; expected clinc, hub or synthetic")
+        raise DataError(f"unknown source {source!r}; expected one of {', '.join(COLLECTIONS)}")
     mapping, absent_ok = load_mapping(spec.mapping)
     mapping.check_known(clinc.known_intents(rows), absent_ok)
     return rows, mapping
@@ -53,22 +81,34 @@ def raw_rows(spec: DataSpec) -> tuple[dict[str, list[tuple[str, str]]], IntentMa
 
 def build(spec: DataSpec) -> dict[str, list[Example]]:
     """Augment, then label from the final text; the clean test mirrors the noisy one."""
-    rows, mapping = raw_rows(spec)
-    out: dict[str, list[Example]] = {}
-    for split, items in rows.items():
-        if spec.limit is not None and len(items) > spec.limit:
-            items = random.Random(f"{spec.seed}:limit:{split}").sample(items, spec.limit)
-        examples = []
-        for i, (text, source_intent) in enumerate(items):
-            final = augment(text, example_rng(spec.seed, split, i))
-            labels = labeling.label_all(final, mapping(source_intent))
-            examples.append(Example(text=final, source=source_intent, **labels))
-        out["test_noisy" if split == "test" else split] = examples
+    trained = set(spec.trained_collections())
+    unknown = trained - set(spec.collections())
+    if unknown:
+        raise DataError(f"--train-sources names {', '.join(sorted(unknown))}, not among --sources")
+    out: dict[str, list[Example]] = {"train": [], "val": [], "test_noisy": []}
+    # A source with no rows for a split (definitions: train only) adds nothing there.
+    for source in spec.sources:
+        rows, mapping = raw_rows(spec, source)
+        collection = COLLECTIONS[source]
+        for split, items in rows.items():
+            name = "test_noisy" if split == "test" else split
+            if name != "test_noisy" and collection not in trained:
+                continue
+            if spec.limit is not None and len(items) > spec.limit:
+                key = f"{spec.seed}:limit:{RNG_NAMESPACE.get(source, '')}{split}"
+                items = random.Random(key).sample(items, spec.limit)
+            rng_split = RNG_NAMESPACE.get(source, "") + split
+            for i, (text, source_intent) in enumerate(items):
+                final = augment(text, example_rng(spec.seed, rng_split, i))
+                labels = labeling.label_all(final, mapping(source_intent))
+                out[name].append(
+                    Example(text=final, source=source_intent, collection=collection, **labels)
+                )
     clean = []
     for ex in out["test_noisy"]:
         text = clean_variant(ex.text)
         labels = labeling.label_all(text, ex.intent or "general_question")
-        clean.append(Example(text=text, source=ex.source, **labels))
+        clean.append(Example(text=text, source=ex.source, collection=ex.collection, **labels))
     out["test_clean"] = clean
     return out
 

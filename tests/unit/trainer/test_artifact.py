@@ -27,14 +27,20 @@ def test_smoke_training_exports_a_complete_artifact(smoke_artifact: Path) -> Non
     assert manifest["min_action_confidence"] == 0.7
     assert len(manifest["training"]["data_fingerprint"]) == 64
     assert manifest["training"]["git_commit"]
+    assert manifest["training"]["sources"] == ["synthetic"]
+    ood = manifest["ood"]
+    assert ood["method"] == "mahalanobis" and ood["classes"] == 5 and ood["quantile"] == 0.95
     metrics = json.loads((smoke_artifact / "metrics.json").read_text())
-    noisy = next(r for r in metrics["results"] if r["dataset"] == "test_noisy")
+    noisy = next(r for r in metrics["results"] if r["dataset"] == "synthetic test_noisy")
+    # the threshold admits about ood.quantile of in-distribution messages
+    assert 0.75 < 1 - noisy["routed"]["reasons"].get("unfamiliar", 0.0) <= 1.0
     baseline = next(r for r in metrics["results"] if r["dataset"] == "random baseline")
     # even a tiny model trained for seconds must beat chance on synthetic intents
     assert noisy["heads"]["intent"]["accuracy"] > baseline["heads"]["intent"]["accuracy"] + 0.2
     report = smoke_artifact / "report"
     assert (report / "report.md").exists()
     assert len(list(report.glob("confusion_*.png"))) == 8  # 4 heads x (noisy, clean)
+    assert (report / "risk_coverage.png").stat().st_size > 5000
 
 
 def test_reload_gives_identical_logits(smoke_artifact: Path, tmp_path: Path) -> None:
@@ -98,7 +104,8 @@ def _broken(smoke_artifact: Path, tmp_path: Path, edit: dict[str, object]) -> Pa
         ),
         ({"pooling": "max"}, "field 'pooling'"),
         ({"weights_sha256": "0" * 64}, r"does not match manifest field 'weights_sha256'"),
-        ({"format_version": 2}, "field 'format_version'"),
+        ({"format_version": 1}, r"'format_version' is 1; this release reads 2 \(retrain"),
+        ({"ood": None}, r"field 'ood': Field required"),
     ],
 )
 def test_broken_manifests_are_refused_naming_the_field(
@@ -129,3 +136,29 @@ def test_weights_of_another_architecture_are_refused(smoke_artifact: Path, tmp_p
         ArtifactError, match=r"weights do not fit manifest field 'backbone\.config'"
     ):
         load_artifact(broken)
+
+
+def test_an_ood_scorer_of_another_shape_is_refused(smoke_artifact: Path, tmp_path: Path) -> None:
+    manifest = json.loads((smoke_artifact / "manifest.json").read_text())
+    broken = _broken(smoke_artifact, tmp_path, {"ood": dict(manifest["ood"], classes=7)})
+    with pytest.raises(ArtifactError, match=r"weights do not fit manifest field 'ood\.classes'"):
+        load_artifact(broken)
+
+
+def test_the_ood_scorer_travels_in_the_weights(smoke_artifact: Path) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(smoke_artifact / "model.safetensors"))
+    assert {"ood.whiten", "ood.means"} <= set(state)
+    loaded = load_artifact(smoke_artifact)
+    assert loaded.model.ood is not None
+    assert torch.equal(loaded.model.ood.means, state["ood.means"])
+
+
+def test_an_artifact_that_does_not_say_what_it_trained_on_is_refused(
+    smoke_artifact: Path, tmp_path: Path
+) -> None:
+    manifest = json.loads((smoke_artifact / "manifest.json").read_text())
+    training = dict(manifest["training"], sources=[])
+    with pytest.raises(ArtifactError, match=r"field 'training\.sources'"):
+        load_artifact(_broken(smoke_artifact, tmp_path, {"training": training}))

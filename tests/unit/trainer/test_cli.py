@@ -33,9 +33,12 @@ def test_evaluate_any_labelled_jsonl(
                  "--json", str(out_json), "--out", str(tmp_path / "eval")])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| mine |" in printed and "| random baseline |" in printed
-    metrics = json.loads(out_json.read_text())
+    assert "| mine | **no** | 3 |" in printed  # per source: the smoke model never saw it
+    assert "most confident errors: mine" in printed
+    assert "# transfer" in printed and "| synthetic (" in printed
+    metrics = json.loads(out_json.read_text())[str(smoke_artifact)]
     mine = metrics["results"][0]
+    assert mine["routed"]["policy"].startswith("action>=0.7,unfamiliarity<=")
     assert mine["n"] == 3 and set(mine["heads"]) == {"intent", "urgency", "sentiment", "action"}
     assert {"business_cost", "false_escalations", "false_auto_resolves"} <= set(mine)
     assert metrics["latency"]["single_ms"] > 0 and metrics["latency"]["batch_msgs_per_s"] > 0
@@ -61,6 +64,7 @@ def test_predict_prints_labels_and_confidences(
     for row in lines:
         for head in ("intent", "urgency", "sentiment", "action"):
             assert 0.0 < row[head]["confidence"] <= 1.0
+        assert row["unfamiliarity"]["score"] > 0
 
 
 def test_an_unknown_backbone_fails_naming_what_was_tried(

@@ -50,3 +50,33 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     result = train(cfg, _examples(32), _examples(8))  # lr 0: validation can never improve
     assert len(result.history) == 3  # epoch 1, then two without improvement
     assert result.best_epoch == 1
+
+
+def test_layer_decay_gives_lower_layers_smaller_learning_rates() -> None:
+    from trainer.modeling import MultiHeadClassifier, load_backbone
+    from trainer.training import param_groups
+
+    backbone = load_backbone("tiny")  # 2 encoder layers
+    model = MultiHeadClassifier(backbone.encoder, HEADS, "mean", 0.1)
+    groups = param_groups(model, replace(CFG, lr=1.0, layer_decay=0.5))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["heads.intent.weight"])] == 1.0
+    assert lr_of[id(named["encoder.encoder.layer.1.output.dense.weight"])] == 0.5
+    assert lr_of[id(named["encoder.encoder.layer.0.output.dense.weight"])] == 0.25
+    assert lr_of[id(named["encoder.embeddings.word_embeddings.weight"])] == 0.125
+    assert sum(len(g["params"]) for g in groups) == len(named)  # each parameter once
+    no_decay = {id(p) for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert id(named["heads.intent.bias"]) in no_decay
+    assert id(named["heads.intent.weight"]) not in no_decay
+    flat = param_groups(model, CFG)
+    assert {g["lr"] for g in flat} == {CFG.lr}
+
+
+def test_the_source_head_keeps_collections_apart() -> None:
+    from trainer.training import fine_label
+
+    a = Example("x", "billing_issue", None, None, None, "transfer", "clinc")
+    b = Example("x", "billing_issue", None, None, None, "transfer", "banking77")
+    assert fine_label(a) != fine_label(b)
+    assert fine_label(Example("x", None, None, None, None, "transfer")) == "transfer"

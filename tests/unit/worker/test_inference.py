@@ -27,6 +27,8 @@ def test_batched_predictions_equal_single_ones_within_1e_4(classifier: Classifie
         for head in batched.probs:
             np.testing.assert_allclose(batched.probs[head][i], single.probs[head][0], atol=1e-4)
             assert batched.top[head][i] == single.top[head][0]
+        assert batched.unfamiliarity is not None and single.unfamiliarity is not None
+        np.testing.assert_allclose(batched.unfamiliarity[i], single.unfamiliarity[0], rtol=1e-4)
 
 
 def test_one_forward_pass_per_batch(classifier: Classifier) -> None:
@@ -49,7 +51,8 @@ def test_long_texts_are_truncated_and_flagged(classifier: Classifier) -> None:
 def test_rows_carry_labels_confidences_and_all_probabilities(classifier: Classifier) -> None:
     ids, _ = classifier.token_ids(TEXTS[:2])
     rows = classifier.predict(ids).rows()
-    labels, confidences, predictions = rows[0]
+    labels, confidences, predictions, unfamiliarity = rows[0]
     assert set(labels) == {"intent", "urgency", "sentiment", "action"}
+    assert unfamiliarity is not None and unfamiliarity > 0
     assert predictions["action"]["confidence"] == confidences["action"]
     assert max(predictions["action"]["probabilities"].values()) == confidences["action"]

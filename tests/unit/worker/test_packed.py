@@ -107,6 +107,8 @@ def test_classifier_packed_and_padded_agree(artifact: Path) -> None:
     a, b = packed.predict(ids), padded.predict(ids)
     for head in a.probs:
         np.testing.assert_allclose(a.probs[head], b.probs[head], atol=1e-5)
+    assert a.unfamiliarity is not None and b.unfamiliarity is not None
+    np.testing.assert_allclose(a.unfamiliarity, b.unfamiliarity, rtol=1e-4)
 
 
 @pytest.mark.parametrize(("quantize", "autocast"), [("int8", "none"), ("none", "bfloat16")])

@@ -68,6 +68,33 @@ def test_a_healthy_batch_is_one_call(pipeline: Pipeline) -> None:
     assert (len(rows), failures, cast(FlakyModel, pipeline.classifier).calls) == (16, {}, 1)
 
 
+def test_an_unfamiliar_result_is_produced_to_the_fallback_topic() -> None:
+    from worker.inference import Row
+    from worker.pipeline import to_outgoing
+
+    settings = WorkerSettings()
+    policy = RoutingPolicy(0.7, max_unfamiliarity=2.0)
+    labels = {"intent": "general_question", "urgency": "low", "sentiment": "calm",
+              "action": "auto_resolve"}  # fmt: skip
+    confidences = dict.fromkeys(labels, 0.99)
+    ctx = codec.ResultContext({"name": "m", "version": "1", "content_hash": "0" * 64},
+                              policy.name, "2026-01-01T00:00:00Z", 1.0, 1, 0.0)  # fmt: skip
+    model = cast(Classifier, type("M", (), {"model_info": {"version": "1"}})())
+    outs = {}
+    for name, score in (("familiar", 1.5), ("unfamiliar", 7.0)):
+        row = Row(labels, confidences, {}, score)
+        outs[name] = to_outgoing(_item(0, [1]), row, None, ctx, policy, settings, model)
+    assert outs["familiar"].topic == settings.topics.auto_resolve
+    unfamiliar = outs["unfamiliar"]
+    assert (unfamiliar.topic, unfamiliar.route) == (
+        settings.topics.more_info,
+        "more_info:unfamiliar",
+    )
+    value = orjson.loads(unfamiliar.value or b"")
+    assert value["routing"]["reason"] == "unfamiliar" and value["routing"]["unfamiliarity"] == 7.0
+    assert value["action"] == "request_more_info"
+
+
 def test_next_offsets_are_last_plus_one_per_partition() -> None:
     recs = [
         codec.Record("t", p, o, None, None, [], None) for p, o in [(0, 5), (1, 9), (0, 7), (0, 6)]

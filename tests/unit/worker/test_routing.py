@@ -54,3 +54,28 @@ def test_empty_text_is_escalated_for_a_person() -> None:
 def test_an_unknown_fallback_is_refused() -> None:
     with pytest.raises(ValueError, match="fallback_route"):
         RoutingPolicy(fallback_route="nowhere")
+
+
+def test_an_unfamiliar_message_goes_to_the_fallback_whatever_its_confidence() -> None:
+    policy = RoutingPolicy(0.7, max_unfamiliarity=2.0)
+    d = policy.decide(LABELS, _conf(0.99), unfamiliarity=2.5)
+    assert (d.route, d.action, d.reason) == ("more_info", "request_more_info", "unfamiliar")
+    assert policy.decide(LABELS, _conf(0.99), unfamiliarity=2.0).reason == "model"  # inclusive
+    assert policy.decide(LABELS, _conf(0.99), unfamiliarity=float("nan")).reason == "unfamiliar"
+    assert policy.decide(LABELS, _conf(0.99), unfamiliarity=None).reason == "model"  # not scored
+    # no threshold (a model without an OOD scorer): the score is not read
+    assert RoutingPolicy(0.7).decide(LABELS, _conf(0.99), unfamiliarity=1e9).reason == "model"
+    assert "unfamiliarity<=2" in policy.name
+
+
+def test_the_urgency_rule_still_escalates_an_unfamiliar_message() -> None:
+    policy = RoutingPolicy(escalate_on_high_urgency=0.8, max_unfamiliarity=2.0)
+    d = policy.decide(LABELS, _conf(0.99, urgency=0.9), unfamiliarity=9.0)
+    assert (d.route, d.reason) == ("escalate", "rule:urgency_high")
+
+
+def test_the_fallback_can_never_auto_resolve() -> None:
+    with pytest.raises(
+        ValueError, match="fallback_route must be one of \\('escalate', 'more_info'"
+    ):
+        RoutingPolicy(fallback_route="auto_resolve")
