@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     ev.set_defaults(handler=_evaluate)
 
+    co = commands.add_parser(
+        "compare-encoders",
+        help="frozen linear-probe transfer and throughput per encoder, before fine-tuning one",
+    )  # fmt: skip
+    _data_args(co)
+    co.add_argument("--base-model", action="append", required=True,
+                    help="minilm | a local dir | a hub id; repeat to compare")  # fmt: skip
+    co.set_defaults(handler=_compare_encoders)
+
     pr = commands.add_parser("predict", help="labels and calibrated confidences for texts")
     pr.add_argument("--model", type=Path, required=True)
     pr.add_argument("texts", nargs="+")
@@ -247,6 +256,19 @@ def _test_sets(args: argparse.Namespace) -> dict[str, list[Any]]:
     spec = _spec(args, DataSpec(sources=("clinc", "banking77")))
     built = splits.build(spec)
     return {name: built[name] for name in ("test_noisy", "test_clean") if built.get(name)}
+
+
+def _compare_encoders(args: argparse.Namespace) -> int:
+    from trainer import probe
+    from trainer.data import splits
+
+    data = splits.build(_spec(args, DataSpec(sources=("clinc", "banking77"))))
+    reports = []
+    for name in args.base_model:
+        reports.append(probe.compare(name, data))
+        print(f"{name}: {reports[-1].msgs_per_s:.0f} msg/s", flush=True)
+    print(probe.table(reports))
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:

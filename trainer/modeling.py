@@ -83,7 +83,7 @@ def load_backbone(name: str) -> Backbone:
         return _from_dir(local, str(local.resolve()))
     tried.append(f"local dir {local} (does not exist)")
     try:
-        encoder = AutoModel.from_pretrained(name, attn_implementation="sdpa")
+        encoder = _with_sdpa(AutoModel.from_pretrained, name)
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as exc:
         tried.append(f"hub id {name!r} ({str(exc).splitlines()[0]})")
@@ -91,8 +91,18 @@ def load_backbone(name: str) -> Backbone:
     return Backbone(encoder, tokenizer, f"hub:{name}")
 
 
+def _with_sdpa(load: Any, *args: Any) -> Any:
+    """SDPA attention where the architecture has it (BERT does; MPNet does not yet)."""
+    try:
+        return load(*args, attn_implementation="sdpa")
+    except ValueError as exc:
+        if "scaled_dot_product_attention" not in str(exc):
+            raise
+        return load(*args)
+
+
 def _from_dir(path: Path, source: str) -> Backbone:
-    encoder = AutoModel.from_pretrained(str(path), attn_implementation="sdpa")
+    encoder = _with_sdpa(AutoModel.from_pretrained, str(path))
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     return Backbone(encoder, tokenizer, source)
 
@@ -123,7 +133,7 @@ def encoder_from_config(config: Mapping[str, Any]) -> Any:
     """An untrained encoder with the given transformers config (weights come after)."""
     body = dict(config)
     cfg = AutoConfig.for_model(body.pop("model_type"), **body)
-    return AutoModel.from_config(cfg, attn_implementation="sdpa")
+    return _with_sdpa(AutoModel.from_config, cfg)
 
 
 class MahalanobisScorer(nn.Module):

@@ -39,6 +39,7 @@ SAMPLES: list[tuple[str, str | None]] = [
     ("please cancel my hotel reservation for tomorrow", "refund"),
     ("   ", "empty text"),
     ("hola, ¿cómo cambio mi PIN? 🙂", "non-English, emoji"),
+    ("Der Zug nach Hamburg hat heute wieder zwanzig Minuten Verspätung.", "off its ground"),
 ]
 MALFORMED = b'{"message_id": "demo-malformed", "text": "missing the closing brace"'
 
@@ -67,19 +68,34 @@ def apply_topics(bootstrap: str, local: bool) -> None:
 
 
 def ensure_model() -> Path:
-    if (CURRENT / "manifest.json").exists():
-        say(f"model: {CURRENT.resolve()}")
-        return CURRENT
-    from trainer.data import clinc
+    from trainer.artifact import read_manifest
+    from trainer.errors import ArtifactError
 
-    clinc_path = clinc.default_path() or (REPO.parent / "shared/data/clinc150/data_oos_plus.json")
+    if (CURRENT / "manifest.json").exists():
+        try:
+            read_manifest(CURRENT)
+            say(f"model: {CURRENT.resolve()}")
+            return CURRENT
+        except ArtifactError as exc:  # e.g. an artifact of an older format: train anew
+            say(f"models/current is not usable ({exc}); training a new one")
+    from trainer.data import banking77, clinc
+
+    shared = REPO.parent / "shared" / "data"
+    clinc_path = clinc.default_path() or shared / "clinc150" / "data_oos_plus.json"
+    b77_path = banking77.default_path() or shared / "banking77" / "train.csv"
     out = MODELS / "demo"
     cmd = [sys.executable, "-m", "trainer.cli", "train", "--preset", "demo", "--out", str(out)]
     if clinc_path.exists():
-        say(
-            f"no models/current: training MiniLM on a CLINC150 subset ({clinc_path}), a few minutes"
-        )
         cmd += ["--clinc-path", str(clinc_path)]
+        if b77_path.exists():
+            cmd += ["--banking77-path", str(b77_path)]
+        else:
+            cmd += ["--sources", "clinc,definitions"]
+        say(
+            "no models/current: training MiniLM on CLINC150"
+            + (" and Banking77" if b77_path.exists() else "")
+            + " subsets, a few minutes"
+        )
     else:
         say("no models/current and no CLINC150 file: training MiniLM on synthetic messages")
         cmd += ["--source", "synthetic", "--synthetic-per-intent", "300"]

@@ -7,11 +7,11 @@ on here (docs/labels.md). Our test part is drawn from the train file instead.
 from __future__ import annotations
 
 import csv
-import os
 import random
 from collections import defaultdict
 from pathlib import Path
 
+from trainer.data import shared_file
 from trainer.errors import DataError
 
 # Shares of each category, drawn before training sees anything; the rest trains.
@@ -69,8 +69,4 @@ def load_local(path: Path) -> Rows:
 
 def default_path() -> Path | None:
     """$BANKING77_PATH, else ../shared/data/banking77/train.csv from the working dir."""
-    env = os.environ.get("BANKING77_PATH")
-    if env:
-        return Path(env)
-    shared = Path("..") / "shared" / "data" / "banking77" / "train.csv"
-    return shared if shared.exists() else None
+    return shared_file("BANKING77_PATH", "banking77/train.csv")

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from trainer.data import shared_file
 from trainer.errors import DataError, SourceUnavailableError
 
 # labels.md's protocol: which raw parts feed which of our splits.
@@ -81,10 +82,4 @@ def known_intents(rows: Rows) -> set[str]:
 
 def default_path() -> Path | None:
     """$CLINC_PATH, else ../shared/data/clinc150/data_oos_plus.json from the working dir."""
-    import os
-
-    env = os.environ.get("CLINC_PATH")
-    if env:
-        return Path(env)
-    shared = Path("..") / "shared" / "data" / "clinc150" / "data_oos_plus.json"
-    return shared if shared.exists() else None
+    return shared_file("CLINC_PATH", "clinc150/data_oos_plus.json")
