@@ -195,7 +195,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from trainer.artifact import load_artifact
 
     test_sets = _test_sets(args)
-    models, payload = [], {}
+    models: list[Any] = []
+    payload: dict[str, Any] = {}
     for model_dir in args.model:
         loaded = load_artifact(model_dir)
         if args.quantize == "int8":
@@ -226,6 +227,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         payload[str(model_dir)] = {"results": results, **extra}
         print(f"# {title}, trained on {trained}\n")
         print(evaluation.source_table(results) + "\n")
+        validation = _validation(args, loaded.manifest.training.sources)
+        if validation:
+            rows = evaluation.operating_points(loaded, validation, first)
+            payload[f"{model_dir}:operating_points"] = rows
+            print(
+                "OOD operating points (noisy test; thresholds at quantiles of the "
+                f"{len(validation)} validation messages of its training collections):\n"
+            )
+            print(evaluation.operating_table(rows, loaded.manifest.ood.quantile) + "\n")
         noisy = {k: v for k, v in failures.items() if not k.endswith("test_clean")}
         print(evaluation.format_failures(noisy))
         print(f"report {out / 'report.md'}\n")
@@ -234,6 +244,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
+
+
+def _validation(args: argparse.Namespace, trained: list[str]) -> list[Any]:
+    """The validation part of the collections a model trained on, as the trainer built it
+    (empty for collections this command cannot build, such as a user's files)."""
+    from trainer.data import splits
+
+    known = tuple(c for c in trained if c in ("clinc", "banking77"))
+    if not known or len(known) < len([c for c in trained if c != "definitions"]):
+        return []
+    spec = _spec(args, DataSpec(sources=known))
+    return splits.build(replace(spec, sources=known, train_sources=known))["val"]
 
 
 def _test_sets(args: argparse.Namespace) -> dict[str, list[Any]]:

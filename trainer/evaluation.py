@@ -92,8 +92,18 @@ def routed(examples: Sequence[Example], pred: Predictions, policy: RoutingPolicy
             auto += 1
             false_auto += ex.action is not None and ex.action != actions[0]
     n = max(1, len(examples))
+    # Calibration where the confidence is used: the messages the OOD check lets through.
+    familiar = (
+        pred.unfamiliarity <= policy.max_unfamiliarity
+        if policy.max_unfamiliarity is not None
+        else np.ones(len(examples), dtype=bool)
+    )
+    y = label_ids(examples, "intent")
     return {
         "policy": policy.name,
+        "intent_ece_familiar": expected_calibration_error(
+            pred.probs["intent"][familiar], y[familiar]
+        ),
         "auto_resolved": auto / n,
         "false_auto_resolves": false_auto,
         "false_auto_resolve_rate": false_auto / n,
@@ -289,11 +299,55 @@ def evaluate_sources(
     return results, curves, errors
 
 
+OPERATING_QUANTILES = (0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
+
+
+def operating_points(
+    loaded: LoadedModel, validation: Sequence[Example], tests: Sequence[Example]
+) -> list[dict[str, Any]]:
+    """The routing outcome per test source at OOD thresholds placed at quantiles of the
+    in-distribution validation scores: the candidates an operating point is chosen from."""
+    m = loaded.manifest
+    val_scores = predict(loaded, validation).unfamiliarity
+    pred = predict(loaded, tests)
+    groups = by_collection(tests)
+    rows = []
+    for q in OPERATING_QUANTILES:
+        threshold = float(np.quantile(val_scores, q))
+        policy = RoutingPolicy(m.min_action_confidence, max_unfamiliarity=threshold)
+        per_source = {
+            name: routed([tests[i] for i in ix], pred.subset(ix), policy)
+            for name, ix in groups.items()
+        }
+        rows.append({"quantile": q, "threshold": threshold, "sources": per_source})
+    return rows
+
+
+def operating_table(rows: Sequence[dict[str, Any]], current: float) -> str:
+    sources = list(rows[0]["sources"])
+    lines = [
+        "| validation quantile | threshold | "
+        + " | ".join(f"{s}: auto-resolved / false auto / unfamiliar" for s in sources)
+        + " |",
+        "|---" * (2 + len(sources)) + "|",
+    ]
+    for row in rows:
+        mark = " (artifact)" if abs(row["quantile"] - current) < 1e-9 else ""
+        cells = " | ".join(
+            f"{r['auto_resolved']:.1%} / {r['false_auto_resolve_rate']:.1%} / "
+            f"{r['reasons'].get('unfamiliar', 0.0):.1%}"
+            for r in row["sources"].values()
+        )
+        lines.append(f"| {row['quantile']}{mark} | {row['threshold']:.3f} | {cells} |")
+    return "\n".join(lines)
+
+
 def source_table(results: Sequence[dict[str, Any]]) -> str:
     """Per source: intent, action, cost, calibration, and what the routing policy does."""
     lines = [
         "| source | trained on it | n | intent acc | intent macro-F1 | action acc | business cost "
-        "| intent ECE | auto-resolved | false auto-resolves (routed) | unfamiliar | OOD AUROC |",
+        "| intent ECE (all / familiar) | auto-resolved | false auto-resolves (routed) | unfamiliar "
+        "| OOD AUROC |",
         "|" + "---|" * 12,
     ]
     for r in results:
@@ -305,7 +359,8 @@ def source_table(results: Sequence[dict[str, Any]]) -> str:
             f"| {r['dataset']} | {'yes' if r['trained_on'] else '**no**'} | {r['n']} | "
             f"{h['intent']['accuracy']:.4f} | {h['intent']['macro_f1']:.4f} | "
             f"{h['action']['accuracy']:.4f} | {r['business_cost']:.3f} | "
-            f"{h['intent']['ece']:.4f} | {rt['auto_resolved']:.1%} | "
+            f"{h['intent']['ece']:.4f} / {rt['intent_ece_familiar']:.4f} | "
+            f"{rt['auto_resolved']:.1%} | "
             f"{rt['false_auto_resolves']} ({rt['false_auto_resolve_rate']:.1%}) | "
             f"{rt['reasons'].get('unfamiliar', 0.0):.1%} | {auroc} |"
         )
