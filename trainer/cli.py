@@ -206,17 +206,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
             loaded.model = quantize_int8(loaded.model, torch.device("cpu"))
         results, failures = [], {}
+        curves: dict[str, Any] = {}
         for split, examples in test_sets.items():
-            per_source, _, errors = evaluation.evaluate_sources(loaded, examples, split)
+            per_source, split_curves, errors = evaluation.evaluate_sources(loaded, examples, split)
             results += per_source
             failures.update(errors)
+            curves = curves or split_curves  # the first set's: the noisy test by default
         first = next(iter(test_sets.values()))
         results.append(evaluation.random_baseline(first))
         trained = ",".join(loaded.manifest.training.sources)
         label = f"{trained} ({model_dir.name})"
         models.append((label, [r for r in results if "routed" in r]))
         extra = {"latency": evaluation.latency(loaded, evaluation.random_texts(first, 64)),
-                 "failures": failures}  # fmt: skip
+                 "failures": failures, "risk_coverage": curves}  # fmt: skip
         out = (
             (args.out / model_dir.name if len(args.model) > 1 else args.out)
             if args.out

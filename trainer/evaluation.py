@@ -474,11 +474,12 @@ def write_report(
     if any("routed" in r for r in results):
         md += ["## per source", "", source_table(results), ""]
     if extra.get("risk_coverage"):
-        plot_risk_coverage(
-            extra["risk_coverage"],
-            {r["collection"]: r["routed"] for r in results if r.get("split") == "test_noisy"},
-            out_dir / "risk_coverage.png", title,
-        )  # fmt: skip
+        curves = extra["risk_coverage"]
+        operating: dict[str, Any] = {}
+        for r in results:  # the curves are the first test set's, which comes first here
+            if r.get("collection") in curves:
+                operating.setdefault(r["collection"], r["routed"])
+        plot_risk_coverage(curves, operating, out_dir / "risk_coverage.png", title)
         md += ["## risk-coverage (noisy test)", "", "![risk-coverage](risk_coverage.png)", ""]
     md.append(format_failures(extra.get("failures", {})))
     text = "\n".join(md)
