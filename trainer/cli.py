@@ -208,10 +208,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         results, failures = [], {}
         curves: dict[str, Any] = {}
         for split, examples in test_sets.items():
-            per_source, split_curves, errors = evaluation.evaluate_sources(loaded, examples, split)
-            results += per_source
-            failures.update(errors)
-            curves = curves or split_curves  # the first set's: the noisy test by default
+            scored = evaluation.evaluate_sources(loaded, examples, split)
+            results += scored.results
+            failures.update(scored.errors)
+            curves = curves or scored.curves  # the first set's: the noisy test by default
         first = next(iter(test_sets.values()))
         results.append(evaluation.random_baseline(first))
         trained = ",".join(loaded.manifest.training.sources)

@@ -270,11 +270,20 @@ def summary_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class SourceEvaluation:
+    """One test set scored per collection."""
+
+    results: list[dict[str, Any]]  # per collection: heads, cost, routed outcomes, OOD figures
+    curves: dict[str, Any]  # per collection: risk-coverage
+    errors: dict[str, Any]  # per collection: the most confident errors
+    predictions: Predictions  # the whole set's, in example order
+
+
 def evaluate_sources(
     loaded: LoadedModel, examples: Sequence[Example], split: str
-) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """Scores per collection (each with routed outcomes and OOD figures), their risk-coverage
-    curves, and their most confident errors."""
+) -> SourceEvaluation:
+    """Score a test set per collection with one pass of the model."""
     pred = predict(loaded, examples)
     trained = set(loaded.manifest.training.sources)
     policy = policy_for(loaded.manifest)
@@ -296,7 +305,7 @@ def evaluate_sources(
         results.append(result)
         curves[name] = risk_coverage(subset, sub, loaded.manifest.min_action_confidence)
         errors[dataset] = failures(subset, sub.probs)
-    return results, curves, errors
+    return SourceEvaluation(results, curves, errors, pred)
 
 
 OPERATING_QUANTILES = (0.8, 0.85, 0.9, 0.95, 0.975, 0.99)

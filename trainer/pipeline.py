@@ -110,13 +110,12 @@ def evaluate_artifact(out: Path, data: dict[str, list[Example]]) -> dict[str, An
     for name in ("test_noisy", "test_clean"):
         if not data.get(name):
             continue
-        per_source, source_curves, errors = evaluation.evaluate_sources(loaded, data[name], name)
-        results += per_source
-        failures.update(errors)
+        scored = evaluation.evaluate_sources(loaded, data[name], name)
+        results += scored.results
+        failures.update(scored.errors)
         if name == "test_noisy":
-            curves = source_curves
-        probs = evaluation.predict(loaded, data[name]).probs
-        caps[name] = caps_sentiment(data[name], probs)
+            curves = scored.curves
+        caps[name] = caps_sentiment(data[name], scored.predictions.probs)
     test = data.get("test_noisy") or data["val"]
     results.append(evaluation.random_baseline(test))
     lat = evaluation.latency(loaded, evaluation.random_texts(test, 64))
