@@ -6,6 +6,7 @@ reader, so a lost record and a doubled one both fail these tests.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -57,7 +58,8 @@ def test_backlog_routes_every_message_exactly_once(
         assert {h["x-error-stage"] for _, h in got.dead} == {b"decode", b"validate"}
         assert all(h["x-source-topic"] == topics.inbound.encode() for _, h in got.dead)
 
-        policy = RoutingPolicy(min_action_confidence=0.7)
+        threshold = json.loads((smoke_artifact / "manifest.json").read_text())["ood"]["threshold"]
+        policy = RoutingPolicy(min_action_confidence=0.7, max_unfamiliarity=threshold)
         for topic, value, msg in got.results:
             OutboundMessage.model_validate(value)
             assert topic == getattr(topics, value["route"])
@@ -69,7 +71,8 @@ def test_backlog_routes_every_message_exactly_once(
                 assert preds is None and not value["message"]["text"].strip()
                 continue
             decision = policy.decide({h: p["label"] for h, p in preds.items()},
-                                     {h: p["confidence"] for h, p in preds.items()})  # fmt: skip
+                                     {h: p["confidence"] for h, p in preds.items()},
+                                     value["routing"]["unfamiliarity"])  # fmt: skip
             assert (decision.route, decision.reason) == (value["route"], value["routing"]["reason"])
 
         batches, calls = w.metric("support_batches_total"), w.metric("support_model_calls_total")
