@@ -228,13 +228,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         evaluation.write_report(out, results, extra, title)
         payload[str(model_dir)] = {"results": results, **extra}
         print(f"# {title}, trained on {trained}\n")
+        print(evaluation.summary_table(results) + "\n")
         print(evaluation.source_table(results) + "\n")
         validation = _validation(args, loaded.manifest.training.sources)
         if validation:
             rows = evaluation.operating_points(loaded, validation, first)
             payload[f"{model_dir}:operating_points"] = rows
             print(
-                "OOD operating points (noisy test; thresholds at quantiles of the "
+                f"OOD operating points ({next(iter(test_sets))}; thresholds at quantiles of the "
                 f"{len(validation)} validation messages of its training collections):\n"
             )
             print(evaluation.operating_table(rows, loaded.manifest.ood.quantile) + "\n")

@@ -68,10 +68,11 @@ def fit_after_training(
         return enc, logits, pooled
 
     _, _, train_pooled = outputs(train_set)
-    classes = sorted({fine_label(ex) if ex.source else str(ex.intent) for ex in train_set})
+    # One class per source intent where the data has them, else per support intent.
+    names = [fine_label(ex) if ex.source else str(ex.intent) for ex in train_set]
+    classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
-    labels = torch.tensor([index[fine_label(ex) if ex.source else str(ex.intent)]
-                           for ex in train_set])  # fmt: skip
+    labels = torch.tensor([index[name] for name in names])
     result.model.ood = MahalanobisScorer.fit(train_pooled, labels).to(device)
     val_enc, val_logits, val_pooled = outputs(val)
     val_scores = result.model.ood(val_pooled.to(device)).cpu().numpy()
@@ -193,9 +194,9 @@ def model_card(name: str, version: str, fields: dict[str, Any], metrics: dict[st
         "## Limitations", "",
         "- urgency, sentiment and action labels are heuristics: the model learns the rules",
         "  (keywords, '!' and ALL CAPS), not real customer emotion; it inherits their blind spots",
-        "- on a collection it never saw, intent accuracy and calibration fall far (docs/model.md:",
-        "  CLINC-only to Banking77, intent macro-F1 0.60, intent ECE 0.25); messages far from the",
-        "  training data score above the OOD threshold and go to the fallback route",
+        "- on a collection it never saw, intent accuracy and calibration fall far (docs/model.md",
+        "  measures it across collections); messages far from the training data score above the",
+        "  OOD threshold and go to the fallback route",
         f"- OOD: {fields['ood']['method']}, threshold {fields['ood']['threshold']:.3f} at the "
         f"{fields['ood']['quantile']} validation quantile",
         "- other domains need their own mapping and data (support-trainer accepts JSONL/CSV)",

@@ -164,14 +164,15 @@ class PackedClassifier(nn.Module):
         self.ood = model.ood
 
     def forward(self, b: PackedBatch) -> dict[str, Tensor]:
-        pooled = self.embed(b)
-        return {name: head(pooled) for name, head in self.heads.items()}
+        return self._classify(self.embed(b))
 
     def outputs(self, b: PackedBatch) -> tuple[dict[str, Tensor], Tensor | None]:
         """Logits per head and the OOD score [B] (None without a scorer), as the model's."""
         pooled = self.embed(b)
-        logits = {name: head(pooled) for name, head in self.heads.items()}
-        return logits, (self.ood(pooled) if self.ood is not None else None)
+        return self._classify(pooled), (self.ood(pooled) if self.ood is not None else None)
+
+    def _classify(self, pooled: Tensor) -> dict[str, Tensor]:
+        return {name: head(pooled) for name, head in self.heads.items()}
 
     def embed(self, b: PackedBatch) -> Tensor:
         """The pooled embedding [B, H]."""

@@ -41,16 +41,15 @@ class ArtifactThresholds:
 
 def build_policy(settings: WorkerSettings, artifact: ArtifactThresholds) -> RoutingPolicy:
     r = settings.routing
-
-    def pick(setting: float | None, shipped: float | None) -> float | None:
-        return setting if setting is not None else shipped
-
-    confidence = pick(r.min_action_confidence, artifact.min_action_confidence)
-    assert confidence is not None
-    return RoutingPolicy(
-        confidence, r.fallback_route, r.escalate_on_high_urgency,
-        pick(r.max_unfamiliarity, artifact.max_unfamiliarity),
-    )  # fmt: skip
+    confidence = (
+        r.min_action_confidence
+        if r.min_action_confidence is not None
+        else artifact.min_action_confidence
+    )
+    unfamiliarity = (
+        r.max_unfamiliarity if r.max_unfamiliarity is not None else artifact.max_unfamiliarity
+    )
+    return RoutingPolicy(confidence, r.fallback_route, r.escalate_on_high_urgency, unfamiliarity)
 
 
 def pin_tokenizer_threads() -> None:
