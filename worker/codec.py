@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from schemas import messages as m
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, bytes | None]]  # a None value is a Kafka null header value
 MAX_ERROR_MESSAGE_CHARS = 1000
 JSON_CONTENT_TYPE = b"application/json"
 
@@ -29,8 +29,9 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Headers
+    headers: Headers  # the readable ones: keys are valid UTF-8
     timestamp_ms: int | None
+    header_error: str | None = None  # why a header was left out (a key not UTF-8)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Rejected:
 
 def decode(record: Record, max_text_chars: int) -> Accepted | Rejected:
     """bytes -> a validated inbound message, or the reason it cannot be one."""
+    if record.header_error is not None:
+        return Rejected(record, "decode", "InvalidHeader", record.header_error)
     if record.value is None:
         return Rejected(record, "decode", "EmptyValue", "record has no value (tombstone)")
     try:

@@ -163,7 +163,7 @@ def watch(bootstrap: str, topics: list[str], dlq: str, inbound: str) -> None:
                 continue
             rec = to_record(m)
             if rec.topic == dlq:
-                h = {k: v.decode(errors="replace") for k, v in rec.headers}
+                h = {k: (v or b"").decode(errors="replace") for k, v in rec.headers}
                 print(f"  {'DLQ':<22} stage={h.get('x-error-stage')} type={h.get('x-error-type')}: "
                       f"{h.get('x-error-message', '')[:70]}", flush=True)  # fmt: skip
                 continue

@@ -6,7 +6,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
 
-from worker.codec import Record
+from worker.codec import Headers, Record
+from worker.kafka_headers import RawHeaders, read_headers
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
 
@@ -18,23 +19,41 @@ PREFETCH_KBYTES = 16 * 1024
 
 def to_record(msg: Message) -> Record:
     ts_type, ts = msg.timestamp()
+    # Never msg.headers(): it crashes the process on a key that is not UTF-8 (kafka_headers).
+    headers, header_error = _headers(read_headers(msg))
     return Record(
         topic=msg.topic() or "",
         partition=msg.partition() or 0,
         offset=msg.offset() or 0,
         key=msg.key(),
         value=msg.value(),
-        headers=_headers(msg.headers()),
+        headers=headers,
         timestamp_ms=ts if ts_type != 0 else None,
+        header_error=header_error,
     )
 
 
-def _headers(raw: Any) -> list[tuple[str, bytes]]:
-    # The stubs say list | dict; librdkafka hands the consumer a list of (str, bytes|None).
-    if not raw:
-        return []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return [(str(k), v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs]
+def _headers(raw: RawHeaders) -> tuple[Headers, str | None]:
+    """Keys as strict UTF-8 (no surrogates: the producer cannot encode those either).
+
+    A key that is not stays out of the headers, so it never reaches a producer, and is
+    named, escaped, in the error that makes the record a dead letter.
+    """
+    headers: Headers = []
+    bad: list[str] = []
+    for i, (key, value) in enumerate(raw):
+        try:
+            headers.append((key.decode("utf-8"), value))
+        except UnicodeDecodeError:
+            bad.append(f"header {i} key is not valid UTF-8: {_escaped(key)}")
+    if not bad:
+        return headers, None
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return headers, bad[0] + more
+
+
+def _escaped(raw: bytes, limit: int = 64) -> str:
+    return repr(raw[:limit]) + ("..." if len(raw) > limit else "")
 
 
 def consumer_config(s: WorkerSettings, metrics: Metrics) -> dict[str, Any]:

@@ -86,3 +86,23 @@ def test_result_value_matches_the_outbound_contract() -> None:
     headers = codec.result_headers(rec, "v")
     assert headers == [("traceparent", b"t"), ("content-type", b"application/json"),
                        ("model-version", b"v")]  # fmt: skip
+
+
+def test_an_unreadable_header_key_rejects_the_record_before_its_value() -> None:
+    reason = "header 0 key is not valid UTF-8: b'\\xff\\xfekey'"
+    rec = codec.Record("support.inbound", 3, 42, b"conv-1", b'{"message_id": "m", "text": "hi"}',
+                       [("traceparent", b"t"), ("nullable", None)], None, reason)  # fmt: skip
+    out = codec.decode(rec, 1000)
+    assert isinstance(out, codec.Rejected)
+    assert (out.stage, out.error_type, out.reason) == ("decode", "InvalidHeader", reason)
+    headers = codec.dead_letter_headers(out)
+    # The readable headers as they came (a null value stays null); the bad key only as text.
+    assert headers[:2] == [("traceparent", b"t"), ("nullable", None)]
+    assert dict(headers)["x-error-message"] == reason.encode()
+    assert all(k.isascii() for k, _ in headers)
+
+
+def test_a_null_header_value_is_propagated_as_null() -> None:
+    rec = _record(b'{"message_id": "m", "text": "hi"}', [("nullable", None), ("t", b"")])
+    assert isinstance(codec.decode(rec, 1000), codec.Accepted)
+    assert codec.result_headers(rec, "v")[:2] == [("nullable", None), ("t", b"")]
