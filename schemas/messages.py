@@ -112,7 +112,7 @@ class OutboundMessage(BaseModel):
 
 
 # Dead letters keep the original key, value and headers untouched and add these.
-DLQ_STAGES: Final = ("decode", "validate", "infer", "produce")
+DLQ_STAGES: Final = ("decode", "validate", "infer", "route", "serialize", "produce")
 HEADER_STAGE: Final = "x-error-stage"
 HEADER_TYPE: Final = "x-error-type"
 HEADER_MESSAGE: Final = "x-error-message"

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 import torch
+from confluent_kafka import Message
 
 from schemas.labels import HEADS
 from trainer.artifact import LoadedModel, load_artifact
@@ -158,35 +159,12 @@ def bench_decode(texts: Sequence[str], repeats: int = 3) -> float:
     return best / len(records) * 1e6
 
 
-class MemoryMessage:
-    """A consumed record as confluent-kafka's Message presents it, without a broker."""
+class MemoryMessage(Message):
+    """A consumed record without a broker: a real Message, read by to_record as on a broker."""
 
     def __init__(self, offset: int, value: bytes) -> None:
-        self._offset, self._value, self._ts = offset, value, int(time.time() * 1000)
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return "memory"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return []
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, self._ts
+        super().__init__(topic="memory", partition=0, offset=offset, key=b"k", value=value,
+                         timestamp=(1, int(time.time() * 1000)))  # fmt: skip
 
 
 class _MemoryProducer:
@@ -206,6 +184,11 @@ class _MemoryProducer:
 class _MemoryConsumer:
     def commit(self, **_: Any) -> None:
         pass
+
+    def assignment(self) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition("memory", 0)]  # every MemoryMessage's partition: all owned
 
 
 def bench_memory(classifier: Classifier, texts: Sequence[str], batching: BatchingSettings) -> float:

@@ -6,16 +6,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from schemas import PACKAGE_VERSION
-from worker.errors import ConfigError, TopicDriftError, WorkerError
+from worker.errors import ConfigError, ModelLoadError, TopicDriftError, WorkerError
 
 if TYPE_CHECKING:
     from worker.settings import WorkerSettings
 
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
+# Exit codes (README, "Exit codes"): what an orchestrator or a person reads first.
+EXIT_FAILURE = 1  # Kafka refused us (fenced, credentials, unreachable) or the model broke
+EXIT_CONFIG = 2  # a setting or a declaration file is invalid
+EXIT_MODEL = 3  # the model artifact cannot be loaded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +114,7 @@ def _topics_apply(args: argparse.Namespace) -> int:
 
 def _settings(config: Path | None) -> WorkerSettings:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from worker.settings import load_settings
 
@@ -120,11 +123,23 @@ def _settings(config: Path | None) -> WorkerSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"setting {name!r}: {first['msg']} (got {first.get('input')!r})"
-        ) from None
+        raise ConfigError(f"setting {name!r}: {first['msg']}{_echo(name, first)}") from None
+    except SettingsError as exc:
+        # e.g. KAFKA__CLIENT_CONFIG that is not JSON; the message names the field, not the value
+        raise ConfigError(str(exc)) from None
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _echo(name: str, error: Any) -> str:
+    """The rejected value, for settings that can never hold a credential."""
+    from worker.settings import is_secret
+
+    value = error.get("input")
+    if name.startswith("kafka.") or is_secret(name) or isinstance(value, dict | list):
+        return ""
+    text = repr(value)
+    return f" (got {text[:80]}{'...' if len(text) > 80 else ''})"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -209,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"support-worker: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except ModelLoadError as exc:
+        print(f"support-worker: cannot load the model: {exc}", file=sys.stderr)
+        return EXIT_MODEL
     except WorkerError as exc:
         print(f"support-worker: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -21,3 +21,11 @@ class TopicDriftError(WorkerError):
 
 class FatalKafkaError(WorkerError):
     """The producer was fenced, or credentials were refused: this replica must exit."""
+
+
+class ModelLoadError(WorkerError):
+    """The model artifact is missing, incomplete or inconsistent; the process exits 3."""
+
+
+class ModelBrokenError(WorkerError):
+    """The model fails every batch (circuit breaker open); the process exits 4."""

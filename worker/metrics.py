@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -57,6 +58,12 @@ class Metrics:
             "support_consumer_lag", "messages behind, per partition", ["topic", "partition"],
             registry=r,
         )  # fmt: skip
+
+    def forget_partitions(self, partitions: Any) -> None:
+        """Drop the lag series of partitions this worker no longer owns (revoked, lost)."""
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(tp.topic, str(tp.partition))
 
     def on_stats(self, stats_json: str) -> None:
         """librdkafka statistics callback: consumer lag per assigned partition.

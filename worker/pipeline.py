@@ -1,19 +1,8 @@
 """The worker loop: consume -> decode -> batch -> one forward pass -> route -> commit.
 
-Exactly-once commit protocol, once per batch (``Pipeline.commit``). It is the only
-place where offsets move, and they move only with the outputs:
-
-  1. ``begin_transaction()``
-  2. produce every result and every dead letter of the batch
-  3. ``send_offsets_to_transaction()``: next offset = last + 1 per partition, with
-     the consumer's group metadata, so a fenced or rebalanced member cannot commit
-  4. ``commit_transaction()``
-
-On an abortable error: abort, seek every assigned partition back to its committed
-offset, drop what is held, and consume it again. On a fatal error (fenced producer,
-refused credentials): raise ``FatalKafkaError``, and the process exits non-zero.
-In ``at_least_once`` mode, steps 1 and 4 become "flush until every record is
-delivered" and a synchronous offset commit: a crash in between repeats a batch.
+Offsets move only in ``worker.commit`` (the commit protocol, with its numbered steps
+and its error table), and only together with the outputs. An aborted batch is read
+again: every partition is rewound to its committed offset and what is held is dropped.
 
 Overlap (``batching.overlap``): batch N runs in the model thread while this thread
 commits batch N-1 and consumes, decodes and tokenizes batch N+1 (tokenizers and torch
@@ -31,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from confluent_kafka import (
@@ -43,13 +32,16 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from schemas.messages import HEADER_MESSAGE, HEADER_TYPE
 from worker import codec
 from worker.admin import Health
 from worker.batching import Batcher, BatchLimits
-from worker.errors import FatalKafkaError
+from worker.commit import Committer
+from worker.errors import FatalKafkaError, ModelBrokenError
 from worker.inference import Classifier
 from worker.kafka_io import to_record
 from worker.metrics import Metrics
+from worker.outgoing import Outgoing, dead_letter
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
 
@@ -57,10 +49,9 @@ log = structlog.get_logger("worker")
 R = TypeVar("R")
 
 CONSUME_CHUNK = 500
-# Delivery errors that are about the record itself: retrying cannot help.
-RECORD_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
-                           KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG,
-                           KafkaError.INVALID_MSG_SIZE, KafkaError.POLICY_VIOLATION})  # fmt: skip
+# A short text the model must always be able to classify: when a whole batch fails,
+# this tells a broken model (the probe fails too) from a batch of bad messages.
+PROBE_TEXT = "where is my refund"
 IDLE_POLL_S = 0.1
 FLIGHT_POLL_S = 0.005
 
@@ -75,23 +66,23 @@ class Item:
     truncated: bool = False
 
 
+class Inference(NamedTuple):
+    """One batch's forward passes: rows and failures by id(item)."""
+
+    rows: dict[int, Any]
+    failures: dict[int, Exception]
+    inference_ms: float
+    model_broken: bool  # every item failed, and so did the probe: the worker, not the input
+
+
 @dataclass
 class Flight:
     """A batch taken from the batcher: in the model, then waiting for its commit."""
 
     items: list[Item]
-    future: Future[tuple[dict[int, Any], dict[int, Exception], float]]
+    future: Future[Inference]
     started_wall_ms: float
-    result: tuple[dict[int, Any], dict[int, Exception], float] | None = None
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: codec.Headers
-    route: str  # a route name (":low" or ":unfamiliar" when the fallback took it), or "dlq:<stage>"
+    result: Inference | None = None
 
 
 class Pipeline:
@@ -118,11 +109,12 @@ class Pipeline:
             BatchLimits(b.max_batch_size, b.max_batch_tokens, b.max_wait_ms / 1000), clock
         )
         self.stopping = False
-        self.eos = settings.mode == "exactly_once"
         self.carry: list[Any] = []  # records poll() returned while a batch was in the model
         self.flights: deque[Flight] = deque()  # oldest first; only the newest may be running
         self._waiting = False  # inside wait_keeping_membership (rebalance callbacks check it)
-        self._commit_s = 0.0  # moving average of one commit's duration
+        self.committer = Committer(settings, producer, consumer, metrics, health)
+        self.broken_batches = 0  # in a row; the circuit breaker opens at model.failing_batches
+        self._probe: list[int] | None = None
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         # Wait this long for a forward pass before keeping the group alive by polling.
         self._poll_slice_s = settings.max_poll_interval_ms / 1000 / 4
@@ -131,8 +123,7 @@ class Pipeline:
 
     def start(self) -> None:
         """Transactions, then subscribe; the model was warmed up before this."""
-        if self.eos:
-            self._kafka_call(lambda: self.producer.init_transactions(self.s.commit_timeout_s))
+        self.committer.init()
         self.health.transactions_ready = True
         self.consumer.subscribe(
             [self.s.topics.inbound],
@@ -171,6 +162,21 @@ class Pipeline:
         self._model_thread.shutdown(wait=True)
         self.consumer.close()
         self.producer.flush(self.s.commit_timeout_s)
+
+    def leave(self) -> None:
+        """After a fatal error: leave the group now, committing nothing more.
+
+        Everything held is dropped first, so the revoke callback that close() runs finds
+        nothing to commit; the next owner reads it from the committed offsets.
+        """
+        self.flights.clear()
+        self.batcher.take()
+        self.carry = []
+        self._model_thread.shutdown(wait=False, cancel_futures=True)
+        try:
+            self.consumer.close()
+        except KafkaException as exc:
+            log.warning("consumer_close_failed", error=str(exc.args[0]))
 
     # -- intake ----------------------------------------------------------------
 
@@ -220,7 +226,8 @@ class Pipeline:
         """
         if not self.flights or not self.flights[-1].future.done():
             return False
-        return not len(self.batcher) or self.batcher.time_left() > 2 * self._commit_s + 0.01
+        commit_s = self.committer.commit_s
+        return not len(self.batcher) or self.batcher.time_left() > 2 * commit_s + 0.01
 
     def dispatch(self) -> bool:
         """Take the ready batch into the model; commit every batch before it that is done.
@@ -264,8 +271,12 @@ class Pipeline:
         """Route and commit one batch whose forward pass is done (waiting for it if not)."""
         self._await(flight)
         assert flight.result is not None
-        rows, failures, inference_ms = flight.result
+        rows, failures, inference_ms, broken = flight.result
         items = flight.items
+        if broken:
+            self._model_failed(failures)
+            return False
+        self.broken_batches = 0
         ctx = codec.ResultContext(
             model=self.classifier.model_info,
             policy=self.policy.name,
@@ -276,13 +287,38 @@ class Pipeline:
         )
         outgoing = [self.route(item, rows.get(id(item)), failures.get(id(item)), ctx)
                     for item in items]  # fmt: skip
-        if not self.commit(outgoing, items):
+        batch = [(item.record, out) for item, out in zip(items, outgoing, strict=True)]
+        committed = self.committer.commit(batch)
+        if committed is None:
             self.flights.clear()  # read again after the rewind, like the batcher's items
+            self.rewind()
             return False
-        self.observe(items, outgoing, rows, inference_ms, flight.started_wall_ms)
+        kept = [items[i] for i in committed.kept]
+        self.observe(kept, committed.outgoing, rows, inference_ms, flight.started_wall_ms)
         return True
 
-    def infer(self, items: list[Item]) -> tuple[dict[int, Any], dict[int, Exception], float]:
+    def _model_failed(self, failures: dict[int, Exception]) -> None:
+        """A whole batch failed and so did the probe: the model, not the messages.
+
+        Nothing is dead-lettered (dead letters are for bad messages). The batch is read
+        again; after ``model.failing_batches`` such batches in a row the circuit opens:
+        ModelBrokenError, and the process leaves the group so a healthy replica takes
+        the partitions.
+        """
+        self.broken_batches += 1
+        error = repr(next(iter(failures.values()), None))
+        log.error("model_failing", batches_in_row=self.broken_batches,
+                  limit=self.s.model.failing_batches, error=error)  # fmt: skip
+        self.flights.clear()
+        self.rewind()
+        if self.broken_batches >= self.s.model.failing_batches:
+            self.health.model_ready = False
+            raise ModelBrokenError(
+                f"{self.broken_batches} batches in a row failed whole, and so did a probe "
+                f"message; last error: {error}"
+            )
+
+    def infer(self, items: list[Item]) -> Inference:
         """On the model thread: a failing batch is retried once, then split to isolate."""
         rows: dict[int, Any] = {}
         failures: dict[int, Exception] = {}
@@ -306,12 +342,26 @@ class Pipeline:
                     run(group[half:], retry=False)
                 return
             total_ms += out.inference_ms
-            for item, row in zip(group, out.rows(), strict=True):
+            rows_out = out.rows()
+            if len(rows_out) != len(group):
+                raise RuntimeError(f"the model returned {len(rows_out)} rows for {len(group)}")
+            for item, row in zip(group, rows_out, strict=True):
                 rows[id(item)] = row
 
         if items:
             run(items, retry=True)
-        return rows, failures, total_ms
+        broken = bool(items) and len(failures) == len(items) and not self._probe_passes()
+        return Inference(rows, failures, total_ms, broken)
+
+    def _probe_passes(self) -> bool:
+        try:
+            if self._probe is None:
+                self._probe = self.classifier.token_ids([PROBE_TEXT])[0][0]
+            self.classifier.predict([self._probe])
+        except Exception as exc:  # noqa: BLE001 - the probe's failure is the verdict
+            log.warning("probe_failed", error=repr(exc))
+            return False
+        return True
 
     def wait_keeping_membership(self, future: Future[R]) -> R:
         """A forward pass's result, polling with every partition paused while it runs long.
@@ -346,107 +396,30 @@ class Pipeline:
     ) -> Outgoing:
         return to_outgoing(item, row, failure, ctx, self.policy, self.s, self.classifier)
 
-    # -- the commit protocol -----------------------------------------------------
-
-    def commit(self, outgoing: list[Outgoing], items: list[Item]) -> bool:
-        """Outputs and offsets together (see the module docstring); False when aborted.
-
-        A record the broker refuses on its own merits (too large, invalid) would abort
-        every retry of its batch. After such an abort the refused records become dead
-        letters (stage ``produce``, original bytes kept) and the batch is committed once
-        more without a rewind. The broker refuses a whole produce request, so records
-        that shared the request with the culprit are dead-lettered too.
-        """
-        offsets = next_offsets(item.record for item in items)
-        for attempt in (1, 2):
-            failed: dict[int, KafkaError] = {}
-            try:
-                started = time.monotonic()
-                self._commit_once(outgoing, offsets, failed)
-                self._commit_s += 0.2 * (time.monotonic() - started - self._commit_s)
-                return True
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if err.fatal():
-                    raise FatalKafkaError(f"producer: {err}") from None
-                log.warning("transaction_aborted", error=str(err), batch=len(items))
-                self.metrics.aborts.inc()
-                if self.eos:
-                    self._abort()
-                self.producer.poll(0)  # serve the delivery reports that name the refused
-                refused = {i for i, e in failed.items() if e.code() in RECORD_ERRORS}
-                if not refused or attempt == 2:
-                    break
-                outgoing = [
-                    _produce_dead_letter(items[i], failed[i], self.s) if i in refused else out
-                    for i, out in enumerate(outgoing)
-                ]
-        self.rewind()
-        return False
-
-    def _commit_once(
-        self,
-        outgoing: list[Outgoing],
-        offsets: list[TopicPartition],
-        failed: dict[int, KafkaError],
-    ) -> None:
-        def report(i: int) -> Callable[[KafkaError | None, Any], None]:
-            def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-                if err is not None:
-                    failed[i] = err
-
-            return on_delivery
-
-        def produce_all() -> None:
-            for i, out in enumerate(outgoing):
-                self._produce(out, report(i))
-
-        if not self.eos:
-            produce_all()
-            if self.producer.flush(self.s.commit_timeout_s) > 0 or failed:
-                first = next(iter(failed.values()), KafkaError(KafkaError._TIMED_OUT))
-                raise KafkaException(first)
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-            return
-        # Step 1
-        self.producer.begin_transaction()
-        # Step 2
-        produce_all()
-        # Step 3
-        self.producer.send_offsets_to_transaction(
-            offsets, self.consumer.consumer_group_metadata(), self.s.commit_timeout_s
-        )
-        # Step 4
-        self.producer.commit_transaction(self.s.commit_timeout_s)
-
-    def _produce(self, out: Outgoing, on_delivery: Callable[..., None] | None = None) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    out.topic, value=out.value, key=out.key, headers=list(out.headers),
-                    on_delivery=on_delivery,
-                )  # fmt: skip
-                self.producer.poll(0)
-                return
-            except BufferError:
-                self.producer.poll(0.05)  # the local queue is full: let deliveries drain
-
-    def _abort(self) -> None:
-        try:
-            self.producer.abort_transaction(self.s.commit_timeout_s)
-        except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            if err.fatal():
-                raise FatalKafkaError(f"producer: {err}") from None
-            raise
-
     def rewind(self) -> None:
         """Seek every assigned partition to its committed offset; drop what is held."""
         self.batcher.take()
+        self.carry = []  # fetched before the seek: the rewind reads them again
         assigned = self.consumer.assignment()
         if not assigned:
             return
-        for tp in self.consumer.committed(assigned, timeout=self.s.commit_timeout_s):
+        for attempt in (1, 2):
+            try:
+                committed = self.consumer.committed(assigned, timeout=self.s.commit_timeout_s)
+            except KafkaException as exc:
+                failed: str = str(exc.args[0])
+            else:
+                errors = [tp for tp in committed if tp.error is not None]
+                if not errors:
+                    break
+                failed = f"{_names(errors)}: {errors[0].error}"
+            log.warning("committed_lookup_failed", attempt=attempt, error=failed)
+            if attempt == 2:
+                # Never guess "from the beginning" (days of log) or "from here" (a loss).
+                raise FatalKafkaError(f"cannot read the committed offsets to rewind: {failed}")
+        for tp in committed:
+            # No committed offset at all (OFFSET_INVALID) is a new group: the earliest
+            # record, as auto.offset.reset says.
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
@@ -461,32 +434,41 @@ class Pipeline:
         log.info("partitions_revoked", partitions=_names(partitions), held=len(self.batcher),
                  in_flight=in_flight)  # fmt: skip
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.metrics.forget_partitions(partitions)
         if self._waiting:
             # Called from the poll inside a wait: a commit here would overtake the batch
-            # being waited for. Forget held records of the revoked partitions instead (the
-            # new owner reads them from the committed offset); a batch in flight that
-            # holds some fails its commit on the stale generation and is read again.
-            held = self.batcher.take()
-            for item in held:
-                if (item.record.topic, item.record.partition) not in gone:
-                    self.batcher.add(item, len(item.ids))
+            # being waited for. Forget the held records of the revoked partitions (the new
+            # owner reads them from the committed offset). The batches in flight keep
+            # theirs, but the commit sends nothing for a partition this member no longer
+            # owns (worker.commit, step 1).
+            self._forget(gone)
             return
         if not self.drain():
             return
         if any((i.record.topic, i.record.partition) in gone for i in self.batcher.items):
             self.process(self.batcher.take())
+        self.carry = [m for m in self.carry if (m.topic(), m.partition()) not in gone]
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Lost, not revoked: our generation is gone and a commit would fail. Drop them."""
         log.warning("partitions_lost", partitions=_names(partitions), held=len(self.batcher),
                     in_flight=sum(len(f.items) for f in self.flights))  # fmt: skip
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.metrics.forget_partitions(partitions)
         held = [i for f in self.flights for i in f.items] + self.batcher.take()
         self.flights.clear()
+        self.carry = [m for m in self.carry if (m.topic(), m.partition()) not in gone]
         kept = [i for i in held if (i.record.topic, i.record.partition) not in gone]
         # What we still own is read again from its first held offset.
         for topic, partition, offset in first_offsets(i.record for i in kept):
             self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _forget(self, gone: set[tuple[str, int]]) -> None:
+        """Drop held and carried records of partitions that are no longer ours."""
+        for item in self.batcher.take():
+            if (item.record.topic, item.record.partition) not in gone:
+                self.batcher.add(item, len(item.ids))
+        self.carry = [m for m in self.carry if (m.topic(), m.partition()) not in gone]
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -508,18 +490,23 @@ class Pipeline:
             if ts is not None:
                 m.queue_ms.observe(max(0.0, started_wall_ms - ts))
                 m.end_to_end_ms.observe(max(0.0, now_ms - ts))
-            if out.route.startswith("dlq:"):
+            if out.is_dead_letter:
                 stage = out.route[4:]
                 m.dead_letters.labels(stage).inc()
                 r = item.record
-                reason = dict(out.headers).get("x-error-message", b"").decode()
+                headers = dict(out.headers)
+                # The reason can quote the message (a metadata key is customer-chosen, so
+                # it may be personal data): like the text, it is logged only with log_text.
+                # It always travels with the dead letter itself.
                 extra = (
-                    {"value": (r.value or b"")[:200].decode(errors="replace")}
+                    {"reason": (headers.get(HEADER_MESSAGE) or b"").decode(errors="replace"),
+                     "value": (r.value or b"")[:200].decode(errors="replace")}
                     if self.s.log_text
                     else {}
-                )
+                )  # fmt: skip
                 log.warning("dead_letter", stage=stage, topic=r.topic, partition=r.partition,
-                            offset=r.offset, reason=reason, **extra)  # fmt: skip
+                            offset=r.offset, error_type=(headers.get(HEADER_TYPE) or b"").decode(),
+                            **extra)  # fmt: skip
                 continue
             route, _, fallback = out.route.partition(":")
             m.messages_out.labels(route).inc()
@@ -541,13 +528,6 @@ class Pipeline:
         log.info("batch_committed", size=len(items), inference_ms=round(inference_ms, 2),
                  model_items=len(rows))  # fmt: skip
 
-    def _kafka_call(self, call: Callable[[], None]) -> None:
-        try:
-            call()
-        except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            raise FatalKafkaError(f"{err}") from None
-
 
 # Outgoing.route's suffix for a result the fallback took, counted by the metrics.
 FALLBACK_TAGS = {"low_confidence": ":low", "unfamiliar": ":unfamiliar"}
@@ -565,45 +545,35 @@ def to_outgoing(
     """The record to produce for one item: a routed result or a dead letter."""
     r = item.record
     outcome = item.outcome
-    if isinstance(outcome, codec.Rejected) or failure is not None:
-        rejected = (
-            outcome
-            if isinstance(outcome, codec.Rejected)
-            else codec.Rejected(r, "infer", type(failure).__name__, str(failure))
-        )
-        headers = codec.dead_letter_headers(rejected)
-        return Outgoing(settings.topics.dlq, r.key, r.value, headers, f"dlq:{rejected.stage}")
-    if row is None:  # empty or whitespace-only text: no model call
-        decision = policy.empty_text()
-        predictions, unfamiliarity = None, None
-    else:
-        predictions, unfamiliarity = row.predictions, row.unfamiliarity
-        decision = policy.decide(row.labels, row.confidences, unfamiliarity)
-    value = codec.result_value(
-        outcome, decision.route, decision.action, decision.reason, item.truncated,
-        predictions, ctx, unfamiliarity,
-    )  # fmt: skip
+    if isinstance(outcome, codec.Rejected):
+        return dead_letter(outcome, settings.topics.dlq)
+    if failure is not None:
+        rejected = codec.Rejected(r, "infer", type(failure).__name__, str(failure))
+        return dead_letter(rejected, settings.topics.dlq)
+    # Route and serialize are total: what they cannot do for one message (e.g. an unknown
+    # field nested deeper than orjson writes, though not deeper than it reads) becomes
+    # that message's dead letter instead of an exception that stops the partition.
+    try:
+        if row is None:  # empty or whitespace-only text: no model call
+            decision = policy.empty_text()
+            predictions, unfamiliarity = None, None
+        else:
+            predictions, unfamiliarity = row.predictions, row.unfamiliarity
+            decision = policy.decide(row.labels, row.confidences, unfamiliarity)
+    except Exception as exc:  # noqa: BLE001 - one message's failure, not the worker's
+        rejected = codec.Rejected(r, "route", type(exc).__name__, str(exc))
+        return dead_letter(rejected, settings.topics.dlq)
+    try:
+        value = codec.result_value(
+            outcome, decision.route, decision.action, decision.reason, item.truncated,
+            predictions, ctx, unfamiliarity,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001
+        rejected = codec.Rejected(r, "serialize", type(exc).__name__, str(exc))
+        return dead_letter(rejected, settings.topics.dlq)
     headers = codec.result_headers(r, classifier.model_info["version"])
     tag = decision.route + FALLBACK_TAGS.get(decision.reason, "")
     return Outgoing(settings.topics.for_route(decision.route), r.key, value, headers, tag)
-
-
-def _produce_dead_letter(item: Item, err: KafkaError, settings: WorkerSettings) -> Outgoing:
-    r = item.record
-    rejected = codec.Rejected(
-        r, "produce", err.name(), f"the broker refused the result: {err.str()}"
-    )
-    return Outgoing(settings.topics.dlq, r.key, r.value, codec.dead_letter_headers(rejected),
-                    "dlq:produce")  # fmt: skip
-
-
-def next_offsets(records: Any) -> list[TopicPartition]:
-    """Per partition, the offset to commit: the last one processed + 1."""
-    last: dict[tuple[str, int], int] = {}
-    for r in records:
-        key = (r.topic, r.partition)
-        last[key] = max(last.get(key, -1), r.offset)
-    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
 def first_offsets(records: Any) -> list[tuple[str, int, int]]:

@@ -17,7 +17,7 @@ import structlog
 import torch
 
 from worker.admin import AdminServer, Health
-from worker.errors import FatalKafkaError
+from worker.errors import FatalKafkaError, ModelBrokenError, ModelLoadError
 from worker.inference import Classifier
 from worker.kafka_io import make_consumer, make_producer
 from worker.metrics import Metrics
@@ -28,6 +28,7 @@ from worker.settings import WorkerSettings
 log = structlog.get_logger("worker")
 
 EXIT_FATAL = 1
+EXIT_MODEL_BROKEN = 4
 EXIT_SECOND_SIGNAL = 130
 
 
@@ -64,6 +65,7 @@ def pin_tokenizer_threads() -> None:
 
 def load_classifier(settings: WorkerSettings) -> Classifier:
     from trainer import load_artifact
+    from trainer.errors import ArtifactError
 
     if settings.model.backend == "null":
         from schemas.labels import HEADS
@@ -73,7 +75,10 @@ def load_classifier(settings: WorkerSettings) -> Classifier:
     if settings.model.threads:
         torch.set_num_threads(settings.model.threads)
     pin_tokenizer_threads()
-    loaded = load_artifact(settings.model.path)
+    try:
+        loaded = load_artifact(settings.model.path)
+    except ArtifactError as exc:
+        raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
     m = settings.model
     return Classifier(loaded, m.device, m.dtype, m.quantize, m.padding_free, m.autocast)
 
@@ -87,25 +92,33 @@ def run(settings: WorkerSettings) -> int:
     admin.start()
     log.info("admin_listening", port=admin.port)
 
-    classifier = load_classifier(settings)
-    classifier.warmup(min(8, settings.batching.max_batch_size))
-    health.model_ready = True
-    policy = build_policy(settings, artifact_thresholds(settings))
-    log.info("model_ready", model=classifier.model_info, device=str(classifier.device),
-             dtype=str(classifier.dtype), precision=classifier.precision,
-             threads=torch.get_num_threads(),
-             policy=policy.name)  # fmt: skip
-
-    pipeline = Pipeline(settings, classifier, policy, make_consumer(settings, metrics),
-                        make_producer(settings), metrics, health)  # fmt: skip
-    install_signal_handlers(pipeline, settings.shutdown_grace_s)
     try:
-        pipeline.start()
-        pipeline.run()
-    except FatalKafkaError as exc:
-        # One clear line; the next owner of these partitions redoes the open batch.
-        log.error("fatal_kafka_error", error=str(exc))
-        return EXIT_FATAL
+        classifier = load_classifier(settings)
+        policy = build_policy(settings, artifact_thresholds(settings))
+        classifier.warmup(min(8, settings.batching.max_batch_size))
+        health.model_ready = True
+        log.info("model_ready", model=classifier.model_info, device=str(classifier.device),
+                 dtype=str(classifier.dtype), precision=classifier.precision,
+                 threads=torch.get_num_threads(),
+                 policy=policy.name)  # fmt: skip
+
+        pipeline = Pipeline(settings, classifier, policy, make_consumer(settings, metrics),
+                            make_producer(settings), metrics, health)  # fmt: skip
+        install_signal_handlers(pipeline, settings.shutdown_grace_s)
+        try:
+            pipeline.start()
+            pipeline.run()
+        except FatalKafkaError as exc:
+            # One clear line; the next owner of these partitions redoes the open batch.
+            log.error("fatal_kafka_error", error=str(exc))
+            pipeline.leave()
+            return EXIT_FATAL
+        except ModelBrokenError as exc:
+            # Circuit open: nothing of the failing batches was committed or dead-lettered;
+            # leaving the group hands the partitions to a replica whose model works.
+            log.error("model_broken", error=str(exc))
+            pipeline.leave()
+            return EXIT_MODEL_BROKEN
     finally:
         admin.stop()
     pipeline.close()
@@ -115,10 +128,14 @@ def run(settings: WorkerSettings) -> int:
 
 def artifact_thresholds(settings: WorkerSettings) -> ArtifactThresholds:
     from trainer.artifact import read_manifest
+    from trainer.errors import ArtifactError
 
     if settings.model.backend == "null":
         return ArtifactThresholds()
-    manifest = read_manifest(settings.model.path)
+    try:
+        manifest = read_manifest(settings.model.path)
+    except ArtifactError as exc:
+        raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
     return ArtifactThresholds(manifest.min_action_confidence, manifest.ood.threshold)
 
 

@@ -8,6 +8,7 @@ ecosystem-wide ``KAFKA_BOOTSTRAP_SERVERS`` honoured as a fallback.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,17 @@ from pydantic_settings import (
 ENV_PREFIX = "SUPPORT_WORKER_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+REDACTED = "**********"
+# librdkafka options whose values are credentials (sasl.password, ssl.key.password,
+# ssl.key.pem, ssl.keystore.password, sasl.oauthbearer.client.secret, sasl.oauthbearer.config,
+# sasl.jaas-style strings, ...). A name that merely looks like one is masked too: a
+# masked harmless value costs nothing, a printed password costs a rotation.
+SECRET_OPTION = re.compile(r"password|secret|token|credential|jaas|\.pem$|key$|oauthbearer\.config")
+
+
+def is_secret(name: str) -> bool:
+    """True for a setting or librdkafka option whose value must never reach a log."""
+    return bool(SECRET_OPTION.search(name.lower()))
 
 
 class KafkaSettings(BaseModel):
@@ -135,13 +147,22 @@ class ModelSettings(BaseModel):
         default="none", description="autocast the forward pass, e.g. bfloat16 on AVX-512 CPUs"
     )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
+    failing_batches: int = Field(
+        default=3, ge=1,
+        description="circuit breaker: after this many batches in a row fail whole (and a probe "
+        "message too), stop committing, leave the group and exit 4",
+    )  # fmt: skip
 
 
 class WorkerSettings(BaseSettings):
     """Everything one worker process reads; frozen once built."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="forbid"
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,  # a bad value may be a password: errors never echo it
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -178,8 +199,18 @@ class WorkerSettings(BaseSettings):
         return self
 
     def redacted(self) -> dict[str, Any]:
-        """The effective settings for the startup log: SecretStr fields print as '**********'."""
-        return self.model_dump(mode="json")
+        """The effective settings for the startup log, every credential masked.
+
+        SecretStr fields dump as '**********' by themselves; librdkafka options passed
+        through ``kafka.client_config`` (the usual way to set SASL and TLS) are plain
+        strings, so their secret ones are masked here by name.
+        """
+        out = self.model_dump(mode="json")
+        options = out["kafka"]["client_config"]
+        out["kafka"]["client_config"] = {
+            k: REDACTED if is_secret(k) else v for k, v in options.items()
+        }
+        return out
 
 
 def load_settings(config_file: Path | None = None) -> WorkerSettings:

@@ -16,6 +16,8 @@ MB = 1_000_000
 ODD = "nul\u0000 ctl\x07 emoji \U0001f621 rtl \u05e9\u05dc\u05d5\u05dd"
 HUGE = dict.fromkeys(map(str, range(5000)), 1)
 DEEP = b'{"message_id": "d", "text": "x", "a": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+# Readable (orjson reads 1,024 levels) but not writable (it writes about 254).
+DEEP_300 = b'{"message_id": "d3", "text": "hi", "a": ' + b"[" * 300 + b"]" * 300 + b"}"
 
 
 def _json(**fields: object) -> bytes:
@@ -36,6 +38,7 @@ CASES: list[tuple[str, bytes | None, bytes, str]] = [
     ("huge-meta", b"k", _json(message_id="hm", text="hi", metadata=HUGE),
      "dlq:validate"),
     ("deep-json", b"k", DEEP, "dlq:decode"),
+    ("deep-300", b"k", DEEP_300, "dlq:serialize"),
     ("one-mb", b"k", _json(message_id="big", text="a" * MB), "dlq:validate"),
     ("empty", b"k", b'{"message_id": "empty", "text": ""}', "escalate"),
     ("null-key", None, b'{"message_id": "null-key", "text": "where is my refund"}', "route"),

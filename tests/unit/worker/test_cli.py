@@ -50,6 +50,23 @@ def test_a_bad_setting_exits_2_naming_it() -> None:
     assert "setting 'batching.max_batch_size'" in out.stderr and "'zero'" in out.stderr
 
 
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_a_bad_model_path_is_one_line_and_exit_3(make: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "model"
+    if make == "empty":
+        path.mkdir()
+    env = dict(os.environ, SUPPORT_WORKER_MODEL__PATH=str(path), SUPPORT_WORKER_ADMIN_PORT="0")
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "run"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 3, out.stderr
+    # one line besides the JSON log lines, and no traceback
+    (line,) = [ln for ln in out.stderr.splitlines() if not ln.startswith("{")]
+    assert str(path) in line and "cannot load the model" in line
+    assert ("not a directory" if make == "missing" else "missing manifest.json") in line
+
+
 def test_classify_prints_the_outbound_json(smoke_artifact: object) -> None:
     import json
 

@@ -13,9 +13,10 @@ import pytest
 from worker import codec
 from worker.admin import Health
 from worker.bench import MemoryMessage
+from worker.commit import next_offsets
 from worker.inference import BatchOutput, Classifier
 from worker.metrics import Metrics
-from worker.pipeline import Item, Pipeline, next_offsets
+from worker.pipeline import Item, Pipeline
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
 
@@ -54,7 +55,8 @@ def pipeline() -> Pipeline:
 
 def test_a_failing_message_is_isolated_and_only_it_fails(pipeline: Pipeline) -> None:
     items = [_item(i, [1, 2, POISON if i == 5 else 3]) for i in range(8)]
-    rows, failures, _ = pipeline.infer(items)
+    rows, failures, _, broken = pipeline.infer(items)
+    assert not broken
     assert [id(i) for i in items if id(i) in failures] == [id(items[5])]
     assert len(rows) == 7
     assert isinstance(failures[id(items[5])], RuntimeError)
@@ -64,7 +66,7 @@ def test_a_failing_message_is_isolated_and_only_it_fails(pipeline: Pipeline) -> 
 
 
 def test_a_healthy_batch_is_one_call(pipeline: Pipeline) -> None:
-    rows, failures, _ = pipeline.infer([_item(i, [1, 2]) for i in range(16)])
+    rows, failures, _, _ = pipeline.infer([_item(i, [1, 2]) for i in range(16)])
     assert (len(rows), failures, cast(FlakyModel, pipeline.classifier).calls) == (16, {}, 1)
 
 
@@ -93,6 +95,30 @@ def test_an_unfamiliar_result_is_produced_to_the_fallback_topic() -> None:
     value = orjson.loads(unfamiliar.value or b"")
     assert value["routing"]["reason"] == "unfamiliar" and value["routing"]["unfamiliarity"] == 7.0
     assert value["action"] == "request_more_info"
+
+
+def test_a_message_too_deep_to_serialize_is_a_dead_letter_not_a_crash() -> None:
+    """Issue 9, defect 1: orjson reads 1,024 levels but writes about 254."""
+    from worker.inference import Row
+    from worker.pipeline import to_outgoing
+
+    value = b'{"message_id": "d", "text": "hi", "a": ' + b"[" * 300 + b"]" * 300 + b"}"
+    rec = codec.Record("in", 0, 7, b"k", value, [("trace", b"1")], None)
+    accepted = codec.decode(rec, 1000)
+    assert isinstance(accepted, codec.Accepted)  # it passes decode: the hazard is later
+    settings, policy = WorkerSettings(), RoutingPolicy(0.7)
+    labels = {"intent": "general_question", "urgency": "low", "sentiment": "calm",
+              "action": "auto_resolve"}  # fmt: skip
+    row = Row(labels, dict.fromkeys(labels, 0.99), {}, None)
+    ctx = codec.ResultContext({"name": "m", "version": "1", "content_hash": "0" * 64},
+                              policy.name, "2026-01-01T00:00:00Z", 1.0, 1, 0.0)  # fmt: skip
+    model = cast(Classifier, type("M", (), {"model_info": {"version": "1"}})())
+    out = to_outgoing(Item(rec, accepted, [1]), row, None, ctx, policy, settings, model)
+    assert (out.topic, out.route, out.key, out.value) == (settings.topics.dlq, "dlq:serialize",
+                                                          b"k", value)  # fmt: skip
+    headers = dict(out.headers)
+    assert headers["x-error-stage"] == b"serialize" and headers["trace"] == b"1"
+    assert b"ecursion" in headers["x-error-message"]
 
 
 def test_next_offsets_are_last_plus_one_per_partition() -> None:
@@ -145,7 +171,7 @@ def test_a_slow_forward_pass_keeps_polling_with_partitions_paused() -> None:
                         Metrics(), Health(stale_after_s=30))  # fmt: skip
     with ThreadPoolExecutor(1) as model_thread:
         future = model_thread.submit(pipeline.infer, [_item(0, [1, 2])])
-        rows, failures, _ = pipeline.wait_keeping_membership(future)
+        rows, failures, _, _ = pipeline.wait_keeping_membership(future)
     assert len(rows) == 1 and not failures
     assert consumer.calls[0] == "pause:2" and consumer.calls[-1] == "resume:2"
     assert consumer.calls.count("poll") >= 1
@@ -186,8 +212,10 @@ class TimedModel:
 class TxnProducer:
     """The transactional producer calls the commit protocol makes, logged; can fail commits."""
 
-    def __init__(self, events: list[tuple[str, int]], fail_commit: int | None = None) -> None:
-        self.events, self.fail_commit = events, fail_commit
+    def __init__(
+        self, events: list[tuple[str, int]], fail_commit: int | None = None, abortable: bool = True
+    ) -> None:
+        self.events, self.fail_commit, self.abortable = events, fail_commit, abortable
         self.produced: list[bytes | None] = []
         self.commits = 0
         self.model: TimedModel | None = None
@@ -196,7 +224,8 @@ class TxnProducer:
     def begin_transaction(self) -> None:
         pass
 
-    def produce(self, topic: str, value: bytes | None = None, **_: Any) -> None:
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                **_: Any) -> None:  # fmt: skip
         self.produced.append(value)
 
     def poll(self, _timeout: float = 0) -> int:
@@ -214,6 +243,9 @@ class TxnProducer:
         time.sleep(0.05)  # a broker round trip; the model thread has started by its end
         self.model_busy_at_commit.append(bool(self.model and self.model.busy))
         if self.commits == self.fail_commit:
+            if self.abortable:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "simulated",
+                                                txn_requires_abort=True))  # fmt: skip
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "simulated", retriable=True))
         self.events.append(("commit", self.last_offsets[0][1]))
 
@@ -231,26 +263,26 @@ class GroupConsumer:
     def assignment(self) -> list[Any]:
         from confluent_kafka import TopicPartition
 
-        return [TopicPartition("in", 0)]
+        return [TopicPartition("memory", 0)]  # MemoryMessage's partition
 
     def committed(self, parts: list[Any], timeout: float) -> list[Any]:
         from confluent_kafka import TopicPartition
 
-        return [TopicPartition("in", 0, 0)]
+        return [TopicPartition("memory", 0, 0)]
 
     def seek(self, tp: Any) -> None:
         self.seeks.append((tp.partition, tp.offset))
 
 
 def _overlap_pipeline(
-    smoke_artifact: Path, overlap: bool, fail_commit: int | None = None
+    smoke_artifact: Path, overlap: bool, fail_commit: int | None = None, abortable: bool = True
 ) -> tuple[Pipeline, list[tuple[str, int]], TxnProducer, GroupConsumer]:
     from trainer import load_artifact
 
     events: list[tuple[str, int]] = []
     model = TimedModel(Classifier(load_artifact(smoke_artifact), "cpu", "float32"), events)
     settings = WorkerSettings(batching={"max_batch_size": 8, "overlap": overlap})
-    producer, consumer = TxnProducer(events, fail_commit), GroupConsumer()
+    producer, consumer = TxnProducer(events, fail_commit, abortable), GroupConsumer()
     producer.model = model
     pipeline = Pipeline(settings, cast(Classifier, model), RoutingPolicy(), cast(Any, consumer),
                         cast(Any, producer), Metrics(), Health(stale_after_s=30))  # fmt: skip
@@ -286,3 +318,92 @@ def test_an_aborted_commit_drops_the_batch_in_flight_and_rewinds(smoke_artifact:
     # Batch 2 ran (it was in the model) but nothing of it was committed; batch 3 never ran.
     assert [e for e in events if e[0] == "infer_start"] == [("infer_start", 1), ("infer_start", 2)]
     assert [e for e in events if e[0] == "commit"] == []
+
+
+def test_a_commit_that_times_out_is_called_again_not_aborted(smoke_artifact: Path) -> None:
+    """Issue 9, defect 7: abort after a retriable commit timeout answers _CONFLICT."""
+    pipeline, events, producer, consumer = _overlap_pipeline(smoke_artifact, False, fail_commit=1,
+                                                             abortable=False)  # fmt: skip
+    pipeline.accept([Msg(i, f"refund order {i}") for i in range(8)])
+    assert pipeline.batcher.ready() and pipeline.dispatch() and pipeline.drain()
+    assert [e for e in events if e[0] in ("commit", "abort")] == [("commit", 8)]
+    assert producer.commits == 2 and consumer.seeks == []
+
+
+class BrokenModel(TimedModel):
+    """Every forward pass fails (think CUDA OOM); tokenizing still works."""
+
+    def predict(self, batch: list[list[int]]) -> BatchOutput:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+
+class PoisonedBatchModel(TimedModel):
+    """Fails every batch holding a message with the word 'poison'; the probe passes."""
+
+    def __init__(self, inner: Classifier, events: list[tuple[str, int]]) -> None:
+        super().__init__(inner, events)
+        self.poison = set(inner.token_ids(["poison"])[0][0][1:-1])
+
+    def predict(self, batch: list[list[int]]) -> BatchOutput:
+        if any(self.poison & set(ids) for ids in batch):
+            raise RuntimeError("bad input (simulated)")
+        return self.inner.predict(batch)
+
+
+def test_the_circuit_opens_when_the_model_fails_every_batch(smoke_artifact: Path) -> None:
+    """Issue 9, defect 9: a broken model must not turn all traffic into dead letters."""
+    from worker.errors import ModelBrokenError
+
+    pipeline, events, producer, consumer = _overlap_pipeline(smoke_artifact, False)
+    inner = cast(Any, pipeline.classifier).inner
+    pipeline.classifier = cast(Classifier, BrokenModel(inner, events))
+    pipeline.health.model_ready = True
+    for attempt in range(1, 4):
+        pipeline.accept([Msg(i, f"refund order {i}") for i in range(8)])
+        if attempt < 3:
+            assert not pipeline.dispatch() or not pipeline.drain()
+            assert pipeline.broken_batches == attempt and consumer.seeks[-1] == (0, 0)
+        else:
+            with pytest.raises(ModelBrokenError, match="3 batches in a row"):
+                pipeline.dispatch() and pipeline.drain()
+    assert producer.produced == [] and producer.commits == 0  # not one dead letter
+    assert not pipeline.health.model_ready
+
+
+def test_a_batch_of_bad_messages_is_dead_lettered_when_the_probe_passes(
+    smoke_artifact: Path,
+) -> None:
+    pipeline, events, producer, _ = _overlap_pipeline(smoke_artifact, False)
+    inner = cast(Any, pipeline.classifier).inner
+    pipeline.classifier = cast(Classifier, PoisonedBatchModel(inner, events))
+    pipeline.accept([Msg(i, f"poison {i}") for i in range(8)])
+    assert pipeline.dispatch() and pipeline.drain()
+    assert pipeline.broken_batches == 0 and producer.commits == 1
+    stages = [orjson.loads(v or b"{}") for v in producer.produced]
+    assert len(stages) == 8  # eight dead letters (stage infer), committed with their offsets
+
+
+def test_a_rewind_never_guesses_when_the_committed_lookup_fails(smoke_artifact: Path) -> None:
+    """Issue 9, defect 10: a per-partition lookup error used to mean 'from the beginning'."""
+    from types import SimpleNamespace
+
+    from worker.errors import FatalKafkaError
+
+    pipeline, _, _, consumer = _overlap_pipeline(smoke_artifact, False)
+
+    def failing(parts: list[Any], timeout: float) -> list[Any]:
+        # what librdkafka returns for a partition whose lookup failed
+        return [SimpleNamespace(topic="memory", partition=0, offset=-1001,
+                                error="COORDINATOR_NOT_AVAILABLE")]  # fmt: skip
+
+    consumer.committed = failing  # type: ignore[method-assign]
+    with pytest.raises(FatalKafkaError, match="committed offsets"):
+        pipeline.rewind()
+    assert consumer.seeks == []
+
+
+def test_a_rewind_drops_the_records_carried_from_a_paused_poll(smoke_artifact: Path) -> None:
+    pipeline, _, _, consumer = _overlap_pipeline(smoke_artifact, False)
+    pipeline.carry = [Msg(3, "fetched while paused")]
+    pipeline.rewind()
+    assert pipeline.carry == [] and consumer.seeks == [(0, 0)]  # the seek reads it again

@@ -1,0 +1,66 @@
+"""The records a batch produces: routed results and dead letters. Pure: no Kafka.
+
+A dead letter carries the original key and value. When the broker refuses even that
+(a record that fit the inbound topic compressed may not fit the DLQ), the dead letter
+steps down a ladder instead of being retried forever: the full copy, then a truncated
+copy whose headers say so, then a pointer (headers only: where the original lives).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+from worker import codec
+
+# A truncated dead letter keeps this much of the value: far below any sane
+# max.message.bytes, and enough to see what the record was.
+TRUNCATED_VALUE_BYTES = 64 * 1024
+HEADER_TRUNCATED = "x-dead-letter-truncated"  # the original value's length, in bytes
+HEADER_POINTER = "x-dead-letter-pointer"  # "1": the value is absent, see x-source-*
+HEADER_VALUE_SHA256 = "x-original-value-sha256"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: codec.Headers
+    route: str  # a route name (":low" or ":unfamiliar" when the fallback took it), or "dlq:<stage>"
+    rung: int = 0  # 0 a result or a full dead letter; 1 truncated; 2 pointer
+
+    @property
+    def is_dead_letter(self) -> bool:
+        return self.route.startswith("dlq:")
+
+
+def dead_letter(rejected: codec.Rejected, dlq_topic: str) -> Outgoing:
+    """The original key and value, with the reason in headers, for the dead-letter topic."""
+    r = rejected.record
+    headers = codec.dead_letter_headers(rejected)
+    return Outgoing(dlq_topic, r.key, r.value, headers, f"dlq:{rejected.stage}")
+
+
+def step_down(out: Outgoing) -> Outgoing | None:
+    """A dead letter the broker refused, one rung smaller; None below the last rung."""
+    if not out.is_dead_letter or out.rung >= 2:
+        return None
+    value = out.value or b""
+    digest = (HEADER_VALUE_SHA256, hashlib.sha256(value).hexdigest().encode())
+    if out.rung == 0:
+        headers = [*out.headers, (HEADER_TRUNCATED, str(len(value)).encode()), digest]
+        return replace(out, value=value[:TRUNCATED_VALUE_BYTES], headers=headers, rung=1)
+    # Pointer: only our own headers (source topic/partition/offset, reason); the
+    # original headers could be what is too large.
+    ours = [(k, v) for k, v in out.headers if k.startswith("x-")]
+    return replace(out, key=None, value=None, headers=[*ours, (HEADER_POINTER, b"1")], rung=2)
+
+
+def refused_result(out: Outgoing, record: codec.Record, error_name: str, reason: str,
+                   dlq_topic: str) -> Outgoing | None:  # fmt: skip
+    """What to produce instead of a record the broker refused on its own merits."""
+    if out.is_dead_letter:
+        return step_down(out)
+    rejected = codec.Rejected(record, "produce", error_name, reason)
+    return dead_letter(rejected, dlq_topic)
