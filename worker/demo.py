@@ -44,6 +44,9 @@ SAMPLES: list[tuple[str, str | None]] = [
 MALFORMED = b'{"message_id": "demo-malformed", "text": "missing the closing brace"'
 
 
+WORKER_LOG = REPO / ".kafka" / "demo-worker.log"
+
+
 def say(msg: str) -> None:
     print(f"\033[1m==> {msg}\033[0m", flush=True)
 
@@ -111,7 +114,7 @@ def start_worker(bootstrap: str) -> subprocess.Popen[bytes]:
                SUPPORT_WORKER_MODEL__PATH=str(CURRENT), SUPPORT_WORKER_ADMIN_PORT=str(ADMIN_PORT),
                SUPPORT_WORKER_GROUP_ID="support-router-demo")  # fmt: skip
     (REPO / ".kafka").mkdir(exist_ok=True)
-    log = REPO / ".kafka" / "demo-worker.log"
+    log = WORKER_LOG
     say(f"starting the worker (log: {log}, admin: http://127.0.0.1:{ADMIN_PORT}/metrics)")
     with log.open("wb") as fh:
         # Its own session: Ctrl-C in the terminal reaches only this demo, which then sends
@@ -148,16 +151,32 @@ def produce_samples(bootstrap: str, topic: str) -> None:
     say(f"produced {len(SAMPLES)} messages and 1 malformed record to {topic}")
 
 
-def watch(bootstrap: str, topics: list[str], dlq: str, inbound: str) -> None:
+class WorkerDiedError(Exception):
+    """The demo's worker exited while the view was running."""
+
+
+def check_alive(worker: subprocess.Popen[bytes], log: Path) -> None:
+    """A view of a dead worker would show nothing, forever: say so and stop instead."""
+    code = worker.poll()
+    if code is not None:
+        tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+        lines = "\n".join(f"    {line[:160]}" for line in tail)
+        raise WorkerDiedError(f"the worker exited with {code}; last lines of {log}:\n{lines}")
+
+
+def watch(bootstrap: str, topics: list[str], dlq: str, inbound: str,
+          worker: subprocess.Popen[bytes], log: Path) -> None:  # fmt: skip
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-view-{uuid.uuid4().hex[:6]}",
                   "isolation.level": "read_committed", "auto.offset.reset": "latest"})  # fmt: skip
     c.subscribe([*topics, dlq])
     deadline = time.monotonic() + 30
     while not c.assignment() and time.monotonic() < deadline:
+        check_alive(worker, log)
         c.poll(0.2)  # be assigned (at the end of each topic) before anything is produced
     say("live view of " + ", ".join([*topics, dlq]) + " (Ctrl-C stops everything)")
     produce_samples(bootstrap, inbound)
     while True:
+        check_alive(worker, log)
         for m in c.consume(100, timeout=0.5):
             if m.error():
                 continue
@@ -179,6 +198,7 @@ def main() -> int:
     argparse.ArgumentParser(description=__doc__).parse_args()
     bootstrap, started_broker = broker()
     worker: subprocess.Popen[bytes] | None = None
+    code = 0
     try:
         apply_topics(
             bootstrap, local=started_broker or not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -186,18 +206,21 @@ def main() -> int:
         ensure_model()
         worker = start_worker(bootstrap)
         names = ["support.escalate", "support.auto_resolve", "support.more_info"]
-        watch(bootstrap, names, "support.dlq", "support.inbound")
+        watch(bootstrap, names, "support.dlq", "support.inbound", worker, WORKER_LOG)
     except KeyboardInterrupt:
         print()
         say("stopping")
+    except WorkerDiedError as exc:
+        say(str(exc))
+        code = 1
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
-            code = worker.wait(60)
-            say(f"worker exited with {code}")
+            exited = worker.wait(60)
+            say(f"worker exited with {exited}")
         if started_broker:
             subprocess.run([sys.executable, str(KAFKA_TOOL), "down"], check=False)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -108,3 +108,35 @@ def test_a_result_the_broker_refuses_becomes_a_produce_dead_letter(
     finally:
         w.signal(signal.SIGTERM)
         assert w.wait(30) == 0
+
+
+def test_a_record_too_large_even_for_the_dlq_is_dead_lettered_truncated_once(
+    kafka_bootstrap: str, make_topic: Callable[..., str], smoke_artifact: Path, tmp_path: Path
+) -> None:
+    """Issue 9, defect 5: a zstd-compressed 5 MB record fits inbound, its dead letter does
+    not fit anywhere. It used to abort every transaction (201 in 2 minutes) and stall the
+    partition; now it steps down to a truncated dead letter, and what follows is routed."""
+    topics = make_topics(make_topic, partitions=1)
+    p = Producer({"bootstrap.servers": kafka_bootstrap, "compression.type": "zstd",
+                  "message.max.bytes": 8 * MB})  # fmt: skip
+    huge = _json(message_id="huge", text="where is my refund " * 280_000)  # ~5.3 MB
+    p.produce(topics.inbound, key=b"huge", value=huge)
+    for i in range(5):
+        p.produce(topics.inbound, key=f"k{i}".encode(), value=_json(message_id=f"m{i}", text="hi"))
+    assert p.flush(30) == 0
+    tag = uuid.uuid4().hex[:8]
+    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=f"g-{tag}",
+                     txn_id=f"t-{tag}")  # fmt: skip
+    try:
+        w.wait_ready()
+        got = read_committed(kafka_bootstrap, topics, 6, timeout=60)
+        assert sorted(v["message_id"] for _, v, _ in got.results) == [f"m{i}" for i in range(5)]
+        ((key, headers),) = got.dead
+        # why it is a dead letter (its text is too long), and that the copy is cut
+        assert key == "huge" and headers["x-error-type"] == b"TextTooLong"
+        assert headers["x-dead-letter-truncated"] == str(len(huge)).encode()
+        assert w.metric("support_transaction_aborts_total") == 1
+        assert w.proc.poll() is None
+    finally:
+        w.signal(signal.SIGTERM)
+        assert w.wait(30) == 0
