@@ -70,13 +70,17 @@ class WorkerProc:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
-            if not self.admin_port:
-                ports = [e["port"] for e in self.log_lines() if e.get("event") == "admin_listening"]
-                self.admin_port = ports[0] if ports else 0
-            if self.admin_port and self.get("/readyz")[0] == 200:
+            if self.ready():
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker not ready in {timeout}s:\n{self.tail()}")
+
+    def ready(self) -> bool:
+        """/readyz answers 200 now (the admin port is read from the log once it is there)."""
+        if not self.admin_port:
+            ports = [e["port"] for e in self.log_lines() if e.get("event") == "admin_listening"]
+            self.admin_port = ports[0] if ports else 0
+        return bool(self.admin_port) and self.get("/readyz")[0] == 200
 
     def get(self, path: str) -> tuple[int, str]:
         try:
@@ -115,8 +119,13 @@ class WorkerProc:
 
 def start_worker(
     bootstrap: str, topics: Topics, model: Path, tmp: Path, *, group: str, txn_id: str,
-    **settings: str,
+    module: str = "worker.cli", extra_env: dict[str, str] | None = None, **settings: str,
 ) -> WorkerProc:  # fmt: skip
+    """``python -m <module> run`` with the test settings; ``settings`` become SUPPORT_WORKER_*.
+
+    ``module`` swaps the entry point (tests/chaos/faulty_worker.py wraps the worker's),
+    and ``extra_env`` adds variables such as its fault switches.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORT_WORKER_")}
     env.update(topics.env())
     env.update(
@@ -130,9 +139,10 @@ def start_worker(
         SUPPORT_WORKER_STATISTICS_INTERVAL_MS="1000",
     )
     env.update({f"SUPPORT_WORKER_{k.upper()}": v for k, v in settings.items()})
+    env.update(extra_env or {})
     log_path = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", module, "run"], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     return WorkerProc(proc, log_path)
 

@@ -407,3 +407,25 @@ def test_a_rewind_drops_the_records_carried_from_a_paused_poll(smoke_artifact: P
     pipeline.carry = [Msg(3, "fetched while paused")]
     pipeline.rewind()
     assert pipeline.carry == [] and consumer.seeks == [(0, 0)]  # the seek reads it again
+
+
+def test_the_dead_letter_log_line_never_quotes_the_message() -> None:
+    """Issue 9, defect 10: a validation reason can name customer-chosen metadata keys."""
+    from structlog.testing import capture_logs
+
+    from worker.outgoing import dead_letter
+
+    settings = WorkerSettings()
+    value = orjson.dumps(
+        {"message_id": "x", "text": "hi", "metadata": {"jane.doe@example.com": {}}}
+    )
+    rec = codec.Record("in", 0, 1, None, value, [], None)
+    rejected = codec.decode(rec, 1000)
+    assert isinstance(rejected, codec.Rejected) and "jane.doe" in rejected.reason
+    pipeline = Pipeline(settings, cast(Classifier, FlakyModel()), RoutingPolicy(), cast(Any, None),
+                        cast(Any, None), Metrics(), Health(stale_after_s=30))  # fmt: skip
+    item = Item(rec, rejected, [])
+    with capture_logs() as logs:
+        pipeline.observe([item], [dead_letter(rejected, settings.topics.dlq)], {}, 0.0, 0.0)
+    (line,) = [e for e in logs if e["event"] == "dead_letter"]
+    assert "jane.doe" not in repr(line) and line["error_type"] == "ValidationError"
