@@ -17,11 +17,13 @@ Exactly-once (``mode = exactly_once``), once per batch, in ``Committer.commit``:
 
 Every Kafka error of steps 2-5 goes through one table, ``classify``:
 
-  - retriable: call the same step again, until ``commit_timeout_s`` has passed. A
-    ``commit_transaction`` that timed out must be called again, never aborted (that
-    answers _CONFLICT); a step still failing at the deadline leaves the outcome unknown,
-    which is fatal: a fresh producer (same transactional.id) or the coordinator's
-    transaction timeout settles it.
+  - retriable: call the same step again, until ``commit_timeout_s`` has passed (plus
+    ``transaction_timeout_ms`` for steps 4 and 5, so a broker frozen for a while costs
+    a wait, not a restart). A ``commit_transaction`` that timed out must be called
+    again, never aborted (that answers _CONFLICT); a step still failing at the deadline
+    leaves the outcome unknown, which is fatal: a fresh producer (same transactional.id)
+    or the coordinator's transaction timeout settles it. A call that never returns at
+    all (librdkafka ignoring its timeout) is ended by ``worker.watchdog``.
   - abortable: ``abort_transaction()``. Records the broker refused on their own merits
     are replaced (a result by a dead letter, a dead letter by a smaller one; see
     ``worker.outgoing``) and the batch is committed again at once. Otherwise the caller
@@ -51,6 +53,7 @@ from worker.errors import FatalKafkaError
 from worker.metrics import Metrics
 from worker.outgoing import Outgoing, refused_result
 from worker.settings import WorkerSettings
+from worker.watchdog import Watchdog
 
 log = structlog.get_logger("worker")
 T = TypeVar("T")
@@ -61,6 +64,7 @@ BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 5.0
 # through a long broker failover; the step is called again until commit_timeout_s.
 STEP_SLICE_S = 5.0
 RETRY_PAUSE_S = 0.1
+IN_TRANSACTION = frozenset({"send_offsets_to_transaction", "commit_transaction"})
 
 
 class Disposition(Enum):
@@ -125,6 +129,7 @@ class Committer:
         health: Health,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.s = settings
         self.producer = producer
@@ -133,6 +138,7 @@ class Committer:
         self.health = health
         self.sleep = sleep
         self.clock = clock
+        self.watchdog = watchdog or Watchdog()
         self.eos = settings.mode == "exactly_once"
         self.aborts_in_row = 0
         self.commit_s = 0.0  # moving average of one commit's duration
@@ -216,13 +222,24 @@ class Committer:
             raise AbortedError(aborted.err, refused) from None
 
     def _step(self, name: str, call: Callable[[float], Any], fatal_on_abort: bool = False) -> None:
-        """One protocol call, retried while its error is retriable and time is left."""
-        deadline = self.clock() + self.s.commit_timeout_s
+        """One protocol call, retried while its error is retriable and time is left.
+
+        Time left: ``commit_timeout_s``; for the two calls inside an open transaction,
+        also its ``transaction_timeout_ms``. A broker frozen for longer than the commit
+        timeout then costs a wait, not a restart: once the transaction timeout has
+        passed, the coordinator has aborted the transaction unless it committed, and a
+        call still failing then leaves that outcome unknown, which is fatal.
+        """
+        budget = self.s.commit_timeout_s
+        if name in IN_TRANSACTION:
+            budget += self.s.transaction_timeout_ms / 1000
+        deadline = self.clock() + budget
         while True:
             self.health.beat()
-            left = deadline - self.clock()
+            timeout = max(0.1, min(STEP_SLICE_S, deadline - self.clock()))
             try:
-                call(max(0.1, min(STEP_SLICE_S, left)))
+                with self.watchdog.guard(name, timeout):
+                    call(timeout)
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
@@ -232,7 +249,7 @@ class Committer:
                 if kind is Disposition.ABORT:
                     raise AbortedError(err, {}) from None
                 if self.clock() >= deadline:
-                    raise self._fatal(name, err, f"still failing after {self.s.commit_timeout_s}s, "
+                    raise self._fatal(name, err, f"still failing after {budget:.0f}s, "
                                       "outcome unknown") from None  # fmt: skip
                 log.warning("kafka_step_retry", step=name, error=err.str())
                 self.sleep(RETRY_PAUSE_S)  # an error that returns at once must not spin

@@ -85,6 +85,8 @@ def load_classifier(settings: WorkerSettings) -> Classifier:
 
 def run(settings: WorkerSettings) -> int:
     """The long-running worker; returns the process exit code."""
+    stopper = Stopper(settings.shutdown_grace_s)
+    stopper.start()
     log.info("starting", settings=settings.redacted())
     metrics = Metrics()
     health = Health(stale_after_s=settings.heartbeat_stale_s)
@@ -104,7 +106,7 @@ def run(settings: WorkerSettings) -> int:
 
         pipeline = Pipeline(settings, classifier, policy, make_consumer(settings, metrics),
                             make_producer(settings), metrics, health)  # fmt: skip
-        install_signal_handlers(pipeline, settings.shutdown_grace_s)
+        stopper.pipeline = pipeline
         try:
             pipeline.start()
             pipeline.run()
@@ -139,21 +141,45 @@ def artifact_thresholds(settings: WorkerSettings) -> ArtifactThresholds:
     return ArtifactThresholds(manifest.min_action_confidence, manifest.ood.threshold)
 
 
-def install_signal_handlers(pipeline: Pipeline, grace_s: float) -> None:
-    """First SIGTERM/SIGINT: finish the batch in hand and leave; the second: exit now."""
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        if pipeline.stopping:
+
+class Stopper:
+    """First SIGTERM/SIGINT: finish the batch in hand and leave; the second: exit now.
+
+    Signals are taken by a thread of their own (sigwait), not by a Python handler: a
+    handler runs only when the main thread executes Python, and a main thread stuck in
+    a librdkafka call would never arm the grace timer, so SIGTERM would never end the
+    process. ``start`` blocks the signals in the calling thread before any other thread
+    exists, so every thread created later (admin, model, librdkafka) inherits the block
+    and the signal thread is the one that receives them.
+    """
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.pipeline: Pipeline | None = None
+        self.signalled = False
+
+    def start(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        threading.Thread(target=self._wait, name="signals", daemon=True).start()
+
+    def _wait(self) -> None:
+        while True:
+            self.handle(signal.sigwait(STOP_SIGNALS))
+
+    def handle(self, signum: int, _frame: FrameType | None = None) -> None:
+        if self.signalled:
             log.warning("second_signal", signal=signum)
             os._exit(EXIT_SECOND_SIGNAL)  # the uncommitted batch is redone by the next owner
-        log.info("stopping", signal=signum, grace_s=grace_s)
-        pipeline.stopping = True
-        timer = threading.Timer(grace_s, _grace_expired, args=(grace_s,))
+        self.signalled = True
+        log.info("stopping", signal=signum, grace_s=self.grace_s)
+        if self.pipeline is None:
+            os._exit(0)  # still starting: nothing consumed, nothing to drain
+        self.pipeline.stopping = True
+        timer = threading.Timer(self.grace_s, _grace_expired, args=(self.grace_s,))
         timer.daemon = True
         timer.start()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
 
 
 def _grace_expired(grace_s: float) -> None:
