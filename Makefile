@@ -16,11 +16,12 @@ WHEELHOUSE ?= $(HOME)/.cache/support-router/wheels
 PIP_LOCAL := $(PY) -m pip install --quiet --no-index --find-links $(WHEELHOUSE)
 PYTEST_ARGS ?=
 
-.PHONY: help install lint test demo kafka-up kafka-down kafka-status clean
+.PHONY: help install lint test chaos demo kafka-up kafka-down kafka-status clean
 
 help:
 	@echo "make demo        broker, topics, model, worker, sample traffic and a live view"
 	@echo "make test        install, lint, start a broker, run every test, stop it"
+	@echo "make chaos       the fault suite on a broker of its own (< 30 min); runs/chaos/report.md"
 	@echo "make lint        ruff check, ruff format --check, mypy"
 	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
 	@echo "make kafka-down  stop it"
@@ -47,6 +48,14 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(KAFKA) run -- $(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Faults (SIGKILLs, a broker killed and frozen, poison, fuzz, a broken model) against real
+# workers, on a broker of its own (.kafka-chaos, a free port): it kills and restarts that
+# broker, so never the one `make test` or `make demo` uses. Stops what it started, also on
+# Ctrl-C. CHAOS_ARGS: e.g. --short, --scenario poison, --seed 7, --out DIR.
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(PY) -m tests.chaos $(CHAOS_ARGS)
+
 # The main job: broker + topics + a model (trained if models/current is missing) +
 # the worker + sample traffic + a live view. Ctrl-C stops what it started.
 demo: $(STAMP)
@@ -62,4 +71,4 @@ kafka-status:
 	@$(KAFKA) status
 
 clean:
-	rm -rf .kafka build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .kafka .kafka-chaos build *.egg-info .mypy_cache .ruff_cache .pytest_cache

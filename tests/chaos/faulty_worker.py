@@ -1,0 +1,92 @@
+"""The real worker with model faults injected from the environment, worker code untouched.
+
+    python -m tests.chaos.faulty_worker run      (same arguments as ``support-worker``)
+
+Switches (all optional; none set = the plain worker):
+
+    CHAOS_FAIL_MARKER=CHAOS-FAIL  a forward pass that holds a text containing it raises
+    CHAOS_FAIL_ALL=1              every forward pass after warm-up raises (a dead GPU)
+    CHAOS_SLOW_MARKER=CHAOS-SLOW  a forward pass that holds such a text sleeps first
+    CHAOS_SLOW_S=8                ... this many seconds
+
+``Classifier.predict`` receives token ids, not texts, so ``Classifier.token_ids`` is
+wrapped to remember the id sequences of marked texts; ``predict`` then recognises a
+marked message by its ids, wherever the pipeline's retry-and-split puts it. A marker is
+a word no generated normal text contains, so no unmarked text has the same ids.
+Warm-up (``Classifier.warmup``) always passes: a model that fails there never joins
+the group, and the circuit breaker would not be exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+FAIL_MARKER = "CHAOS-FAIL"
+SLOW_MARKER = "CHAOS-SLOW"
+
+
+class InjectedModelError(RuntimeError):
+    """What the patched forward pass raises; its name shows in x-error-type."""
+
+
+def install(env: dict[str, str] | None = None) -> None:
+    """Patch worker.inference.Classifier in this process according to ``env``."""
+    from worker.inference import Classifier
+
+    env = dict(os.environ if env is None else env)
+    fail_marker = env.get("CHAOS_FAIL_MARKER", "")
+    fail_all = env.get("CHAOS_FAIL_ALL", "") == "1"
+    slow_marker = env.get("CHAOS_SLOW_MARKER", "")
+    slow_s = float(env.get("CHAOS_SLOW_S", "0") or 0)
+    if not (fail_marker or fail_all or (slow_marker and slow_s > 0)):
+        return
+    failing: set[tuple[int, ...]] = set()
+    slow: set[tuple[int, ...]] = set()
+    warming = threading.local()
+    token_ids, predict, warmup = Classifier.token_ids, Classifier.predict, Classifier.warmup
+
+    def marked_token_ids(self: Classifier, texts: Sequence[str]) -> Any:
+        ids, truncated = token_ids(self, texts)
+        for text, row in zip(texts, ids, strict=True):
+            if fail_marker and fail_marker in text:
+                failing.add(tuple(row))
+            if slow_marker and slow_marker in text:
+                slow.add(tuple(row))
+        return ids, truncated
+
+    def faulty_predict(self: Classifier, batch_ids: Sequence[Sequence[int]]) -> Any:
+        if not getattr(warming, "on", False):
+            if fail_all:
+                raise InjectedModelError("chaos: the model is down (simulated CUDA error)")
+            if failing and any(tuple(x) in failing for x in batch_ids):
+                raise InjectedModelError("chaos: a marked message fails the forward pass")
+            if slow and any(tuple(x) in slow for x in batch_ids):
+                time.sleep(slow_s)
+        return predict(self, batch_ids)
+
+    def quiet_warmup(self: Classifier, batch_size: int = 8) -> None:
+        warming.on = True
+        try:
+            warmup(self, batch_size)
+        finally:
+            warming.on = False
+
+    Classifier.token_ids = marked_token_ids  # type: ignore[method-assign]
+    Classifier.predict = faulty_predict  # type: ignore[method-assign]
+    Classifier.warmup = quiet_warmup  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> int:
+    install()
+    from worker.cli import main as worker_main
+
+    return worker_main(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
