@@ -143,6 +143,11 @@ def _echo(name: str, error: Any) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import signal
+
+    # Before torch and librdkafka start threads, so they all inherit the block and the
+    # stop signals reach the worker's signal thread only (service.Stopper).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     from worker import logs, service
 
     settings = _settings(args.config)

@@ -151,8 +151,9 @@ class Stopper:
     handler runs only when the main thread executes Python, and a main thread stuck in
     a librdkafka call would never arm the grace timer, so SIGTERM would never end the
     process. ``start`` blocks the signals in the calling thread before any other thread
-    exists, so every thread created later (admin, model, librdkafka) inherits the block
-    and the signal thread is the one that receives them.
+    exists (``support-worker run`` blocks them before it imports torch), so every thread
+    created later (admin, model, librdkafka) inherits the block and the signal thread is
+    the one that receives them.
     """
 
     def __init__(self, grace_s: float) -> None:
@@ -162,6 +163,10 @@ class Stopper:
 
     def start(self) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        # A thread started before the block (none in `support-worker run`, which blocks
+        # first) could still receive a signal: without a handler it would kill the process.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self.handle)
         threading.Thread(target=self._wait, name="signals", daemon=True).start()
 
     def _wait(self) -> None:

@@ -8,6 +8,8 @@ Switches (all optional; none set = the plain worker):
     CHAOS_FAIL_ALL=1              every forward pass after warm-up raises (a dead GPU)
     CHAOS_SLOW_MARKER=CHAOS-SLOW  a forward pass that holds such a text sleeps first
     CHAOS_SLOW_S=8                ... this many seconds
+    CHAOS_COMMIT_DELAY_S=1.5      commit_transaction waits this long first, so a SIGKILL
+                                  almost surely leaves a transaction open (txn-id scenario)
 
 ``Classifier.predict`` receives token ids, not texts, so ``Classifier.token_ids`` is
 wrapped to remember the id sequences of marked texts; ``predict`` then recognises a
@@ -34,11 +36,36 @@ class InjectedModelError(RuntimeError):
     """What the patched forward pass raises; its name shows in x-error-type."""
 
 
+class SlowCommitProducer:
+    """A confluent-kafka Producer whose commit_transaction starts late (records sent)."""
+
+    def __init__(self, inner: Any, delay_s: float) -> None:
+        self._inner, self._delay_s = inner, delay_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def commit_transaction(self, *args: Any) -> Any:
+        self._inner.flush(5)  # the batch's records are on the broker, in the open transaction
+        time.sleep(self._delay_s)
+        return self._inner.commit_transaction(*args)
+
+
 def install(env: dict[str, str] | None = None) -> None:
     """Patch worker.inference.Classifier in this process according to ``env``."""
     from worker.inference import Classifier
 
     env = dict(os.environ if env is None else env)
+    commit_delay_s = float(env.get("CHAOS_COMMIT_DELAY_S", "0") or 0)
+    if commit_delay_s > 0:
+        from worker import service
+
+        make_producer = service.make_producer
+
+        def slow_commit_producer(settings: Any) -> Any:
+            return SlowCommitProducer(make_producer(settings), commit_delay_s)
+
+        service.make_producer = slow_commit_producer  # type: ignore[assignment]
     fail_marker = env.get("CHAOS_FAIL_MARKER", "")
     fail_all = env.get("CHAOS_FAIL_ALL", "") == "1"
     slow_marker = env.get("CHAOS_SLOW_MARKER", "")

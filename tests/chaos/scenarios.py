@@ -49,6 +49,8 @@ ALL = (
     "model-fault",
     "model-down",
     "slow-model",
+    "txn-id",
+    "memory",
 )
 OWN_BROKER = frozenset({"broker-restart", "broker-freeze"})
 FAULTY = "tests.chaos.faulty_worker"
@@ -156,6 +158,9 @@ class Run:
         self.feeder = Feeder(ctx.bootstrap, t.inbound, self.inputs)
         self.checks: list[dict[str, Any]] = []
         self.restarts_left = 0
+        # Log events of a deliberate exit that a supervisor (Kubernetes) restarts: allowed
+        # where a scenario expects them, e.g. the watchdog ending a hung librdkafka call.
+        self.deliberate_exits: frozenset[str] = frozenset()
         self.started = time.monotonic()
         self.stacks: dict[str, str] = {}  # py-spy dumps of workers that hung
         # Stop at the end with more than the workers' own grace, to see them honour it.
@@ -241,11 +246,25 @@ class Run:
             "stacks": self.stacks,
             "topics": self.topics.__dict__,
         }
+
+        def deliberate(death: dict[str, Any]) -> str:
+            events = [e for e in self.deliberate_exits if f'"event": "{e}"' in death["tail"]]
+            return events[0] if events and death["exit_code"] == 1 else ""
+
+        unplanned = [d for d in self.fleet.deaths if not deliberate(d)]
         self.check(
             "no worker died by itself",
-            not self.fleet.deaths,
-            "; ".join(f"{d['replica']} exit {d['exit_code']}" for d in self.fleet.deaths),
+            not unplanned,
+            "; ".join(f"{d['replica']} exit {d['exit_code']}" for d in unplanned),
         )
+        planned = [d for d in self.fleet.deaths if deliberate(d)]
+        if planned:
+            self.check(
+                "deliberate exits (one log line, exit 1), restarted as a supervisor would",
+                True,
+                "; ".join(f"{d['replica']}: {deliberate(d)}" for d in planned),
+                required=False,
+            )
         self.close()
         return acc, extra
 
@@ -337,7 +356,10 @@ def broker_restart(ctx: Ctx) -> dict[str, Any]:
     assert ctx.broker is not None
     n, rate, at, down = (1500, 60, 8.0, 3.0) if ctx.short else (10000, 150, 20.0, 5.0)
     run = Run(ctx, "broker-restart", partitions=4)
-    run.restarts_left = 3  # a crashed worker is restarted, as Kubernetes would; it still fails
+    run.restarts_left = 3  # a worker that exits is restarted, as Kubernetes would
+    # librdkafka#5456/#5511: send_offsets_to_transaction can block forever after the
+    # coordinator restarts; the worker's watchdog then exits 1 (worker/watchdog.py).
+    run.deliberate_exits = frozenset({"kafka_call_hung"})
     run.fleet.start("r0")
     run.fleet.start("r1")
     run.ready("r0", "r1")
@@ -916,6 +938,109 @@ def _revokes_in_slow_passes(run: Run, name: str, slow_s: float) -> tuple[int, in
     return hits, len(starts)
 
 
+# == 8. what a SIGKILLed replica's open transaction costs, per transactional.id scheme ==========
+
+
+def txn_id(ctx: Ctx) -> dict[str, Any]:
+    """Kill a replica mid-transaction twice: restarted with the same id, then with a fresh one.
+
+    A read_committed reader sees nothing past the killed replica's open transaction
+    until it is aborted: at once by the restarted replica's init_transactions() when the
+    id is the same (a StatefulSet pod name), or only by the coordinator after
+    transaction_timeout_ms when every process has a fresh id.
+    """
+    txn_timeout_s = 20
+    n, rate = (1500, 50) if ctx.short else (3000, 50)
+    # Each commit waits 1.5 s with its records already on the broker, so the kill lands
+    # inside an open transaction (a plain worker is inside one only for milliseconds).
+    run = Run(ctx, "txn-id", partitions=2, module=FAULTY,
+              extra_env={"CHAOS_COMMIT_DELAY_S": "1.5"},
+              TRANSACTION_TIMEOUT_MS=str(txn_timeout_s * 1000))  # fmt: skip
+    run.fleet.start("r0")
+    run.ready("r0")
+    run.feeder.steady(mixed("tx"), n, rate)
+    run.sleep(8)
+    run.faults.add("kill-same-id", "r0 SIGKILL, restarted with its transactional.id")
+    run.fleet.kill("r0")
+    run.fleet.start("r0")
+    run.sleep(txn_timeout_s + 15)
+    run.faults.add("kill-fresh-id", "r0 SIGKILL, replaced by r1 with a new transactional.id")
+    run.fleet.kill("r0")
+    run.fleet.start("r1", txn_id=f"{run.fleet.group}-fresh")
+    run.feeder.join(n / rate + 60)
+    done = run.wait_all_out(120)
+    run.check("every input has an output before the deadline", done)
+    acc, extra = run.finish()
+    # From the kill to the first output read more than 1 s after it: whatever the killed
+    # replica committed just before is read within milliseconds, so this is the new one's.
+    arrivals = sorted(o.arrived for o in run.tail.snapshot())
+    kills = {f.kind: f.at for f in run.faults.events if f.kind.startswith("kill-")}
+
+    def stall(kind: str) -> float | None:
+        at = kills.get(kind)
+        later = [t for t in arrivals if at is not None and t > at + 1.0]
+        return round(later[0] - at, 2) if later and at is not None else None
+
+    same, fresh = stall("kill-same-id"), stall("kill-fresh-id")
+    run.check(
+        "read_committed stall after a kill: same id well below the transaction timeout",
+        same is not None and same < txn_timeout_s,
+        f"same id {same}s, fresh id {fresh}s, transaction_timeout_ms {txn_timeout_s * 1000}",
+    )
+    run.check(
+        "a fresh id waits for the transaction timeout (informational)",
+        fresh is not None and fresh >= txn_timeout_s * 0.8,
+        f"{fresh}s",
+        required=False,
+    )
+    return _result(
+        run,
+        "One replica under steady load, SIGKILLed mid-transaction twice: restarted with its "
+        "own transactional.id, then replaced by a process with a fresh one. The figure is "
+        "the time from the kill to the next output a read_committed reader sees.",
+        {"messages": n, "rate": rate, "transaction_timeout_ms": txn_timeout_s * 1000},
+        acc,
+        {**extra, "stall_s": {"same_id": same, "fresh_id": fresh}},
+        "2 SIGKILL: same id, fresh id",
+    )
+
+
+# == 9. peak RSS against the message count ====================================================
+
+
+def memory(ctx: Ctx) -> dict[str, Any]:
+    """One worker through 10k messages, then a fresh one through 50k: peak RSS must not grow."""
+    small, large = (1000, 5000) if ctx.short else (10000, 50000)
+    run = Run(ctx, "memory", partitions=4)
+    stream = mixed("mem", bad_every=100)
+    peaks = {}
+    for name, n in (("r10k", small), ("r50k", large)):
+        run.feeder.send_all((next(stream) for _ in range(n)), timeout=120)
+        run.fleet.start(name)
+        run.ready(name)
+        done = run.wait_all_out(600)
+        run.check(f"{name}: every input has an output", done)
+        run.fleet.sigterm(name, run.grace_s)
+        peaks[name] = run.fleet.summary()["replicas"][name]["peak_rss_mib"]
+    ratio = peaks["r50k"] / peaks["r10k"] if peaks.get("r10k") else None
+    run.check(
+        f"peak RSS at {large} messages within 10% of that at {small}",
+        ratio is not None and ratio <= 1.10,
+        f"{peaks.get('r10k')} MiB vs {peaks.get('r50k')} MiB (x{ratio:.3f})" if ratio else "",
+    )
+    acc, extra = run.finish()
+    return _result(
+        run,
+        f"A fresh worker through {small} preloaded messages, then another through {large}; "
+        "peak RSS (VmHWM) of each.",
+        {"messages": [small, large]},
+        acc,
+        {**extra, "peak_rss_mib_by_count": {str(small): peaks.get("r10k"),
+                                             str(large): peaks.get("r50k")}},
+        f"{small} then {large} messages",
+    )  # fmt: skip
+
+
 SCENARIOS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "crash-storm": crash_storm,
     "broker-restart": broker_restart,
@@ -926,6 +1051,8 @@ SCENARIOS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "model-fault": model_fault,
     "model-down": model_down,
     "slow-model": slow_model,
+    "txn-id": txn_id,
+    "memory": memory,
 }
 
 
