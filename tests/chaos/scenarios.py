@@ -352,6 +352,16 @@ def crash_storm(ctx: Ctx) -> dict[str, Any]:
 # == 2. broker hard kill / freeze ==============================================================
 
 
+def _after_broker_fault(
+    run: Run, ctx: Ctx, producing_s: float
+) -> tuple[Accounting, dict[str, Any]]:
+    """Let production end, wait for every output, and account."""
+    run.feeder.join(producing_s + 120)
+    done = run.wait_all_out(90 if ctx.short else 240)
+    run.check("every input has an output before the deadline", done)
+    return run.finish(drain_timeout=45)
+
+
 def broker_restart(ctx: Ctx) -> dict[str, Any]:
     assert ctx.broker is not None
     n, rate, at, down = (1500, 60, 8.0, 3.0) if ctx.short else (10000, 150, 20.0, 5.0)
@@ -377,10 +387,7 @@ def broker_restart(ctx: Ctx) -> dict[str, Any]:
     run.faults.add("broker-back", ctx.broker.addr)
     if ok:
         run.check("broker relaunched on the same data dir and port", ok, ctx.broker.addr)
-    run.feeder.join(n / rate + 120)
-    done = run.wait_all_out(90 if ctx.short else 240)
-    run.check("every input has an output before the deadline", done)
-    acc, extra = run.finish(drain_timeout=45)
+    acc, extra = _after_broker_fault(run, ctx, n / rate)
     return _result(
         run,
         "2 replicas under steady load; the broker is SIGKILLed and relaunched "
@@ -412,10 +419,7 @@ def broker_freeze(ctx: Ctx) -> dict[str, Any]:
     finally:
         ctx.broker.thaw()
     run.faults.add("broker-thaw", "SIGCONT")
-    run.feeder.join(n / rate + 120)
-    done = run.wait_all_out(90 if ctx.short else 240)
-    run.check("every input has an output before the deadline", done)
-    acc, extra = run.finish(drain_timeout=45)
+    acc, extra = _after_broker_fault(run, ctx, n / rate)
     return _result(
         run,
         "2 replicas under steady load; the broker is SIGSTOPped for longer than "
