@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -457,10 +457,14 @@ class Pipeline:
         self.metrics.forget_partitions(partitions)
         held = [i for f in self.flights for i in f.items] + self.batcher.take()
         self.flights.clear()
-        self.carry = [m for m in self.carry if (m.topic(), m.partition()) not in gone]
-        kept = [i for i in held if (i.record.topic, i.record.partition) not in gone]
+        positions = [(i.record.topic, i.record.partition, i.record.offset) for i in held]
+        # Carried records too: the seek below reads them again, so keeping them would
+        # process them twice.
+        positions += [(m.topic(), m.partition(), m.offset()) for m in self.carry]
+        self.carry = []
+        kept = [(t, p, o) for t, p, o in positions if (t, p) not in gone]
         # What we still own is read again from its first held offset.
-        for topic, partition, offset in first_offsets(i.record for i in kept):
+        for topic, partition, offset in first_offsets(kept):
             self.consumer.seek(TopicPartition(topic, partition, offset))
 
     def _forget(self, gone: set[tuple[str, int]]) -> None:
@@ -576,11 +580,11 @@ def to_outgoing(
     return Outgoing(settings.topics.for_route(decision.route), r.key, value, headers, tag)
 
 
-def first_offsets(records: Any) -> list[tuple[str, int, int]]:
+def first_offsets(positions: Iterable[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Per partition, the lowest of the given (topic, partition, offset) positions."""
     first: dict[tuple[str, int], int] = defaultdict(lambda: 1 << 62)
-    for r in records:
-        key = (r.topic, r.partition)
-        first[key] = min(first[key], r.offset)
+    for topic, partition, offset in positions:
+        first[(topic, partition)] = min(first[(topic, partition)], offset)
     return [(t, p, o) for (t, p), o in sorted(first.items())]
 
 

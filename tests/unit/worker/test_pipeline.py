@@ -429,3 +429,94 @@ def test_the_dead_letter_log_line_never_quotes_the_message() -> None:
         pipeline.observe([item], [dead_letter(rejected, settings.topics.dlq)], {}, 0.0, 0.0)
     (line,) = [e for e in logs if e["event"] == "dead_letter"]
     assert "jane.doe" not in repr(line) and line["error_type"] == "ValidationError"
+
+
+# -- rebalance callbacks --------------------------------------------------------------
+
+
+def _msg(partition: int, offset: int) -> Any:
+    import time
+
+    from confluent_kafka import Message
+
+    value = orjson.dumps({"message_id": f"p{partition}-{offset}", "text": "refund please"})
+    return Message(topic="memory", partition=partition, offset=offset, key=b"k", value=value,
+                   timestamp=(1, int(time.time() * 1000)))  # fmt: skip
+
+
+class TwoPartitionConsumer(GroupConsumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.owned = [0, 1]
+
+    def assignment(self) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition("memory", p) for p in self.owned]
+
+
+def _rebalance_pipeline(smoke_artifact: Path) -> tuple[Pipeline, TxnProducer, TwoPartitionConsumer]:
+    pipeline, _, producer, _ = _overlap_pipeline(smoke_artifact, False)
+    consumer = TwoPartitionConsumer()
+    pipeline.consumer = cast(Any, consumer)
+    pipeline.committer.consumer = cast(Any, consumer)
+    return pipeline, producer, consumer
+
+
+def test_a_revoke_during_a_slow_forward_pass_forgets_that_partition_only(
+    smoke_artifact: Path,
+) -> None:
+    from confluent_kafka import TopicPartition
+
+    pipeline, producer, consumer = _rebalance_pipeline(smoke_artifact)
+    pipeline.accept([_msg(p, o) for o in range(3) for p in (0, 1)])
+    pipeline.carry = [_msg(0, 3), _msg(1, 3)]
+    pipeline.metrics.consumer_lag.labels("memory", "0").set(5)
+    pipeline._waiting = True  # inside wait_keeping_membership: no commit may overtake
+    consumer.owned = [1]
+    pipeline._on_revoke(cast(Any, consumer), [TopicPartition("memory", 0)])
+    assert {i.record.partition for i in pipeline.batcher.items} == {1}
+    assert [m.partition() for m in pipeline.carry] == [1]
+    assert producer.commits == 0
+    assert b'partition="0"' not in __import__("prometheus_client").generate_latest(
+        pipeline.metrics.registry
+    )
+
+
+def test_a_revoke_outside_a_wait_commits_what_is_held_before_the_partition_goes(
+    smoke_artifact: Path,
+) -> None:
+    from confluent_kafka import TopicPartition
+
+    pipeline, producer, consumer = _rebalance_pipeline(smoke_artifact)
+    pipeline.accept([_msg(p, o) for o in range(3) for p in (0, 1)])
+    pipeline._on_revoke(cast(Any, consumer), [TopicPartition("memory", 0)])
+    assert producer.commits == 1 and len(producer.produced) == 6  # still owned at commit
+    assert not len(pipeline.batcher)
+
+
+def test_a_lost_partition_is_dropped_and_the_rest_is_read_again_from_its_first_held_offset(
+    smoke_artifact: Path,
+) -> None:
+    from confluent_kafka import TopicPartition
+
+    pipeline, producer, consumer = _rebalance_pipeline(smoke_artifact)
+    pipeline.accept([_msg(p, o) for o in (4, 5) for p in (0, 1)])
+    pipeline.carry = [_msg(0, 6), _msg(1, 6)]
+    consumer.owned = [1]
+    pipeline._on_lost(cast(Any, consumer), [TopicPartition("memory", 0)])
+    assert consumer.seeks == [(1, 4)] and not len(pipeline.batcher) and not pipeline.flights
+    assert pipeline.carry == []  # (1, 6) is read again after the seek, not processed twice
+    assert producer.commits == 0
+
+
+def test_a_lost_partition_keeps_a_carried_record_of_another_by_seeking_to_it(
+    smoke_artifact: Path,
+) -> None:
+    from confluent_kafka import TopicPartition
+
+    pipeline, _, consumer = _rebalance_pipeline(smoke_artifact)
+    pipeline.carry = [_msg(0, 6), _msg(1, 9)]
+    consumer.owned = [1]
+    pipeline._on_lost(cast(Any, consumer), [TopicPartition("memory", 0)])
+    assert consumer.seeks == [(1, 9)] and pipeline.carry == []  # read again, not lost
