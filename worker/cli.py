@@ -9,15 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from schemas import PACKAGE_VERSION
-from worker.errors import ConfigError, ModelLoadError, TopicDriftError, WorkerError
+from worker.errors import ConfigError, ExitCode, ModelLoadError, TopicDriftError, WorkerError
 
 if TYPE_CHECKING:
     from worker.settings import WorkerSettings
-
-# Exit codes (README, "Exit codes"): what an orchestrator or a person reads first.
-EXIT_FAILURE = 1  # Kafka refused us (fenced, credentials, unreachable) or the model broke
-EXIT_CONFIG = 2  # a setting or a declaration file is invalid
-EXIT_MODEL = 3  # the model artifact cannot be loaded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,11 +138,11 @@ def _echo(name: str, error: Any) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import signal
+    from worker.signals import block_stop_signals
 
     # Before torch and librdkafka start threads, so they all inherit the block and the
-    # stop signals reach the worker's signal thread only (service.Stopper).
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    # stop signals reach the worker's signal thread only (worker.signals.Stopper).
+    block_stop_signals()
     from worker import logs, service
 
     settings = _settings(args.config)
@@ -228,13 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.handler(args)
     except ConfigError as exc:
         print(f"support-worker: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except ModelLoadError as exc:
         print(f"support-worker: cannot load the model: {exc}", file=sys.stderr)
-        return EXIT_MODEL
+        return ExitCode.MODEL_LOAD
     except WorkerError as exc:
         print(f"support-worker: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitCode.FATAL
     return code
 
 

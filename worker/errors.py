@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The worker's exit codes, in one place (README, "Exit codes")."""
+
+    OK = 0  # stopped by a signal after a clean drain
+    FATAL = 1  # a fatal Kafka error, a hung librdkafka call, or the shutdown grace ran out
+    CONFIG = 2  # a setting or a declaration file is invalid
+    MODEL_LOAD = 3  # the model artifact cannot be loaded
+    MODEL_BROKEN = 4  # the circuit breaker opened
+    SECOND_SIGNAL = 130  # a second SIGTERM/SIGINT: exit at once
+
 
 class WorkerError(Exception):
     """Root of every error the worker raises on purpose."""

@@ -447,7 +447,7 @@ class Pipeline:
             return
         if any((i.record.topic, i.record.partition) in gone for i in self.batcher.items):
             self.process(self.batcher.take())
-        self.carry = [m for m in self.carry if (m.topic(), m.partition()) not in gone]
+        self._forget(gone)  # carried records of the revoked partitions
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Lost, not revoked: our generation is gone and a commit would fail. Drop them."""

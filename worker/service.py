@@ -7,29 +7,23 @@ the consumer subscribes only once the model has answered a dummy batch.
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from dataclasses import dataclass
-from types import FrameType
 from typing import cast
 
 import structlog
 import torch
 
 from worker.admin import AdminServer, Health
-from worker.errors import FatalKafkaError, ModelBrokenError, ModelLoadError
+from worker.errors import ExitCode, FatalKafkaError, ModelBrokenError, ModelLoadError
 from worker.inference import Classifier
 from worker.kafka_io import make_consumer, make_producer
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
+from worker.signals import Stopper
 
 log = structlog.get_logger("worker")
-
-EXIT_FATAL = 1
-EXIT_MODEL_BROKEN = 4
-EXIT_SECOND_SIGNAL = 130
 
 
 @dataclass(frozen=True)
@@ -114,18 +108,18 @@ def run(settings: WorkerSettings) -> int:
             # One clear line; the next owner of these partitions redoes the open batch.
             log.error("fatal_kafka_error", error=str(exc))
             pipeline.leave()
-            return EXIT_FATAL
+            return ExitCode.FATAL
         except ModelBrokenError as exc:
             # Circuit open: nothing of the failing batches was committed or dead-lettered;
             # leaving the group hands the partitions to a replica whose model works.
             log.error("model_broken", error=str(exc))
             pipeline.leave()
-            return EXIT_MODEL_BROKEN
+            return ExitCode.MODEL_BROKEN
     finally:
         admin.stop()
     pipeline.close()
     log.info("stopped")
-    return 0
+    return ExitCode.OK
 
 
 def artifact_thresholds(settings: WorkerSettings) -> ArtifactThresholds:
@@ -139,54 +133,3 @@ def artifact_thresholds(settings: WorkerSettings) -> ArtifactThresholds:
     except ArtifactError as exc:
         raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
     return ArtifactThresholds(manifest.min_action_confidence, manifest.ood.threshold)
-
-
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
-class Stopper:
-    """First SIGTERM/SIGINT: finish the batch in hand and leave; the second: exit now.
-
-    Signals are taken by a thread of their own (sigwait), not by a Python handler: a
-    handler runs only when the main thread executes Python, and a main thread stuck in
-    a librdkafka call would never arm the grace timer, so SIGTERM would never end the
-    process. ``start`` blocks the signals in the calling thread before any other thread
-    exists (``support-worker run`` blocks them before it imports torch), so every thread
-    created later (admin, model, librdkafka) inherits the block and the signal thread is
-    the one that receives them.
-    """
-
-    def __init__(self, grace_s: float) -> None:
-        self.grace_s = grace_s
-        self.pipeline: Pipeline | None = None
-        self.signalled = False
-
-    def start(self) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        # A thread started before the block (none in `support-worker run`, which blocks
-        # first) could still receive a signal: without a handler it would kill the process.
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self.handle)
-        threading.Thread(target=self._wait, name="signals", daemon=True).start()
-
-    def _wait(self) -> None:
-        while True:
-            self.handle(signal.sigwait(STOP_SIGNALS))
-
-    def handle(self, signum: int, _frame: FrameType | None = None) -> None:
-        if self.signalled:
-            log.warning("second_signal", signal=signum)
-            os._exit(EXIT_SECOND_SIGNAL)  # the uncommitted batch is redone by the next owner
-        self.signalled = True
-        log.info("stopping", signal=signum, grace_s=self.grace_s)
-        if self.pipeline is None:
-            os._exit(0)  # still starting: nothing consumed, nothing to drain
-        self.pipeline.stopping = True
-        timer = threading.Timer(self.grace_s, _grace_expired, args=(self.grace_s,))
-        timer.daemon = True
-        timer.start()
-
-
-def _grace_expired(grace_s: float) -> None:
-    log.error("shutdown_grace_expired", grace_s=grace_s)
-    os._exit(EXIT_FATAL)

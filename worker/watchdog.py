@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterator
 
 import structlog
 
+from worker.errors import ExitCode
+
 log = structlog.get_logger("worker")
 
 HUNG_CALL_GRACE_S = 30.0
-EXIT_HUNG = 1
 
 
 def _exit_hung(name: str, overrun_s: float) -> None:
@@ -31,7 +32,7 @@ def _exit_hung(name: str, overrun_s: float) -> None:
               note="exiting; the next owner of these partitions redoes the open batch")  # fmt: skip
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(EXIT_HUNG)
+    os._exit(ExitCode.FATAL)
 
 
 class Watchdog:

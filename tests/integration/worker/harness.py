@@ -147,6 +147,23 @@ def start_worker(
     return WorkerProc(proc, log_path)
 
 
+@contextlib.contextmanager
+def running_worker(
+    bootstrap: str, topics: Topics, model: Path, tmp: Path, **settings: str
+) -> Iterator[WorkerProc]:
+    """A ready worker with a group and transactional.id of its own; SIGTERM, exit 0 after."""
+    tag = uuid.uuid4().hex[:8]
+    w = start_worker(bootstrap, topics, model, tmp, group=f"g-{tag}", txn_id=f"t-{tag}",
+                     **settings)  # fmt: skip
+    try:
+        w.wait_ready()
+        yield w
+    finally:
+        w.signal(signal.SIGTERM)
+        code = w.wait(30)
+    assert code == 0, w.tail()
+
+
 def message(i: int, *, text: str | None = None) -> dict[str, Any]:
     texts = ["my card was declined at the store", "WHERE IS MY REFUND", "how do i reset my pin",
              "what are your opening hours?", "this is the worst service, fix my bill NOW!!",

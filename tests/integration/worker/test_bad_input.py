@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Producer
 
-from tests.integration.worker.harness import make_topics, read_committed, start_worker
+from tests.integration.worker.harness import make_topics, read_committed, running_worker
 
 MB = 1_000_000
 ODD = "nul\u0000 ctl\x07 emoji \U0001f621 rtl \u05e9\u05dc\u05d5\u05dd"
@@ -54,11 +52,7 @@ def test_bad_input_ends_in_the_dlq_or_a_route(
     for name, key, value, _ in CASES:
         p.produce(topics.inbound, key=key, value=value, headers=[("case", name.encode())])
     assert p.flush(30) == 0
-    tag = uuid.uuid4().hex[:8]
-    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=f"g-{tag}",
-                     txn_id=f"t-{tag}")  # fmt: skip
-    try:
-        w.wait_ready()
+    with running_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path) as w:
         got = read_committed(kafka_bootstrap, topics, len(CASES), timeout=60)
         landed: dict[str, str] = {}
         for _, headers in got.dead:
@@ -74,9 +68,6 @@ def test_bad_input_ends_in_the_dlq_or_a_route(
                 assert where == expected, (name, where)
         assert len(got.dead) + len(got.results) == len(CASES)
         assert w.proc.poll() is None, "the worker must survive all of it"
-    finally:
-        w.signal(signal.SIGTERM)
-        assert w.wait(30) == 0
 
 
 def test_a_result_the_broker_refuses_becomes_a_produce_dead_letter(
@@ -88,11 +79,8 @@ def test_a_result_the_broker_refuses_becomes_a_produce_dead_letter(
     for i, text in enumerate(["where is my refund", "x " * 1500, "my card was declined"]):
         p.produce(topics.inbound, key=f"k{i}".encode(), value=_json(message_id=f"m{i}", text=text))
     assert p.flush(30) == 0
-    tag = uuid.uuid4().hex[:8]
-    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=f"g-{tag}",
-                     txn_id=f"t-{tag}", BATCHING__MAX_WAIT_MS="500")  # fmt: skip
-    try:
-        w.wait_ready()
+    settings = {"BATCHING__MAX_WAIT_MS": "500"}
+    with running_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, **settings) as w:
         got = read_committed(kafka_bootstrap, topics, 3, timeout=60)
         # Nothing lost, nothing doubled, the worker not stuck retrying: the culprit is a
         # produce dead letter. The broker refuses whole requests, so a result that shared
@@ -105,9 +93,6 @@ def test_a_result_the_broker_refuses_becomes_a_produce_dead_letter(
             assert headers["x-error-stage"] == b"produce"
             assert headers["x-error-type"] == b"MSG_SIZE_TOO_LARGE"
         assert w.metric("support_transaction_aborts_total") == 1
-    finally:
-        w.signal(signal.SIGTERM)
-        assert w.wait(30) == 0
 
 
 def test_a_record_too_large_even_for_the_dlq_is_dead_lettered_truncated_once(
@@ -124,11 +109,7 @@ def test_a_record_too_large_even_for_the_dlq_is_dead_lettered_truncated_once(
     for i in range(5):
         p.produce(topics.inbound, key=f"k{i}".encode(), value=_json(message_id=f"m{i}", text="hi"))
     assert p.flush(30) == 0
-    tag = uuid.uuid4().hex[:8]
-    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=f"g-{tag}",
-                     txn_id=f"t-{tag}")  # fmt: skip
-    try:
-        w.wait_ready()
+    with running_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path) as w:
         got = read_committed(kafka_bootstrap, topics, 6, timeout=60)
         assert sorted(v["message_id"] for _, v, _ in got.results) == [f"m{i}" for i in range(5)]
         ((key, headers),) = got.dead
@@ -137,6 +118,3 @@ def test_a_record_too_large_even_for_the_dlq_is_dead_lettered_truncated_once(
         assert headers["x-dead-letter-truncated"] == str(len(huge)).encode()
         assert w.metric("support_transaction_aborts_total") == 1
         assert w.proc.poll() is None
-    finally:
-        w.signal(signal.SIGTERM)
-        assert w.wait(30) == 0
