@@ -326,11 +326,15 @@ class Pipeline:
 
         def run(group: list[Item], retry: bool) -> None:
             nonlocal total_ms
+            self.metrics.model_calls.inc()
             try:
                 out = self.classifier.predict([i.ids for i in group])
-                self.metrics.model_calls.inc()
+                rows_out = out.rows()
+                if len(rows_out) != len(group):
+                    # A model fault like any other: retried, split, and if it persists
+                    # the probe and the circuit breaker judge the model.
+                    raise RuntimeError(f"the model returned {len(rows_out)} rows for {len(group)}")
             except Exception as exc:  # noqa: BLE001 - any model failure is isolated, not fatal
-                self.metrics.model_calls.inc()
                 log.warning("inference_failed", size=len(group), error=repr(exc), retry=retry)
                 if retry:
                     run(group, retry=False)
@@ -342,9 +346,6 @@ class Pipeline:
                     run(group[half:], retry=False)
                 return
             total_ms += out.inference_ms
-            rows_out = out.rows()
-            if len(rows_out) != len(group):
-                raise RuntimeError(f"the model returned {len(rows_out)} rows for {len(group)}")
             for item, row in zip(group, rows_out, strict=True):
                 rows[id(item)] = row
 
@@ -357,7 +358,8 @@ class Pipeline:
         try:
             if self._probe is None:
                 self._probe = self.classifier.token_ids([PROBE_TEXT])[0][0]
-            self.classifier.predict([self._probe])
+            if len(self.classifier.predict([self._probe]).rows()) != 1:
+                raise RuntimeError("the model returned no row for the probe")
         except Exception as exc:  # noqa: BLE001 - the probe's failure is the verdict
             log.warning("probe_failed", error=repr(exc))
             return False

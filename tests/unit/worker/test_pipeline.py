@@ -522,3 +522,24 @@ def test_a_lost_partition_keeps_a_carried_record_of_another_by_seeking_to_it(
     consumer.owned = [1]
     pipeline._on_lost(cast(Any, consumer), [TopicPartition("memory", 0)])
     assert consumer.seeks == [(1, 9)] and pipeline.carry == []  # read again, not lost
+
+
+class RowDroppingModel(FlakyModel):
+    """Answers every batch with one row too few: a model bug, not a bad message."""
+
+    def __init__(self, inner: Classifier) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def token_ids(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
+        return self.inner.token_ids(texts)
+
+    def predict(self, batch: list[list[int]]) -> BatchOutput:
+        return super().predict(batch[:-1])
+
+
+def test_a_model_that_loses_rows_is_a_broken_model_not_a_crash(smoke_artifact: Path) -> None:
+    pipeline, _, _, _ = _overlap_pipeline(smoke_artifact, False)
+    pipeline.classifier = cast(Classifier, RowDroppingModel(cast(Any, pipeline.classifier).inner))
+    rows, failures, _, broken = pipeline.infer([_item(i, [1, 2]) for i in range(4)])
+    assert rows == {} and len(failures) == 4 and broken  # the probe lost its row too
