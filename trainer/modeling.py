@@ -98,7 +98,8 @@ def _with_sdpa(load: Any, *args: Any) -> Any:
     except ValueError as exc:
         if "scaled_dot_product_attention" not in str(exc):
             raise
-        return load(*args)
+        # Named, not defaulted: a saved config may still say "sdpa".
+        return load(*args, attn_implementation="eager")
 
 
 def _from_dir(path: Path, source: str) -> Backbone:

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from trainer.errors import BackboneNotFoundError
-from trainer.modeling import IGNORE_INDEX, load_backbone, mark_casing, minilm_dir, multitask_loss
+from trainer.modeling import (
+    IGNORE_INDEX,
+    encoder_from_config,
+    load_backbone,
+    mark_casing,
+    minilm_dir,
+    multitask_loss,
+)
 
 
 def test_minilm_is_found_offline_in_its_package() -> None:
@@ -42,3 +49,20 @@ def test_loss_skips_unknown_labels_and_heads_without_any() -> None:
     torch.testing.assert_close(loss, expected)
     weighted = multitask_loss(logits, labels, head_weights={"a": 2.0})
     torch.testing.assert_close(weighted, 2 * expected)
+
+
+def test_an_mpnet_artifact_config_saved_with_sdpa_still_builds() -> None:
+    # MPNet has no SDPA attention; an artifact's config records the implementation the
+    # training run asked for, so rebuilding it must name eager, not fall back silently.
+    config = {
+        "model_type": "mpnet",
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "vocab_size": 100,
+        "_attn_implementation": "sdpa",
+    }
+    encoder = encoder_from_config(config)
+    assert type(encoder).__name__ == "MPNetModel"
+    assert encoder.config._attn_implementation == "eager"
