@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(tr)
     tr.add_argument("--preset", default="full", help="smoke | demo | full (default full)")
     tr.add_argument(
-        "--data-dir", type=Path,
+        "--data-dir",
+        type=Path,
         help="train/val[/test_noisy/test_clean] .jsonl or .csv (build-data's, or your own)",
-    )  # fmt: skip
+    )
     tr.add_argument("--skip-invalid", action="store_true", help="skip and count bad lines")
     tr.add_argument("--out", type=Path, required=True, help="artifact directory")
     tr.add_argument("--name", help="model name in the manifest")
@@ -50,17 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-casing-marker", action="store_true", help="ablation: no ALL CAPS token")
     tr.add_argument("--class-weighting", action="store_true", help="sqrt inverse-frequency weights")
     tr.add_argument(
-        "--no-aux-source-intent", action="store_true",
+        "--no-aux-source-intent",
+        action="store_true",
         help="ablation: no training-only head over the source intents",
-    )  # fmt: skip
+    )
     tr.add_argument(
-        "--layer-decay", type=float,
+        "--layer-decay",
+        type=float,
         help="layer-wise lr decay (1.0 = none); lower layers keep more of the pretrained encoder",
-    )  # fmt: skip
+    )
     tr.add_argument(
-        "--ood-quantile", type=float,
+        "--ood-quantile",
+        type=float,
         help="share of in-distribution validation messages the OOD threshold admits",
-    )  # fmt: skip
+    )
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"])
     tr.add_argument("--threads", type=int, help="torch CPU threads")
     tr.set_defaults(handler=_train)
@@ -69,30 +73,43 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="score artifacts per source (the collections' test parts, or labelled files); "
         "print the transfer table and the most confident errors",
-    )  # fmt: skip
+    )
     _data_args(ev)
-    ev.add_argument("--model", type=Path, action="append", required=True,
-                    help="artifact dir; repeat for one transfer-table row each")  # fmt: skip
     ev.add_argument(
-        "--data", type=Path, action="append",
+        "--model",
+        type=Path,
+        action="append",
+        required=True,
+        help="artifact dir; repeat for one transfer-table row each",
+    )
+    ev.add_argument(
+        "--data",
+        type=Path,
+        action="append",
         help="labelled JSONL/CSV instead of the built test parts; repeatable",
-    )  # fmt: skip
+    )
     ev.add_argument("--json", type=Path, help="also write the metrics JSON here")
     ev.add_argument("--out", type=Path, help="report dir (default: <model>/eval)")
     ev.add_argument("--skip-invalid", action="store_true")
     ev.add_argument(
-        "--quantize", choices=["none", "int8"], default="none",
+        "--quantize",
+        choices=["none", "int8"],
+        default="none",
         help="score the int8 dynamically quantized model (the worker's setting)",
-    )  # fmt: skip
+    )
     ev.set_defaults(handler=_evaluate)
 
     co = commands.add_parser(
         "compare-encoders",
         help="frozen linear-probe transfer and throughput per encoder, before fine-tuning one",
-    )  # fmt: skip
+    )
     _data_args(co)
-    co.add_argument("--base-model", action="append", required=True,
-                    help="minilm | a local dir | a hub id; repeat to compare")  # fmt: skip
+    co.add_argument(
+        "--base-model",
+        action="append",
+        required=True,
+        help="minilm | a local dir | a hub id; repeat to compare",
+    )
     co.set_defaults(handler=_compare_encoders)
 
     pr = commands.add_parser("predict", help="labels and calibrated confidences for texts")
@@ -108,14 +125,19 @@ def _names(value: str) -> tuple[str, ...]:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--sources", "--source", type=_names, metavar="S[,S]",
+        "--sources",
+        "--source",
+        type=_names,
+        metavar="S[,S]",
         help="clinc, hub, banking77, synthetic; comma-separated (default: the preset's)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--train-sources", type=_names, metavar="C[,C]",
+        "--train-sources",
+        type=_names,
+        metavar="C[,C]",
         help="collections to train and validate on (clinc, banking77); tests cover all: "
         "a model trained on one is scored on the others (transfer)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--clinc-path", type=Path, help="data_oos_plus.json (default $CLINC_PATH or ../shared)"
     )
@@ -131,10 +153,15 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def _spec(args: argparse.Namespace, base: DataSpec | None = None) -> DataSpec:
     spec = base if base is not None else DataSpec()
     changes = {
-        "sources": args.sources, "train_sources": args.train_sources, "mapping": args.mapping,
-        "seed": args.seed, "limit": args.limit, "synthetic_per_intent": args.synthetic_per_intent,
-        "clinc_path": args.clinc_path, "banking77_path": args.banking77_path,
-    }  # fmt: skip
+        "sources": args.sources,
+        "train_sources": args.train_sources,
+        "mapping": args.mapping,
+        "seed": args.seed,
+        "limit": args.limit,
+        "synthetic_per_intent": args.synthetic_per_intent,
+        "clinc_path": args.clinc_path,
+        "banking77_path": args.banking77_path,
+    }
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
     if "clinc" in spec.sources and spec.clinc_path is None:
         spec = replace(spec, clinc_path=clinc.default_path())
@@ -162,23 +189,39 @@ def _train(args: argparse.Namespace) -> int:
     preset = PRESETS[args.preset]
     spec = _spec(args, preset.data)
     cfg = pipeline.with_overrides(
-        preset.train, base_model=args.base_model, pooling=args.pooling, epochs=args.epochs,
-        lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
-        device=args.device, threads=args.threads,
+        preset.train,
+        base_model=args.base_model,
+        pooling=args.pooling,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
         casing_marker=False if args.no_casing_marker else None,
         class_weighting=True if args.class_weighting else None,
         aux_source_intent=False if args.no_aux_source_intent else None,
-        layer_decay=args.layer_decay, ood_quantile=args.ood_quantile,
-    )  # fmt: skip
+        layer_decay=args.layer_decay,
+        ood_quantile=args.ood_quantile,
+    )
     data, origin, sources = pipeline.load_or_build(
         spec, args.data_dir, skip_invalid=args.skip_invalid
     )
-    print(f"preset {args.preset}: {preset.about}\ndata {origin}: "
-          + ", ".join(f"{k}={len(v)}" for k, v in data.items()), flush=True)  # fmt: skip
+    print(
+        f"preset {args.preset}: {preset.about}\ndata {origin}: "
+        + ", ".join(f"{k}={len(v)}" for k, v in data.items()),
+        flush=True,
+    )
     metrics = pipeline.run(
-        data, cfg, args.out, preset=args.preset, data_source=origin, sources=sources,
+        data,
+        cfg,
+        args.out,
+        preset=args.preset,
+        data_source=origin,
+        sources=sources,
         name=args.name,
-    )  # fmt: skip
+    )
     print(evaluation.summary_table(metrics["results"]))
     print(evaluation.source_table(metrics["results"]))
     for head, c in metrics["calibration"].items():
@@ -217,8 +260,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         trained = ",".join(loaded.manifest.training.sources)
         label = f"{trained} ({model_dir.name})"
         models.append((label, [r for r in results if "routed" in r]))
-        extra = {"latency": evaluation.latency(loaded, evaluation.random_texts(first, 64)),
-                 "failures": failures, "risk_coverage": curves}  # fmt: skip
+        extra = {
+            "latency": evaluation.latency(loaded, evaluation.random_texts(first, 64)),
+            "failures": failures,
+            "risk_coverage": curves,
+        }
         out = (
             (args.out / model_dir.name if len(args.model) > 1 else args.out)
             if args.out
@@ -275,8 +321,9 @@ def _test_sets(args: argparse.Namespace) -> dict[str, list[Any]]:
             examples, skipped = read_labelled(path, skip_invalid=args.skip_invalid)
             if skipped:
                 print(f"{path}: skipped {skipped} invalid lines")
-            sets[path.stem] = [ex if ex.collection else with_fields(ex, collection=path.stem)
-                               for ex in examples]  # fmt: skip
+            sets[path.stem] = [
+                ex if ex.collection else with_fields(ex, collection=path.stem) for ex in examples
+            ]
         return sets
     spec = _spec(args, DataSpec(sources=("clinc", "banking77")))
     built = splits.build(spec)
@@ -312,8 +359,11 @@ def _predict(args: argparse.Namespace) -> int:
             k = int(pred.probs[head][i].argmax())
             out[head] = {"label": labels[k], "confidence": round(float(pred.probs[head][i][k]), 4)}
         score = float(pred.unfamiliarity[i])
-        out["unfamiliarity"] = {"score": round(score, 4), "threshold": round(threshold, 4),
-                                "unfamiliar": score > threshold}  # fmt: skip
+        out["unfamiliarity"] = {
+            "score": round(score, 4),
+            "threshold": round(threshold, 4),
+            "unfamiliar": score > threshold,
+        }
         print(json.dumps(out, ensure_ascii=False))
     return 0
 

@@ -135,8 +135,12 @@ def risk_coverage(
     confident = says_auto & (action.max(1) >= min_confidence)
     ood_cov, ood_risk = sweep(np.nan_to_num(pred.unfamiliarity, nan=np.inf), confident)
     conf_cov, conf_risk = sweep(-action.max(1), says_auto)
-    return {"ood_coverage": ood_cov, "ood_risk": ood_risk,
-            "confidence_coverage": conf_cov, "confidence_risk": conf_risk}  # fmt: skip
+    return {
+        "ood_coverage": ood_cov,
+        "ood_risk": ood_risk,
+        "confidence_coverage": conf_cov,
+        "confidence_risk": conf_risk,
+    }
 
 
 def ood_auroc(familiar: np.ndarray, unfamiliar: np.ndarray) -> float:
@@ -148,9 +152,11 @@ def ood_auroc(familiar: np.ndarray, unfamiliar: np.ndarray) -> float:
 
 
 def plot_risk_coverage(
-    curves: dict[str, dict[str, Any]], operating: dict[str, dict[str, Any]], path: Path,
+    curves: dict[str, dict[str, Any]],
+    operating: dict[str, dict[str, Any]],
+    path: Path,
     title: str,
-) -> None:  # fmt: skip
+) -> None:
     """One panel per source: both sweeps, and the artifact's operating point."""
     import matplotlib
 
@@ -160,11 +166,19 @@ def plot_risk_coverage(
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
     for ax, (name, c) in zip(axes[0], curves.items(), strict=True):
         ax.plot(c["ood_coverage"], c["ood_risk"], label="OOD threshold sweep (action conf fixed)")
-        ax.plot(c["confidence_coverage"], c["confidence_risk"], "--",
-                label="action confidence sweep (no OOD)")  # fmt: skip
+        ax.plot(
+            c["confidence_coverage"],
+            c["confidence_risk"],
+            "--",
+            label="action confidence sweep (no OOD)",
+        )
         op = operating[name]
-        ax.plot([op["auto_resolved"]], [op["false_auto_resolve_rate"]], "ro",
-                label=f"operating point ({op['false_auto_resolve_rate']:.1%} false)")  # fmt: skip
+        ax.plot(
+            [op["auto_resolved"]],
+            [op["false_auto_resolve_rate"]],
+            "ro",
+            label=f"operating point ({op['false_auto_resolve_rate']:.1%} false)",
+        )
         ax.set_xlabel("auto-resolved (share of messages)")
         ax.set_ylabel("false auto-resolves (share of messages)")
         ax.set_title(name)
@@ -214,8 +228,11 @@ def failures(
         for head, labels in HEADS.items():
             truth, guess = ex.label(head), int(probs[head][i].argmax())
             if truth is not None and labels[guess] != truth:
-                wrong[head] = {"predicted": labels[guess], "expected": truth,
-                               "confidence": round(float(probs[head][i][guess]), 4)}  # fmt: skip
+                wrong[head] = {
+                    "predicted": labels[guess],
+                    "expected": truth,
+                    "confidence": round(float(probs[head][i][guess]), 4),
+                }
         if wrong:
             top = max(w["confidence"] for w in wrong.values())
             rows.append((top, i, {"text": ex.text, "errors": wrong}))
@@ -381,8 +398,9 @@ def transfer_table(models: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> st
 
     Each cell: intent macro-F1 / action accuracy / routed false auto-resolves / intent ECE.
     """
-    sources = list(dict.fromkeys(r["collection"] for _, rs in models for r in rs
-                                 if "collection" in r))  # fmt: skip
+    sources = list(
+        dict.fromkeys(r["collection"] for _, rs in models for r in rs if "collection" in r)
+    )
     lines = [
         "| trained on | " + " | ".join(sources) + " |",
         "|---" * (len(sources) + 1) + "|",
@@ -401,8 +419,10 @@ def transfer_table(models: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> st
             )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Each cell: intent macro-F1 / action accuracy / false auto-resolves after "
-                 "routing (share of messages) / intent ECE.")  # fmt: skip
+    lines.append(
+        "Each cell: intent macro-F1 / action accuracy / false auto-resolves after "
+        "routing (share of messages) / intent ECE."
+    )
     return "\n".join(lines)
 
 
@@ -439,8 +459,15 @@ def plot_confusions(result: dict[str, Any], out_dir: Path) -> list[str]:
         ax.set_ylabel("true")
         ax.set_title(f"{head} ({result['dataset']}), acc {metrics['accuracy']:.3f}")
         for (i, j), v in np.ndenumerate(m):
-            ax.text(j, i, str(v), ha="center", va="center",
-                    color="white" if v > m.max() / 2 else "black", fontsize=8)  # fmt: skip
+            ax.text(
+                j,
+                i,
+                str(v),
+                ha="center",
+                va="center",
+                color="white" if v > m.max() / 2 else "black",
+                fontsize=8,
+            )
         fig.tight_layout()
         name = f"confusion_{slug}_{head}.png"
         fig.savefig(out_dir / name, dpi=110)
@@ -500,8 +527,10 @@ def _table(value: Any) -> list[str]:
     """A dict of dicts as a markdown table, a flat dict as key | value rows."""
     if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
         cols = list(dict.fromkeys(k for v in value.values() for k in v))
-        rows = [f"| {name} | " + " | ".join(_cell(v.get(c)) for c in cols) + " |"
-                for name, v in value.items()]  # fmt: skip
+        rows = [
+            f"| {name} | " + " | ".join(_cell(v.get(c)) for c in cols) + " |"
+            for name, v in value.items()
+        ]
         return ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|", *rows]
     if isinstance(value, dict):
         return ["| | |", "|---|---|", *[f"| {k} | {_cell(v)} |" for k, v in value.items()]]

@@ -117,9 +117,13 @@ def _tiny_backbone() -> Backbone:
         )
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=128, max_position_embeddings=256,
-    )  # fmt: skip
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=256,
+    )
     encoder = AutoModel.from_config(config, attn_implementation="sdpa")
     return Backbone(encoder, tokenizer, "tiny")
 
@@ -187,9 +191,13 @@ class MultiHeadClassifier(nn.Module):
     """
 
     def __init__(
-        self, encoder: Any, heads: Mapping[str, Sequence[str]], pooling: str, dropout: float,
+        self,
+        encoder: Any,
+        heads: Mapping[str, Sequence[str]],
+        pooling: str,
+        dropout: float,
         ood_classes: int = 0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         if pooling not in {"cls", "mean"}:
             raise ValueError(f"pooling must be cls or mean, got {pooling!r}")
@@ -197,8 +205,9 @@ class MultiHeadClassifier(nn.Module):
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         hidden = int(encoder.config.hidden_size)
-        self.heads = nn.ModuleDict({name: nn.Linear(hidden, len(labels))
-                                    for name, labels in heads.items()})  # fmt: skip
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(hidden, len(labels)) for name, labels in heads.items()}
+        )
         self.ood: Any = MahalanobisScorer(hidden, ood_classes) if ood_classes else None
 
     def pool(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
@@ -254,8 +263,11 @@ def encode(tokenizer: Any, texts: Sequence[str], max_length: int, marker: str | 
     """One tokenizer call for the batch, padded to its longest text, never to max_length."""
     return tokenizer(
         [mark_casing(t, marker) for t in texts],
-        padding="longest", truncation=True, max_length=max_length, return_tensors="pt",
-    )  # fmt: skip
+        padding="longest",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    )
 
 
 def calibrated_probabilities(

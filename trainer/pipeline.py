@@ -77,8 +77,13 @@ def fit_after_training(
     val_enc, val_logits, val_pooled = outputs(val)
     val_scores = result.model.ood(val_pooled.to(device)).cpu().numpy()
     threshold = float(np.quantile(val_scores, cfg.ood_quantile))
-    ood = {"method": "mahalanobis", "classes": len(classes), "threshold": threshold,
-           "quantile": cfg.ood_quantile, "fitted_rows": len(train_set)}  # fmt: skip
+    ood = {
+        "method": "mahalanobis",
+        "classes": len(classes),
+        "threshold": threshold,
+        "quantile": cfg.ood_quantile,
+        "fitted_rows": len(train_set),
+    }
     temps, report = {}, {}
     for head in HEADS:
         y = val_enc.labels[head]
@@ -120,13 +125,25 @@ def evaluate_artifact(out: Path, data: dict[str, list[Example]]) -> dict[str, An
     test = data.get("test_noisy") or data["val"]
     results.append(evaluation.random_baseline(test))
     lat = evaluation.latency(loaded, evaluation.random_texts(test, 64))
-    return {"results": results, "failures": failures, "all_caps": caps, "latency": lat,
-            "risk_coverage": curves}  # fmt: skip
+    return {
+        "results": results,
+        "failures": failures,
+        "all_caps": caps,
+        "latency": lat,
+        "risk_coverage": curves,
+    }
 
 
-def run(data: dict[str, list[Example]], cfg: TrainConfig, out: Path, *, preset: str,
-        data_source: str, sources: tuple[str, ...], name: str | None = None,
-        ) -> dict[str, Any]:  # fmt: skip
+def run(
+    data: dict[str, list[Example]],
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    preset: str,
+    data_source: str,
+    sources: tuple[str, ...],
+    name: str | None = None,
+) -> dict[str, Any]:
     """Train, calibrate, fit the OOD scorer and export to ``out``; returns the metrics
     written beside the model."""
     result = train(cfg, data["train"], data["val"])
@@ -135,31 +152,50 @@ def run(data: dict[str, list[Example]], cfg: TrainConfig, out: Path, *, preset: 
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     short = result.backbone_source.rsplit("/", 1)[-1].replace("package:", "").replace("_", "-")
     fields = {
-        "format": ARTIFACT_FORMAT, "format_version": ARTIFACT_FORMAT_VERSION,
-        "name": name or f"support-router-{short}", "created_at": created,
-        "backbone": {"source": result.backbone_source, "model_type": config["model_type"],
-                     "config": _json_safe(config)},
+        "format": ARTIFACT_FORMAT,
+        "format_version": ARTIFACT_FORMAT_VERSION,
+        "name": name or f"support-router-{short}",
+        "created_at": created,
+        "backbone": {
+            "source": result.backbone_source,
+            "model_type": config["model_type"],
+            "config": _json_safe(config),
+        },
         "heads": {h: list(v) for h, v in HEADS.items()},
-        "pooling": cfg.pooling, "dropout": cfg.dropout, "max_length": cfg.max_length,
+        "pooling": cfg.pooling,
+        "dropout": cfg.dropout,
+        "max_length": cfg.max_length,
         "casing_marker": CASING_MARKER if cfg.casing_marker else None,
         "temperatures": fitted.temperatures,
-        "min_action_confidence": DEFAULT_MIN_ACTION_CONFIDENCE, "ood": fitted.ood,
+        "min_action_confidence": DEFAULT_MIN_ACTION_CONFIDENCE,
+        "ood": fitted.ood,
         "training": {
             "data_fingerprint": examples_fingerprint(data, ("train", "val")),
-            "data_source": data_source, "sources": list(sources), "git_commit": git_commit(),
-            "seed": cfg.seed, "preset": preset, "hyperparameters": cfg.to_json(),
-            "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 1),
+            "data_source": data_source,
+            "sources": list(sources),
+            "git_commit": git_commit(),
+            "seed": cfg.seed,
+            "preset": preset,
+            "hyperparameters": cfg.to_json(),
+            "best_epoch": result.best_epoch,
+            "train_seconds": round(result.seconds, 1),
         },
-    }  # fmt: skip
+    }
     manifest = export(out, result.model, result.tokenizer, fields, metrics={}, model_card="")
     evaluated = evaluate_artifact(out, data)
-    metrics = {"model": {"name": manifest.name, "version": manifest.version},
-               "history": result.history, "calibration": fitted.calibration,
-               "ood": fitted.ood, **evaluated}  # fmt: skip
+    metrics = {
+        "model": {"name": manifest.name, "version": manifest.version},
+        "history": result.history,
+        "calibration": fitted.calibration,
+        "ood": fitted.ood,
+        **evaluated,
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "model_card.md").write_text(model_card(manifest.name, manifest.version, fields, metrics))
-    extra = {k: metrics[k] for k in ("calibration", "ood", "all_caps", "latency", "failures",
-                                     "risk_coverage")}  # fmt: skip
+    extra = {
+        k: metrics[k]
+        for k in ("calibration", "ood", "all_caps", "latency", "failures", "risk_coverage")
+    }
     evaluation.write_report(
         out / "report", evaluated["results"], extra, f"{manifest.name} {manifest.version}"
     )
@@ -173,25 +209,37 @@ def _json_safe(value: Any) -> Any:
 def model_card(name: str, version: str, fields: dict[str, Any], metrics: dict[str, Any]) -> str:
     t = fields["training"]
     lines = [
-        f"# {name} {version}", "",
-        "## Intended use", "",
+        f"# {name} {version}",
+        "",
+        "## Intended use",
+        "",
         "Routing English customer-support chat messages: intent (5 classes), urgency,",
         "sentiment and the action (auto-resolve, ask for more information, escalate to a",
         "human). Its output feeds support-router's routing policy, which sends",
         "low-confidence actions to a fallback queue.",
-        "It is a triage aid, not a decision maker: every escalation still reaches a person.", "",
-        "## Data", "",
+        "It is a triage aid, not a decision maker: every escalation still reaches a person.",
+        "",
+        "## Data",
+        "",
         f"- source: {t['data_source']} (preset `{t['preset']}`),"
         f" fingerprint `{t['data_fingerprint'][:16]}`",
         f"- collections trained on: {', '.join(t['sources'])}; intents mapped per",
         "  docs/labels.md; urgency, sentiment and action are keyword heuristics computed after",
         "  noise augmentation (slang, typos, recasing)",
-        f"- backbone: {fields['backbone']['source']}; code at commit `{t['git_commit']}`", "",
-        "## Metrics", "", evaluation.summary_table(metrics["results"]), "",
-        "Calibration (validation, temperature scaling): " + ", ".join(
+        f"- backbone: {fields['backbone']['source']}; code at commit `{t['git_commit']}`",
+        "",
+        "## Metrics",
+        "",
+        evaluation.summary_table(metrics["results"]),
+        "",
+        "Calibration (validation, temperature scaling): "
+        + ", ".join(
             f"{h} ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} (T={c['temperature']:.3f})"
-            for h, c in metrics["calibration"].items()), "",
-        "## Limitations", "",
+            for h, c in metrics["calibration"].items()
+        ),
+        "",
+        "## Limitations",
+        "",
         "- urgency, sentiment and action labels are heuristics: the model learns the rules",
         "  (keywords, '!' and ALL CAPS), not real customer emotion; it inherits their blind spots",
         "- on a collection it never saw, intent accuracy and calibration fall far (docs/model.md",
@@ -203,7 +251,7 @@ def model_card(name: str, version: str, fields: dict[str, Any], metrics: dict[st
         "- English only; text beyond max_length tokens is truncated",
         "- general_question is the majority class; the rare intents have few training rows",
         "",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 

@@ -48,8 +48,13 @@ def embed(backbone: Any, texts: Sequence[str]) -> tuple[torch.Tensor, float]:
     seconds = 0.0
     for start in range(0, len(order), BATCH):
         index = order[start : start + BATCH]
-        batch = backbone.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                   max_length=MAX_LENGTH, return_tensors="pt")  # fmt: skip
+        batch = backbone.tokenizer(
+            [texts[i] for i in index],
+            padding=True,
+            truncation=True,
+            max_length=MAX_LENGTH,
+            return_tensors="pt",
+        )
         started = time.perf_counter()
         hidden = encoder(**batch).last_hidden_state  # [B, T, H]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
@@ -83,8 +88,9 @@ def compare(name: str, data: dict[str, list[Example]]) -> EncoderReport:
 
     def part(split: str, collection: str) -> tuple[list[str], torch.Tensor]:
         rows = [ex for ex in data[split] if ex.collection == collection]
-        return [ex.text for ex in rows], torch.tensor([INTENTS.index(str(ex.intent))
-                                                       for ex in rows])  # fmt: skip
+        return [ex.text for ex in rows], torch.tensor(
+            [INTENTS.index(str(ex.intent)) for ex in rows]
+        )
 
     tests, seconds, n = {}, 0.0, 0
     for c in collections:
@@ -102,9 +108,14 @@ def compare(name: str, data: dict[str, list[Example]]) -> EncoderReport:
             ]
     cfg = backbone.encoder.config
     return EncoderReport(
-        name, backbone.source, int(cfg.num_hidden_layers), int(cfg.hidden_size),
-        sum(p.numel() for p in backbone.encoder.parameters()), n / seconds, transfer,
-    )  # fmt: skip
+        name,
+        backbone.source,
+        int(cfg.num_hidden_layers),
+        int(cfg.hidden_size),
+        sum(p.numel() for p in backbone.encoder.parameters()),
+        n / seconds,
+        transfer,
+    )
 
 
 def table(reports: Sequence[EncoderReport]) -> str:
@@ -117,8 +128,13 @@ def table(reports: Sequence[EncoderReport]) -> str:
     ]
     for r in reports:
         cells = " | ".join(f"{r.transfer[p]:.3f}" for p in pairs)
-        lines.append(f"| {r.name} | {r.layers} | {r.hidden} | {r.parameters / 1e6:.1f} M | "
-                     f"{r.msgs_per_s:.0f} | {cells} |")  # fmt: skip
-    lines += ["", "Cells: intent macro-F1 of a frozen linear probe, train collection -> test "
-              "collection (noisy test part)."]  # fmt: skip
+        lines.append(
+            f"| {r.name} | {r.layers} | {r.hidden} | {r.parameters / 1e6:.1f} M | "
+            f"{r.msgs_per_s:.0f} | {cells} |"
+        )
+    lines += [
+        "",
+        "Cells: intent macro-F1 of a frozen linear probe, train collection -> test "
+        "collection (noisy test part).",
+    ]
     return "\n".join(lines)

@@ -105,11 +105,13 @@ def encode_examples(
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     labels = {
         head: torch.tensor(
-            [names.index(v) if (v := ex.label(head)) is not None else IGNORE_INDEX
-             for ex in examples]
+            [
+                names.index(v) if (v := ex.label(head)) is not None else IGNORE_INDEX
+                for ex in examples
+            ]
         )
         for head, names in HEADS.items()
-    }  # fmt: skip
+    }
     return Encoded(ids, labels)
 
 
@@ -204,10 +206,13 @@ def param_groups(model: MultiHeadClassifier, cfg: TrainConfig) -> list[dict[str,
     for name, p in model.named_parameters():
         groups.setdefault((layer_depth(name, layers), p.ndim >= 2), []).append(p)
     return [
-        {"params": params, "weight_decay": cfg.weight_decay if decays else 0.0,
-         "lr": cfg.lr * cfg.layer_decay ** (layers + 1 - depth)}
+        {
+            "params": params,
+            "weight_decay": cfg.weight_decay if decays else 0.0,
+            "lr": cfg.lr * cfg.layer_decay ** (layers + 1 - depth),
+        }
         for (depth, decays), params in sorted(groups.items())
-    ]  # fmt: skip
+    ]
 
 
 def class_weights(enc: Encoded) -> dict[str, torch.Tensor]:
@@ -263,9 +268,10 @@ def train(
 
     sampler = LengthGroupedSampler([len(i) for i in train_enc.ids], cfg.batch_size, cfg.seed)
     loader: DataLoader[Any] = DataLoader(
-        cast(Any, range(len(train_enc.ids))), batch_sampler=sampler,
+        cast(Any, range(len(train_enc.ids))),
+        batch_sampler=sampler,
         collate_fn=lambda idx: collate(train_enc, tok.pad_token_id, idx),
-    )  # fmt: skip
+    )
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
     total_steps = len(sampler) * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(
@@ -300,8 +306,11 @@ def train(
             bar.set_postfix(loss=f"{running / step:.4f}")
             if bar.disable and step % max(1, len(sampler) // 10) == 0:
                 # No TTY (CI, a log file): a plain line every tenth of an epoch instead.
-                print(f"epoch {epoch} step {step}/{len(sampler)} loss {running / step:.4f} "
-                      f"({time.monotonic() - started:.0f}s)", flush=True)  # fmt: skip
+                print(
+                    f"epoch {epoch} step {step}/{len(sampler)} loss {running / step:.4f} "
+                    f"({time.monotonic() - started:.0f}s)",
+                    flush=True,
+                )
         val_logits = predict_logits(model, val_enc, tok.pad_token_id, cfg.eval_batch_size, device)
         scores = selection_score(val_logits, val_enc)
         row = {"epoch": epoch, "train_loss": running / max(1, len(sampler)), **scores}
@@ -330,5 +339,7 @@ def train(
 
 def _epoch_line(row: dict[str, Any]) -> str:
     heads = "  ".join(f"{h}={row[f'{h}_accuracy']:.4f}" for h in HEADS)
-    return (f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f}  val acc {heads}  "
-            f"mean macro-F1={row['mean_macro_f1']:.4f}")  # fmt: skip
+    return (
+        f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f}  val acc {heads}  "
+        f"mean macro-F1={row['mean_macro_f1']:.4f}"
+    )

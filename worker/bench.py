@@ -73,8 +73,12 @@ def head_accuracy(classifier: Classifier, examples: Sequence[Any], batch: int) -
 
 def length_stats(classifier: Classifier, texts: Sequence[str]) -> dict[str, float]:
     lengths = np.array([len(x) for x in classifier.token_ids(texts)[0]])
-    return {"mean": float(lengths.mean()), "p50": float(np.percentile(lengths, 50)),
-            "p95": float(np.percentile(lengths, 95)), "max": int(lengths.max())}  # fmt: skip
+    return {
+        "mean": float(lengths.mean()),
+        "p50": float(np.percentile(lengths, 50)),
+        "p95": float(np.percentile(lengths, 95)),
+        "max": int(lengths.max()),
+    }
 
 
 def _rate(n: int, seconds: float) -> float:
@@ -122,8 +126,11 @@ def bench_c(classifier: Classifier, texts: Sequence[str], batch: int) -> dict[st
             torch.cuda.synchronize()  # kernels run asynchronously; time them, not the launch
         times.append(time.perf_counter() - started)
     full = [t for chunk, t in zip(chunks, times, strict=True) if len(chunk) == batch] or times
-    return {"msgs_per_s": _rate(len(texts), sum(times)), "padding_fraction": 1 - real / padded,
-            "full_batch_ms": statistics.median(full) * 1000}  # fmt: skip
+    return {
+        "msgs_per_s": _rate(len(texts), sum(times)),
+        "padding_fraction": 1 - real / padded,
+        "full_batch_ms": statistics.median(full) * 1000,
+    }
 
 
 @torch.inference_mode()
@@ -146,10 +153,27 @@ def bench_decode(texts: Sequence[str], repeats: int = 3) -> float:
     """Microseconds per message for decode: orjson + pydantic validation of the inbound."""
     from worker import codec
 
-    records = [codec.Record("in", 0, i, b"k", orjson.dumps({
-        "message_id": f"m{i}", "text": t, "conversation_id": f"c{i % 101}", "channel": "chat",
-        "created_at": "2026-11-24T10:00:00Z", "metadata": {"plan": "pro", "tries": 2},
-    }), [], None) for i, t in enumerate(texts)]  # fmt: skip
+    records = [
+        codec.Record(
+            "in",
+            0,
+            i,
+            b"k",
+            orjson.dumps(
+                {
+                    "message_id": f"m{i}",
+                    "text": t,
+                    "conversation_id": f"c{i % 101}",
+                    "channel": "chat",
+                    "created_at": "2026-11-24T10:00:00Z",
+                    "metadata": {"plan": "pro", "tries": 2},
+                }
+            ),
+            [],
+            None,
+        )
+        for i, t in enumerate(texts)
+    ]
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
@@ -163,8 +187,14 @@ class MemoryMessage(Message):
     """A consumed record without a broker: a real Message, read by to_record as on a broker."""
 
     def __init__(self, offset: int, value: bytes) -> None:
-        super().__init__(topic="memory", partition=0, offset=offset, key=b"k", value=value,
-                         timestamp=(1, int(time.time() * 1000)))  # fmt: skip
+        super().__init__(
+            topic="memory",
+            partition=0,
+            offset=offset,
+            key=b"k",
+            value=value,
+            timestamp=(1, int(time.time() * 1000)),
+        )
 
 
 class _MemoryProducer:
@@ -195,10 +225,19 @@ def bench_memory(classifier: Classifier, texts: Sequence[str], batching: Batchin
     """The worker's pipeline on in-memory records: no broker, same code from decode to bytes."""
     settings = WorkerSettings(mode="at_least_once", batching=batching)
     producer = _MemoryProducer()
-    pipeline = Pipeline(settings, classifier, RoutingPolicy(), _MemoryConsumer(),  # type: ignore[arg-type]
-                        producer, Metrics(), Health(stale_after_s=60))  # type: ignore[arg-type]  # fmt: skip
-    msgs = [MemoryMessage(i, orjson.dumps({"message_id": f"m{i}", "text": t}))
-            for i, t in enumerate(texts)]  # fmt: skip
+    pipeline = Pipeline(
+        settings,
+        classifier,
+        RoutingPolicy(),
+        _MemoryConsumer(),  # type: ignore[arg-type]
+        producer,  # type: ignore[arg-type]
+        Metrics(),
+        Health(stale_after_s=60),
+    )
+    msgs = [
+        MemoryMessage(i, orjson.dumps({"message_id": f"m{i}", "text": t}))
+        for i, t in enumerate(texts)
+    ]
     started = time.perf_counter()
     for i in range(0, len(msgs), batching.max_batch_size):
         pipeline.accept(msgs[i : i + batching.max_batch_size])
@@ -228,9 +267,11 @@ def _topics(bootstrap: str, partitions: int) -> dict[str, str]:
     }
     admin = _admin(bootstrap)  # held: a collected client fails its pending futures
     futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions if r == "inbound" else 1, replication_factor=1)
-         for r, n in names.items()]
-    )  # fmt: skip
+        [
+            NewTopic(n, num_partitions=partitions if r == "inbound" else 1, replication_factor=1)
+            for r, n in names.items()
+        ]
+    )
     for f in futures.values():
         f.result(30)
     return names
@@ -275,16 +316,27 @@ class _Worker:
         )
         self.log = Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
         with self.log.open("wb") as fh:
-            self.proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], cwd=REPO,
-                                         env=full, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "run"],
+                cwd=REPO,
+                env=full,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
         self.port = 0
 
     def metrics(self, *names: str) -> list[float]:
         """Sums of the named metrics over their labels, from one scrape."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
             lines = r.read().decode().splitlines()
-        return [sum(float(line.rsplit(" ", 1)[1]) for line in lines
-                    if line.startswith((name + " ", name + "{"))) for name in names]  # fmt: skip
+        return [
+            sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in lines
+                if line.startswith((name + " ", name + "{"))
+            )
+            for name in names
+        ]
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -344,12 +396,16 @@ def bench_worker(
             # first fetch are start-up, not throughput.
             first, seconds = w.wait_done(len(texts))
             size_sum, size_n, ms_sum, ms_n = w.metrics(
-                "support_batch_size_sum", "support_batch_size_count",
-                "support_inference_ms_sum", "support_inference_ms_count",
-            )  # fmt: skip
-            return {"msgs_per_s": _rate(len(texts) - int(first), seconds),
-                    "mean_batch": size_sum / max(size_n, 1),
-                    "mean_inference_ms": ms_sum / max(ms_n, 1)}  # fmt: skip
+                "support_batch_size_sum",
+                "support_batch_size_count",
+                "support_inference_ms_sum",
+                "support_inference_ms_count",
+            )
+            return {
+                "msgs_per_s": _rate(len(texts) - int(first), seconds),
+                "mean_batch": size_sum / max(size_n, 1),
+                "mean_inference_ms": ms_sum / max(ms_n, 1),
+            }
         finally:
             w.stop()
     finally:
@@ -364,12 +420,16 @@ def bench_bare(bootstrap: str, texts: Sequence[str], batch: int) -> float:
     try:
         _preload(bootstrap, topics["inbound"], texts)
         tag = uuid.uuid4().hex[:8]
-        c = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": f"bare-{tag}",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "partition.assignment.strategy": "cooperative-sticky",
-        })  # fmt: skip
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bare-{tag}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+            }
+        )
         p = Producer(
             {"bootstrap.servers": bootstrap, "transactional.id": f"bare-{tag}", "linger.ms": 5}
         )
@@ -403,8 +463,14 @@ def bench_bare(bootstrap: str, texts: Sequence[str], batch: int) -> float:
         _drop(bootstrap, topics)
 
 
-def bench_latency(bootstrap: str, model: Path, texts: Sequence[str], rate: float, seconds: float,
-                  env: dict[str, str]) -> dict[str, float]:  # fmt: skip
+def bench_latency(
+    bootstrap: str,
+    model: Path,
+    texts: Sequence[str],
+    rate: float,
+    seconds: float,
+    env: dict[str, str],
+) -> dict[str, float]:
     """E: a paced producer; Kafka timestamp of each input -> its committed output."""
     from confluent_kafka import Consumer, Producer
 
@@ -429,10 +495,14 @@ def bench_latency(bootstrap: str, model: Path, texts: Sequence[str], rate: float
             w.wait_done(n, timeout=120)
         finally:
             w.stop()
-        c = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": f"lat-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-        })  # fmt: skip
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"lat-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+            }
+        )
         c.subscribe([topics[r] for r in ("escalate", "auto_resolve", "more_info", "dlq")])
         lat: list[float] = []
         deadline = time.monotonic() + 30
@@ -443,8 +513,13 @@ def bench_latency(bootstrap: str, model: Path, texts: Sequence[str], rate: float
                     lat.append(m.timestamp()[1] - v["timing"]["kafka_timestamp_ms"])
         c.close()
         q = np.percentile(lat, [50, 95, 99])
-        return {"rate": rate, "messages": len(lat), "p50_ms": float(q[0]), "p95_ms": float(q[1]),
-                "p99_ms": float(q[2])}  # fmt: skip
+        return {
+            "rate": rate,
+            "messages": len(lat),
+            "p50_ms": float(q[0]),
+            "p95_ms": float(q[1]),
+            "p99_ms": float(q[2]),
+        }
     finally:
         _drop(bootstrap, topics)
 
@@ -462,20 +537,25 @@ class Variant:
     padding_free: bool = True
 
     def classifier(self, model: Path, device: str, dtype: str) -> Classifier:
-        return Classifier(load_artifact(model), device, dtype, self.quantize, self.padding_free,
-                          self.autocast)  # fmt: skip
+        return Classifier(
+            load_artifact(model), device, dtype, self.quantize, self.padding_free, self.autocast
+        )
 
     def env(self) -> dict[str, str]:
-        return {"SUPPORT_WORKER_MODEL__QUANTIZE": self.quantize,
-                "SUPPORT_WORKER_MODEL__AUTOCAST": self.autocast,
-                "SUPPORT_WORKER_MODEL__PADDING_FREE": str(self.padding_free).lower()}  # fmt: skip
+        return {
+            "SUPPORT_WORKER_MODEL__QUANTIZE": self.quantize,
+            "SUPPORT_WORKER_MODEL__AUTOCAST": self.autocast,
+            "SUPPORT_WORKER_MODEL__PADDING_FREE": str(self.padding_free).lower(),
+        }
 
 
 PADDED = Variant("padded", padding_free=False)
 PACKED = Variant("padding-free")  # the worker's default
 # Faster settings, each used for d_best_over_a only if no head loses more than 0.5 points.
-CPU_FAST = (Variant("int8, padding-free", quantize="int8"),
-            Variant("bf16 autocast, padding-free", autocast="bfloat16"))  # fmt: skip
+CPU_FAST = (
+    Variant("int8, padding-free", quantize="int8"),
+    Variant("bf16 autocast, padding-free", autocast="bfloat16"),
+)
 MAX_ACCURACY_DROP = 0.005
 
 
@@ -486,8 +566,11 @@ def _median(values: Sequence[float]) -> float:
 def run(args: Any) -> dict[str, Any]:
     quick = args.quick
     repeats = args.repeats or (1 if quick else 3)
-    batching = BatchingSettings(max_batch_size=args.batch_size, max_batch_tokens=args.batch_tokens,
-                                max_wait_ms=args.max_wait_ms)  # fmt: skip
+    batching = BatchingSettings(
+        max_batch_size=args.batch_size,
+        max_batch_tokens=args.batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     pin_tokenizer_threads()  # as the worker does, so memory and C see the same setup
@@ -498,9 +581,14 @@ def run(args: Any) -> dict[str, Any]:
     texts = [ex.text for ex in examples]
     base.warmup(args.batch_size)
     report: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                    "device": str(base.device), "dtype": str(base.dtype)},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "device": str(base.device),
+            "dtype": str(base.dtype),
+        },
         "model": {
             **base.model_info,
             "parameters": sum(p.numel() for p in loaded.model.parameters()),
@@ -509,7 +597,7 @@ def run(args: Any) -> dict[str, Any]:
         "messages": {"source": source, "n": n, "tokens": length_stats(base, texts)},
         "repeats": repeats,
         "results": {},
-    }  # fmt: skip
+    }
     r = report["results"]
     r["a_notebook_per_message"] = _median(
         [bench_a(loaded, texts[: 200 if quick else 1000]) for _ in range(repeats)]
@@ -538,7 +626,7 @@ def run(args: Any) -> dict[str, Any]:
             "padding_fraction": runs[0]["padding_fraction"],
             "accuracy_change": change,
             "accuracy_ok": all(d >= -MAX_ACCURACY_DROP for d in change.values()),
-        }  # fmt: skip
+        }
     c = r["c"]
     r["c_model_ceiling"] = c[PADDED.name]["msgs_per_s"]
     r["c_padding_fraction"] = c[PADDED.name]["padding_fraction"]
@@ -563,11 +651,13 @@ def run(args: Any) -> dict[str, Any]:
     }
     if args.source == "kafka":
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
-        env = {"SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE": str(args.batch_size),
-               "SUPPORT_WORKER_BATCHING__MAX_BATCH_TOKENS": str(args.batch_tokens),
-               "SUPPORT_WORKER_BATCHING__MAX_WAIT_MS": str(args.max_wait_ms),
-               "SUPPORT_WORKER_MODEL__DEVICE": args.device,
-               "SUPPORT_WORKER_MODEL__DTYPE": args.dtype}  # fmt: skip
+        env = {
+            "SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE": str(args.batch_size),
+            "SUPPORT_WORKER_BATCHING__MAX_BATCH_TOKENS": str(args.batch_tokens),
+            "SUPPORT_WORKER_BATCHING__MAX_WAIT_MS": str(args.max_wait_ms),
+            "SUPPORT_WORKER_MODEL__DEVICE": args.device,
+            "SUPPORT_WORKER_MODEL__DTYPE": args.dtype,
+        }
         if args.threads:
             env["SUPPORT_WORKER_MODEL__THREADS"] = str(args.threads)
 
@@ -579,16 +669,22 @@ def run(args: Any) -> dict[str, Any]:
             bench_bare(bootstrap, texts, args.batch_size)
 
         def d(extra: dict[str, str]) -> dict[str, Any]:
-            runs = [bench_worker(bootstrap, args.model, texts, {**env, **extra})
-                    for _ in range(repeats)]  # fmt: skip
+            runs = [
+                bench_worker(bootstrap, args.model, texts, {**env, **extra}) for _ in range(repeats)
+            ]
             keys = ("msgs_per_s", "mean_batch", "mean_inference_ms")
-            return {"runs": [x["msgs_per_s"] for x in runs],
-                    **{k: _median([x[k] for x in runs]) for k in keys}}  # fmt: skip
+            return {
+                "runs": [x["msgs_per_s"] for x in runs],
+                **{k: _median([x[k] for x in runs]) for k in keys},
+            }
 
-        r["d"] = {"padding-free": d(PACKED.env()),
-                  "padding-free, no overlap": d({**PACKED.env(),
-                                                 "SUPPORT_WORKER_BATCHING__OVERLAP": "false"}),
-                  "padded": d(PADDED.env())}  # fmt: skip
+        r["d"] = {
+            "padding-free": d(PACKED.env()),
+            "padding-free, no overlap": d(
+                {**PACKED.env(), "SUPPORT_WORKER_BATCHING__OVERLAP": "false"}
+            ),
+            "padded": d(PADDED.env()),
+        }
         if best.name not in r["d"]:
             r["d"][best.name] = d(best.env())
         r["d_worker"] = r["d"][PACKED.name]["msgs_per_s"]
@@ -608,31 +704,44 @@ def run(args: Any) -> dict[str, Any]:
         budget = args.max_wait_ms + 2 * c[PACKED.name]["full_batch_ms"]
         r["e_budget_ms"] = budget
         a = r["a_notebook_per_message"]
-        ratios.update(d_over_c=r["d_worker"] / r["c_model_ceiling"],
-                      d_over_c_packed=r["d_worker"] / c[PACKED.name]["msgs_per_s"],
-                      d_over_a=r["d_worker"] / a,
-                      d_best_over_a=max(r["d_worker"], r["d_worker_best"]) / a,
-                      overlap_gain=r["d_worker"] / r["d"]["padding-free, no overlap"]["msgs_per_s"],
-                      f_over_bare=r["f_worker_null_model"] / r["f_bare_loop"],
-                      p99_over_budget=lat["p99_ms"] / budget)  # fmt: skip
+        ratios.update(
+            d_over_c=r["d_worker"] / r["c_model_ceiling"],
+            d_over_c_packed=r["d_worker"] / c[PACKED.name]["msgs_per_s"],
+            d_over_a=r["d_worker"] / a,
+            d_best_over_a=max(r["d_worker"], r["d_worker_best"]) / a,
+            overlap_gain=r["d_worker"] / r["d"]["padding-free, no overlap"]["msgs_per_s"],
+            f_over_bare=r["f_worker_null_model"] / r["f_bare_loop"],
+            p99_over_budget=lat["p99_ms"] / budget,
+        )
     report["ratios"] = ratios
     return report
 
 
 def markdown(report: dict[str, Any]) -> str:
     r = report["results"]
-    rows = [("A notebook per-message", r.get("a_notebook_per_message")),
-            ("B notebook batch", r.get("b_notebook_batch"))]  # fmt: skip
-    rows += [(f"C model only, {name} ({v['precision']}; full batch "
-              f"{v['full_batch_ms']:.0f} ms)", v["msgs_per_s"])
-             for name, v in r.get("c", {}).items()]  # fmt: skip
+    rows = [
+        ("A notebook per-message", r.get("a_notebook_per_message")),
+        ("B notebook batch", r.get("b_notebook_batch")),
+    ]
+    rows += [
+        (
+            f"C model only, {name} ({v['precision']}; full batch {v['full_batch_ms']:.0f} ms)",
+            v["msgs_per_s"],
+        )
+        for name, v in r.get("c", {}).items()
+    ]
     rows += [
         ("memory: worker pipeline, no Kafka", r.get("memory_pipeline")),
         ("memory: worker pipeline, no overlap", r.get("memory_pipeline_no_overlap")),
     ]
-    rows += [(f"D worker end to end, {name} (mean batch {v['mean_batch']:.1f}, forward "
-              f"{v['mean_inference_ms']:.0f} ms)", v["msgs_per_s"])
-             for name, v in r.get("d", {}).items()]  # fmt: skip
+    rows += [
+        (
+            f"D worker end to end, {name} (mean batch {v['mean_batch']:.1f}, forward "
+            f"{v['mean_inference_ms']:.0f} ms)",
+            v["msgs_per_s"],
+        )
+        for name, v in r.get("d", {}).items()
+    ]
     rows += [
         ("F worker, null model", r.get("f_worker_null_model")),
         ("F bare consume->produce loop", r.get("f_bare_loop")),
@@ -641,12 +750,17 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [f"| {name} | {v:,.0f} |" for name, v in rows if v is not None]
     if "c" in r:
         lines += ["", "| variant | accuracy change per head (points) |", "|---|---|"]
-        lines += [f"| {name} | " + ", ".join(f"{h} {100 * d:+.2f}"
-                                              for h, d in v["accuracy_change"].items()) + " |"
-                  for name, v in r["c"].items()]  # fmt: skip
+        lines += [
+            f"| {name} | "
+            + ", ".join(f"{h} {100 * d:+.2f}" for h, d in v["accuracy_change"].items())
+            + " |"
+            for name, v in r["c"].items()
+        ]
     if "decode_us_per_msg" in r:
-        lines += ["", f"decode (orjson + pydantic validation): {r['decode_us_per_msg']:.1f} µs "
-                      "per message"]  # fmt: skip
+        lines += [
+            "",
+            f"decode (orjson + pydantic validation): {r['decode_us_per_msg']:.1f} µs per message",
+        ]
     if "e_latency" in r:
         e = r["e_latency"]
         lines += [
@@ -655,6 +769,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"p95 {e['p95_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms "
             f"(budget {r['e_budget_ms']:.0f} ms)",
         ]
-    lines += ["", "ratios: " + ", ".join(f"{k}={v:.2f}" if v is not None else f"{k}=n/a"
-                                         for k, v in report["ratios"].items())]  # fmt: skip
+    lines += [
+        "",
+        "ratios: "
+        + ", ".join(
+            f"{k}={v:.2f}" if v is not None else f"{k}=n/a" for k, v in report["ratios"].items()
+        ),
+    ]
     return "\n".join(lines)

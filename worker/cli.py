@@ -37,8 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="throughput and latency, side by side in one run")
     bench.add_argument("--model", type=Path, default=Path("models/current"))
-    bench.add_argument("--source", choices=["kafka", "memory"], default="kafka",
-                       help="memory: no broker (the GPU machine)")  # fmt: skip
+    bench.add_argument(
+        "--source",
+        choices=["kafka", "memory"],
+        default="kafka",
+        help="memory: no broker (the GPU machine)",
+    )
     bench.add_argument("--quick", action="store_true", help="smaller runs, < 5 min on 2 cores")
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--batch-tokens", type=int, default=4096)
@@ -47,8 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dtype", default="auto")
     bench.add_argument("--threads", type=int)
     bench.add_argument("--repeats", type=int, help="runs per figure (median); 1 quick, 3 full")
-    bench.add_argument("--profile-ops", action="store_true",
-                       help="only print torch.profiler's operator table per variant")  # fmt: skip
+    bench.add_argument(
+        "--profile-ops",
+        action="store_true",
+        help="only print torch.profiler's operator table per variant",
+    )
     bench.add_argument("--json", type=Path, help="write the JSON report here")
     bench.set_defaults(handler=_bench)
 
@@ -174,12 +181,21 @@ def _classify(args: argparse.Namespace) -> int:
         item = Item(record, outcome, ids[0], truncated[0])
         row = classifier.predict(ids).rows()[0]
     ctx = codec.ResultContext(
-        model=classifier.model_info, policy=policy.name, classified_at=_now(),
-        inference_ms=0.0, batch_size=1, batch_started_ms=time.time() * 1000,
-    )  # fmt: skip
+        model=classifier.model_info,
+        policy=policy.name,
+        classified_at=_now(),
+        inference_ms=0.0,
+        batch_size=1,
+        batch_started_ms=time.time() * 1000,
+    )
     out = to_outgoing(item, row, None, ctx, policy, settings, classifier)
-    print(json.dumps({"topic": out.topic, "value": orjson.loads(out.value or b"null")}, indent=2,
-                     ensure_ascii=False))  # fmt: skip
+    print(
+        json.dumps(
+            {"topic": out.topic, "value": orjson.loads(out.value or b"null")},
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 

@@ -74,20 +74,36 @@ class Disposition(Enum):
 
 
 # Delivery errors about the record itself: no retry can help; it is replaced.
-RECORD_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
-                           KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG,
-                           KafkaError.INVALID_MSG_SIZE, KafkaError.POLICY_VIOLATION})  # fmt: skip
+RECORD_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.POLICY_VIOLATION,
+    }
+)
 # Errors about where we write or who we are: retrying would loop; a person must act.
-FATAL_ERRORS = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
-                          KafkaError._UNKNOWN_PARTITION, KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                          KafkaError.GROUP_AUTHORIZATION_FAILED,
-                          KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-                          KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                          KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION,
-                          KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                          KafkaError.INVALID_PRODUCER_EPOCH})  # fmt: skip
-FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                    KafkaError.INVALID_PRODUCER_EPOCH})  # fmt: skip
+FATAL_ERRORS = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+    }
+)
+FENCED = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
 
 
 def classify(err: KafkaError) -> Disposition:
@@ -154,8 +170,11 @@ class Committer:
         owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
         kept = [i for i, (r, _) in enumerate(batch) if (r.topic, r.partition) in owned]
         if len(kept) < len(batch):
-            log.warning("not_owned_dropped", records=len(batch) - len(kept),
-                        note="their partitions were revoked; the new owner reads them")  # fmt: skip
+            log.warning(
+                "not_owned_dropped",
+                records=len(batch) - len(kept),
+                note="their partitions were revoked; the new owner reads them",
+            )
         records = [batch[i][0] for i in kept]
         outgoing = [batch[i][1] for i in kept]
         if not kept:
@@ -167,8 +186,12 @@ class Committer:
                 self._transaction(outgoing, offsets)
             except AbortedError as aborted:
                 self.metrics.aborts.inc()
-                log.warning("transaction_aborted", error=aborted.err.str(), batch=len(kept),
-                            refused=len(aborted.refused))  # fmt: skip
+                log.warning(
+                    "transaction_aborted",
+                    error=aborted.err.str(),
+                    batch=len(kept),
+                    refused=len(aborted.refused),
+                )
                 if not self._replace_refused(records, outgoing, aborted):
                     self._backoff(aborted.err)
                     return None
@@ -185,8 +208,9 @@ class Committer:
             self._produce_all(outgoing, refused)
             left = self.producer.flush(self.s.commit_timeout_s)
             if refused or left:
-                raise AbortedError(next(iter(refused.values()), KafkaError(KafkaError._TIMED_OUT)),
-                              refused)  # fmt: skip
+                raise AbortedError(
+                    next(iter(refused.values()), KafkaError(KafkaError._TIMED_OUT)), refused
+                )
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:
@@ -249,8 +273,9 @@ class Committer:
                 if kind is Disposition.ABORT:
                     raise AbortedError(err, {}) from None
                 if self.clock() >= deadline:
-                    raise self._fatal(name, err, f"still failing after {budget:.0f}s, "
-                                      "outcome unknown") from None  # fmt: skip
+                    raise self._fatal(
+                        name, err, f"still failing after {budget:.0f}s, outcome unknown"
+                    ) from None
                 log.warning("kafka_step_retry", step=name, error=err.str())
                 self.sleep(RETRY_PAUSE_S)  # an error that returns at once must not spin
 
@@ -276,9 +301,12 @@ class Committer:
             while True:
                 try:
                     self.producer.produce(
-                        out.topic, out.value, out.key, headers=list(out.headers),
+                        out.topic,
+                        out.value,
+                        out.key,
+                        headers=list(out.headers),
                         on_delivery=report(i),
-                    )  # fmt: skip
+                    )
                     self.producer.poll(0)
                     break
                 except BufferError:
@@ -289,8 +317,9 @@ class Committer:
 
     # -- after an abort ------------------------------------------------------------
 
-    def _replace_refused(self, records: list[codec.Record], outgoing: list[Outgoing],
-                         aborted: AbortedError) -> bool:  # fmt: skip
+    def _replace_refused(
+        self, records: list[codec.Record], outgoing: list[Outgoing], aborted: AbortedError
+    ) -> bool:
         """Replace records refused on their own merits; True when the batch can go again.
 
         A delivery error about the destination (a deleted topic, no permission) is fatal:
@@ -306,11 +335,17 @@ class Committer:
             reason = f"the broker refused the record: {err.str()}"
             smaller = refused_result(outgoing[i], records[i], err.name(), reason, self.s.topics.dlq)
             if smaller is None:
-                raise self._fatal(f"produce to {outgoing[i].topic}", err,
-                                  "even a pointer dead letter was refused")  # fmt: skip
-            log.warning("record_refused", topic=outgoing[i].topic, error=err.name(),
-                        offset=records[i].offset, replaced_by=smaller.route,
-                        rung=smaller.rung)  # fmt: skip
+                raise self._fatal(
+                    f"produce to {outgoing[i].topic}", err, "even a pointer dead letter was refused"
+                )
+            log.warning(
+                "record_refused",
+                topic=outgoing[i].topic,
+                error=err.name(),
+                offset=records[i].offset,
+                replaced_by=smaller.route,
+                rung=smaller.rung,
+            )
             outgoing[i] = smaller
         return True
 

@@ -57,14 +57,24 @@ def broker() -> tuple[str, bool]:
         say(f"using the cluster at {external} (KAFKA_BOOTSTRAP_SERVERS)")
         return external, False
     running = subprocess.run([sys.executable, str(KAFKA_TOOL), "status"], capture_output=True)
-    out = subprocess.run([sys.executable, str(KAFKA_TOOL), "up"], stdout=subprocess.PIPE,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(KAFKA_TOOL), "up"], stdout=subprocess.PIPE, text=True, check=True
+    )
     return out.stdout.strip(), running.returncode != 0
 
 
 def apply_topics(bootstrap: str, local: bool) -> None:
-    cmd = [sys.executable, "-m", "worker.cli", "topics", "apply", "--bootstrap-servers", bootstrap,
-           "--file", str(REPO / "deploy" / "topics.yaml")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "worker.cli",
+        "topics",
+        "apply",
+        "--bootstrap-servers",
+        bootstrap,
+        "--file",
+        str(REPO / "deploy" / "topics.yaml"),
+    ]
     if local:
         cmd += ["--replication-factor", "1"]
     subprocess.run(cmd, check=True, cwd=REPO)
@@ -110,18 +120,27 @@ def ensure_model() -> Path:
 
 
 def start_worker(bootstrap: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-               SUPPORT_WORKER_MODEL__PATH=str(CURRENT), SUPPORT_WORKER_ADMIN_PORT=str(ADMIN_PORT),
-               SUPPORT_WORKER_GROUP_ID="support-router-demo")  # fmt: skip
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        SUPPORT_WORKER_MODEL__PATH=str(CURRENT),
+        SUPPORT_WORKER_ADMIN_PORT=str(ADMIN_PORT),
+        SUPPORT_WORKER_GROUP_ID="support-router-demo",
+    )
     (REPO / ".kafka").mkdir(exist_ok=True)
     log = WORKER_LOG
     say(f"starting the worker (log: {log}, admin: http://127.0.0.1:{ADMIN_PORT}/metrics)")
     with log.open("wb") as fh:
         # Its own session: Ctrl-C in the terminal reaches only this demo, which then sends
         # the worker exactly one SIGTERM (a second signal would make it exit at once).
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], cwd=REPO, env=env,
-                                stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "run"],
+            cwd=REPO,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -142,10 +161,18 @@ def produce_samples(bootstrap: str, topic: str) -> None:
     p = Producer({"bootstrap.servers": bootstrap})
     run = uuid.uuid4().hex[:6]
     for i, (text, _) in enumerate(SAMPLES):
-        msg = {"message_id": f"demo-{run}-{i}", "conversation_id": f"conv-{i}", "text": text,
-               "channel": "chat"}  # fmt: skip
-        p.produce(topic, key=msg["conversation_id"].encode(), value=json.dumps(msg).encode(),
-                  headers=[("traceparent", f"00-{run}{i:02d}-01".encode())])  # fmt: skip
+        msg = {
+            "message_id": f"demo-{run}-{i}",
+            "conversation_id": f"conv-{i}",
+            "text": text,
+            "channel": "chat",
+        }
+        p.produce(
+            topic,
+            key=msg["conversation_id"].encode(),
+            value=json.dumps(msg).encode(),
+            headers=[("traceparent", f"00-{run}{i:02d}-01".encode())],
+        )
     p.produce(topic, key=b"conv-bad", value=MALFORMED)
     p.flush(10)
     say(f"produced {len(SAMPLES)} messages and 1 malformed record to {topic}")
@@ -164,10 +191,22 @@ def check_alive(worker: subprocess.Popen[bytes], log: Path) -> None:
         raise WorkerDiedError(f"the worker exited with {code}; last lines of {log}:\n{lines}")
 
 
-def watch(bootstrap: str, topics: list[str], dlq: str, inbound: str,
-          worker: subprocess.Popen[bytes], log: Path) -> None:  # fmt: skip
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-view-{uuid.uuid4().hex[:6]}",
-                  "isolation.level": "read_committed", "auto.offset.reset": "latest"})  # fmt: skip
+def watch(
+    bootstrap: str,
+    topics: list[str],
+    dlq: str,
+    inbound: str,
+    worker: subprocess.Popen[bytes],
+    log: Path,
+) -> None:
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"demo-view-{uuid.uuid4().hex[:6]}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "latest",
+        }
+    )
     c.subscribe([*topics, dlq])
     deadline = time.monotonic() + 30
     while not c.assignment() and time.monotonic() < deadline:
@@ -183,15 +222,20 @@ def watch(bootstrap: str, topics: list[str], dlq: str, inbound: str,
             rec = to_record(m)
             if rec.topic == dlq:
                 h = {k: (v or b"").decode(errors="replace") for k, v in rec.headers}
-                print(f"  {'DLQ':<22} stage={h.get('x-error-stage')} type={h.get('x-error-type')}: "
-                      f"{h.get('x-error-message', '')[:70]}", flush=True)  # fmt: skip
+                print(
+                    f"  {'DLQ':<22} stage={h.get('x-error-stage')} type={h.get('x-error-type')}: "
+                    f"{h.get('x-error-message', '')[:70]}",
+                    flush=True,
+                )
                 continue
             v = json.loads(rec.value or b"{}")
             p = v["predictions"] or {}
             labels = " ".join(f"{h}={x['label']}({x['confidence']:.2f})" for h, x in p.items())
             text = v["message"]["text"].strip().replace("\n", " ")[:48] or "<empty>"
-            print(f"  {m.topic():<22} {v['routing']['reason']:<15} {labels or '-':<95} {text}",
-                  flush=True)  # fmt: skip
+            print(
+                f"  {m.topic():<22} {v['routing']['reason']:<15} {labels or '-':<95} {text}",
+                flush=True,
+            )
 
 
 def main() -> int:

@@ -66,8 +66,10 @@ def execute(admin: AdminClient, changes: list[Change], timeout_s: float) -> None
     """Carry out create / add_partitions / set_configs; drift and ok need nothing."""
     creates = [c.spec for c in changes if c.kind == "create" and c.spec is not None]
     if creates:
-        _wait(admin.create_topics([_new_topic(s) for s in creates], request_timeout=timeout_s),
-              timeout_s)  # fmt: skip
+        _wait(
+            admin.create_topics([_new_topic(s) for s in creates], request_timeout=timeout_s),
+            timeout_s,
+        )
     grows = [NewPartitions(c.topic, c.partitions) for c in changes if c.kind == "add_partitions"]
     if grows:
         _wait(admin.create_partitions(grows, request_timeout=timeout_s), timeout_s)

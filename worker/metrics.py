@@ -25,12 +25,14 @@ class Metrics:
         )
         self.low_confidence = Counter(
             "support_low_confidence_fallbacks",
-            "results the fallback took for low action confidence", registry=r,
-        )  # fmt: skip
+            "results the fallback took for low action confidence",
+            registry=r,
+        )
         self.unfamiliar = Counter(
             "support_unfamiliar_fallbacks",
-            "results the fallback took because the OOD score was above its threshold", registry=r,
-        )  # fmt: skip
+            "results the fallback took because the OOD score was above its threshold",
+            registry=r,
+        )
         self.predictions = Counter(
             "support_predictions", "predicted labels", ["head", "label"], registry=r
         )
@@ -44,20 +46,26 @@ class Metrics:
             "support_batch_tokens", "tokens per batch", buckets=TOKEN_BUCKETS, registry=r
         )
         self.queue_ms = Histogram(
-            "support_queue_ms", "Kafka timestamp to batch start", buckets=LATENCY_BUCKETS_MS,
+            "support_queue_ms",
+            "Kafka timestamp to batch start",
+            buckets=LATENCY_BUCKETS_MS,
             registry=r,
-        )  # fmt: skip
+        )
         self.inference_ms = Histogram(
             "support_inference_ms", "forward pass per batch", buckets=LATENCY_BUCKETS_MS, registry=r
         )
         self.end_to_end_ms = Histogram(
-            "support_end_to_end_ms", "Kafka timestamp to commit", buckets=LATENCY_BUCKETS_MS,
+            "support_end_to_end_ms",
+            "Kafka timestamp to commit",
+            buckets=LATENCY_BUCKETS_MS,
             registry=r,
-        )  # fmt: skip
+        )
         self.consumer_lag = Gauge(
-            "support_consumer_lag", "messages behind, per partition", ["topic", "partition"],
+            "support_consumer_lag",
+            "messages behind, per partition",
+            ["topic", "partition"],
             registry=r,
-        )  # fmt: skip
+        )
 
     def forget_partitions(self, partitions: Any) -> None:
         """Drop the lag series of partitions this worker no longer owns (revoked, lost)."""

@@ -57,8 +57,9 @@ def step_down(out: Outgoing) -> Outgoing | None:
     return replace(out, key=None, value=None, headers=[*ours, (HEADER_POINTER, b"1")], rung=2)
 
 
-def refused_result(out: Outgoing, record: codec.Record, error_name: str, reason: str,
-                   dlq_topic: str) -> Outgoing | None:  # fmt: skip
+def refused_result(
+    out: Outgoing, record: codec.Record, error_name: str, reason: str, dlq_topic: str
+) -> Outgoing | None:
     """What to produce instead of a record the broker refused on its own merits."""
     if out.is_dead_letter:
         return step_down(out)

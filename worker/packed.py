@@ -90,9 +90,18 @@ class _Layer(nn.Module):
     """One post-LayerNorm transformer block on packed tokens (BERT and DistilBERT alike)."""
 
     def __init__(
-        self, q: nn.Linear, k: nn.Linear, v: nn.Linear, attn_out: nn.Module, ln1: nn.Module,
-        ffn_in: nn.Module, act: Any, ffn_out: nn.Module, ln2: nn.Module, heads: int,
-    ) -> None:  # fmt: skip
+        self,
+        q: nn.Linear,
+        k: nn.Linear,
+        v: nn.Linear,
+        attn_out: nn.Module,
+        ln1: nn.Module,
+        ffn_in: nn.Module,
+        act: Any,
+        ffn_out: nn.Module,
+        ln2: nn.Module,
+        heads: int,
+    ) -> None:
         super().__init__()
         hidden = q.in_features
         # One [3H, H] GEMM instead of three: fewer, larger matmuls (and one int8 kernel).
@@ -135,29 +144,48 @@ class PackedClassifier(nn.Module):
         enc, cfg = model.encoder, model.encoder.config
         emb = enc.embeddings
         self.word, self.position, self.emb_norm = (
-            emb.word_embeddings, emb.position_embeddings, emb.LayerNorm,
-        )  # fmt: skip
+            emb.word_embeddings,
+            emb.position_embeddings,
+            emb.LayerNorm,
+        )
         layers: list[_Layer] = []
         if cfg.model_type == "bert":
             # Token type 0 everywhere, as the padded path passes no token_type_ids.
             self.register_buffer("type_row", emb.token_type_embeddings.weight[0].detach().clone())
             for layer in enc.encoder.layer:
                 att = layer.attention
-                layers.append(_Layer(
-                    att.self.query, att.self.key, att.self.value, att.output.dense,
-                    att.output.LayerNorm, layer.intermediate.dense,
-                    layer.intermediate.intermediate_act_fn, layer.output.dense,
-                    layer.output.LayerNorm, int(cfg.num_attention_heads),
-                ))  # fmt: skip
+                layers.append(
+                    _Layer(
+                        att.self.query,
+                        att.self.key,
+                        att.self.value,
+                        att.output.dense,
+                        att.output.LayerNorm,
+                        layer.intermediate.dense,
+                        layer.intermediate.intermediate_act_fn,
+                        layer.output.dense,
+                        layer.output.LayerNorm,
+                        int(cfg.num_attention_heads),
+                    )
+                )
         else:  # distilbert: no token types
             self.register_buffer("type_row", None)
             for layer in enc.transformer.layer:
                 att = layer.attention
-                layers.append(_Layer(
-                    att.q_lin, att.k_lin, att.v_lin, att.out_lin, layer.sa_layer_norm,
-                    layer.ffn.lin1, layer.ffn.activation, layer.ffn.lin2,
-                    layer.output_layer_norm, int(cfg.n_heads),
-                ))  # fmt: skip
+                layers.append(
+                    _Layer(
+                        att.q_lin,
+                        att.k_lin,
+                        att.v_lin,
+                        att.out_lin,
+                        layer.sa_layer_norm,
+                        layer.ffn.lin1,
+                        layer.ffn.activation,
+                        layer.ffn.lin2,
+                        layer.output_layer_norm,
+                        int(cfg.n_heads),
+                    )
+                )
         self.layers = nn.ModuleList(layers)
         self.pooling = model.pooling
         self.heads = model.heads

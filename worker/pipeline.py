@@ -285,8 +285,9 @@ class Pipeline:
             batch_size=len(items),
             batch_started_ms=flight.started_wall_ms,
         )
-        outgoing = [self.route(item, rows.get(id(item)), failures.get(id(item)), ctx)
-                    for item in items]  # fmt: skip
+        outgoing = [
+            self.route(item, rows.get(id(item)), failures.get(id(item)), ctx) for item in items
+        ]
         batch = [(item.record, out) for item, out in zip(items, outgoing, strict=True)]
         committed = self.committer.commit(batch)
         if committed is None:
@@ -307,8 +308,12 @@ class Pipeline:
         """
         self.broken_batches += 1
         error = repr(next(iter(failures.values()), None))
-        log.error("model_failing", batches_in_row=self.broken_batches,
-                  limit=self.s.model.failing_batches, error=error)  # fmt: skip
+        log.error(
+            "model_failing",
+            batches_in_row=self.broken_batches,
+            limit=self.s.model.failing_batches,
+            error=error,
+        )
         self.flights.clear()
         self.rewind()
         if self.broken_batches >= self.s.model.failing_batches:
@@ -433,8 +438,12 @@ class Pipeline:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit the batches in hand before their partitions go to another member."""
         in_flight = sum(len(f.items) for f in self.flights)
-        log.info("partitions_revoked", partitions=_names(partitions), held=len(self.batcher),
-                 in_flight=in_flight)  # fmt: skip
+        log.info(
+            "partitions_revoked",
+            partitions=_names(partitions),
+            held=len(self.batcher),
+            in_flight=in_flight,
+        )
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.metrics.forget_partitions(partitions)
         if self._waiting:
@@ -453,8 +462,12 @@ class Pipeline:
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Lost, not revoked: our generation is gone and a commit would fail. Drop them."""
-        log.warning("partitions_lost", partitions=_names(partitions), held=len(self.batcher),
-                    in_flight=sum(len(f.items) for f in self.flights))  # fmt: skip
+        log.warning(
+            "partitions_lost",
+            partitions=_names(partitions),
+            held=len(self.batcher),
+            in_flight=sum(len(f.items) for f in self.flights),
+        )
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.metrics.forget_partitions(partitions)
         held = [i for f in self.flights for i in f.items] + self.batcher.take()
@@ -479,9 +492,13 @@ class Pipeline:
     # -- bookkeeping ---------------------------------------------------------------
 
     def observe(
-        self, items: list[Item], outgoing: list[Outgoing], rows: dict[int, Any],
-        inference_ms: float, started_wall_ms: float,
-    ) -> None:  # fmt: skip
+        self,
+        items: list[Item],
+        outgoing: list[Outgoing],
+        rows: dict[int, Any],
+        inference_ms: float,
+        started_wall_ms: float,
+    ) -> None:
         m = self.metrics
         now_ms = time.time() * 1000
         # Message text reaches the log only with log_text set: support chats hold personal data.
@@ -505,14 +522,22 @@ class Pipeline:
                 # it may be personal data): like the text, it is logged only with log_text.
                 # It always travels with the dead letter itself.
                 extra = (
-                    {"reason": (headers.get(HEADER_MESSAGE) or b"").decode(errors="replace"),
-                     "value": (r.value or b"")[:200].decode(errors="replace")}
+                    {
+                        "reason": (headers.get(HEADER_MESSAGE) or b"").decode(errors="replace"),
+                        "value": (r.value or b"")[:200].decode(errors="replace"),
+                    }
                     if self.s.log_text
                     else {}
-                )  # fmt: skip
-                log.warning("dead_letter", stage=stage, topic=r.topic, partition=r.partition,
-                            offset=r.offset, error_type=(headers.get(HEADER_TYPE) or b"").decode(),
-                            **extra)  # fmt: skip
+                )
+                log.warning(
+                    "dead_letter",
+                    stage=stage,
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    error_type=(headers.get(HEADER_TYPE) or b"").decode(),
+                    **extra,
+                )
                 continue
             route, _, fallback = out.route.partition(":")
             m.messages_out.labels(route).inc()
@@ -520,9 +545,15 @@ class Pipeline:
                 outcome = item.outcome
                 assert isinstance(outcome, codec.Accepted)
                 text = {"text": outcome.text[:200]} if self.s.log_text else {}
-                log.debug("routed", message_id=outcome.message_id, topic=item.record.topic,
-                          partition=item.record.partition, offset=item.record.offset,
-                          route=route, **text)  # fmt: skip
+                log.debug(
+                    "routed",
+                    message_id=outcome.message_id,
+                    topic=item.record.topic,
+                    partition=item.record.partition,
+                    offset=item.record.offset,
+                    route=route,
+                    **text,
+                )
             if fallback == "low":
                 m.low_confidence.inc()
             elif fallback == "unfamiliar":
@@ -531,8 +562,12 @@ class Pipeline:
             if row is not None:
                 for head, label in row.labels.items():
                     m.predictions.labels(head, label).inc()
-        log.info("batch_committed", size=len(items), inference_ms=round(inference_ms, 2),
-                 model_items=len(rows))  # fmt: skip
+        log.info(
+            "batch_committed",
+            size=len(items),
+            inference_ms=round(inference_ms, 2),
+            model_items=len(rows),
+        )
 
 
 # Outgoing.route's suffix for a result the fallback took, counted by the metrics.
@@ -571,9 +606,15 @@ def to_outgoing(
         return dead_letter(rejected, settings.topics.dlq)
     try:
         value = codec.result_value(
-            outcome, decision.route, decision.action, decision.reason, item.truncated,
-            predictions, ctx, unfamiliarity,
-        )  # fmt: skip
+            outcome,
+            decision.route,
+            decision.action,
+            decision.reason,
+            item.truncated,
+            predictions,
+            ctx,
+            unfamiliarity,
+        )
     except Exception as exc:  # noqa: BLE001
         rejected = codec.Rejected(r, "serialize", type(exc).__name__, str(exc))
         return dead_letter(rejected, settings.topics.dlq)

@@ -93,13 +93,25 @@ def run(settings: WorkerSettings) -> int:
         policy = build_policy(settings, artifact_thresholds(settings))
         classifier.warmup(min(8, settings.batching.max_batch_size))
         health.model_ready = True
-        log.info("model_ready", model=classifier.model_info, device=str(classifier.device),
-                 dtype=str(classifier.dtype), precision=classifier.precision,
-                 threads=torch.get_num_threads(),
-                 policy=policy.name)  # fmt: skip
+        log.info(
+            "model_ready",
+            model=classifier.model_info,
+            device=str(classifier.device),
+            dtype=str(classifier.dtype),
+            precision=classifier.precision,
+            threads=torch.get_num_threads(),
+            policy=policy.name,
+        )
 
-        pipeline = Pipeline(settings, classifier, policy, make_consumer(settings, metrics),
-                            make_producer(settings), metrics, health)  # fmt: skip
+        pipeline = Pipeline(
+            settings,
+            classifier,
+            policy,
+            make_consumer(settings, metrics),
+            make_producer(settings),
+            metrics,
+            health,
+        )
         stopper.pipeline = pipeline
         try:
             pipeline.start()

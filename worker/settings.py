@@ -121,10 +121,11 @@ class RoutingSettings(BaseModel):
         default=None, ge=0, le=1, description="urgency=high at this confidence escalates"
     )
     max_unfamiliarity: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="OOD score above which a message is 'unfamiliar' and goes to the fallback; "
         "default: the artifact's ood.threshold",
-    )  # fmt: skip
+    )
 
 
 class ModelSettings(BaseModel):
@@ -148,10 +149,11 @@ class ModelSettings(BaseModel):
     )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
     failing_batches: int = Field(
-        default=3, ge=1,
+        default=3,
+        ge=1,
         description="circuit breaker: after this many batches in a row fail whole (and a probe "
         "message too), stop committing, leave the group and exit 4",
-    )  # fmt: skip
+    )
 
 
 class WorkerSettings(BaseSettings):

@@ -28,8 +28,12 @@ HUNG_CALL_GRACE_S = 30.0
 
 
 def _exit_hung(name: str, overrun_s: float) -> None:
-    log.error("kafka_call_hung", call=name, overrun_s=round(overrun_s, 1),
-              note="exiting; the next owner of these partitions redoes the open batch")  # fmt: skip
+    log.error(
+        "kafka_call_hung",
+        call=name,
+        overrun_s=round(overrun_s, 1),
+        note="exiting; the next owner of these partitions redoes the open batch",
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(ExitCode.FATAL)

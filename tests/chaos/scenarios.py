@@ -957,9 +957,14 @@ def txn_id(ctx: Ctx) -> dict[str, Any]:
     n, rate = (1500, 50) if ctx.short else (3000, 50)
     # Each commit waits 1.5 s with its records already on the broker, so the kill lands
     # inside an open transaction (a plain worker is inside one only for milliseconds).
-    run = Run(ctx, "txn-id", partitions=2, module=FAULTY,
-              extra_env={"CHAOS_COMMIT_DELAY_S": "1.5"},
-              TRANSACTION_TIMEOUT_MS=str(txn_timeout_s * 1000))  # fmt: skip
+    run = Run(
+        ctx,
+        "txn-id",
+        partitions=2,
+        module=FAULTY,
+        extra_env={"CHAOS_COMMIT_DELAY_S": "1.5"},
+        TRANSACTION_TIMEOUT_MS=str(txn_timeout_s * 1000),
+    )
     run.fleet.start("r0")
     run.ready("r0")
     run.feeder.steady(mixed("tx"), n, rate)
@@ -1039,10 +1044,12 @@ def memory(ctx: Ctx) -> dict[str, Any]:
         "peak RSS (VmHWM) of each.",
         {"messages": [small, large]},
         acc,
-        {**extra, "peak_rss_mib_by_count": {str(small): peaks.get("r10k"),
-                                             str(large): peaks.get("r50k")}},
+        {
+            **extra,
+            "peak_rss_mib_by_count": {str(small): peaks.get("r10k"), str(large): peaks.get("r50k")},
+        },
         f"{small} then {large} messages",
-    )  # fmt: skip
+    )
 
 
 SCENARIOS: dict[str, Callable[[Ctx], dict[str, Any]]] = {

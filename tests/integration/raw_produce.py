@@ -26,8 +26,12 @@ _lib.rd_kafka_conf_new.restype = ctypes.c_void_p
 _lib.rd_kafka_conf_new.argtypes = []
 _lib.rd_kafka_conf_set.restype = ctypes.c_int
 _lib.rd_kafka_conf_set.argtypes = [
-    ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t
-]  # fmt: skip
+    ctypes.c_void_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_size_t,
+]
 _lib.rd_kafka_conf_set_dr_msg_cb.restype = None
 _lib.rd_kafka_conf_set_dr_msg_cb.argtypes = [ctypes.c_void_p, _DeliveryCb]
 _lib.rd_kafka_conf_destroy.restype = None
@@ -56,10 +60,13 @@ def _mem(data: bytes, keep: list[object]) -> ctypes.c_void_p:
 def _args(topic: bytes, partition: int, rec: RawRecord, keep: list[object]) -> list[object]:
     key, value, headers = rec
     args: list[object] = [
-        ctypes.c_int(_TOPIC), ctypes.c_char_p(topic),
-        ctypes.c_int(_PARTITION), ctypes.c_int32(partition),
-        ctypes.c_int(_MSGFLAGS), ctypes.c_int(_MSG_F_COPY),
-    ]  # fmt: skip
+        ctypes.c_int(_TOPIC),
+        ctypes.c_char_p(topic),
+        ctypes.c_int(_PARTITION),
+        ctypes.c_int32(partition),
+        ctypes.c_int(_MSGFLAGS),
+        ctypes.c_int(_MSG_F_COPY),
+    ]
     if value is not None:
         args += [ctypes.c_int(_VALUE), _mem(value, keep), ctypes.c_size_t(len(value))]
     if key is not None:
@@ -67,11 +74,19 @@ def _args(topic: bytes, partition: int, rec: RawRecord, keep: list[object]) -> l
     for name, hval in headers:
         assert b"\0" not in name, "librdkafka takes header names as C strings"
         if hval is None:  # NULL with size -1: a null header value
-            args += [ctypes.c_int(_HEADER), ctypes.c_char_p(name), ctypes.c_void_p(None),
-                     ctypes.c_ssize_t(-1)]  # fmt: skip
+            args += [
+                ctypes.c_int(_HEADER),
+                ctypes.c_char_p(name),
+                ctypes.c_void_p(None),
+                ctypes.c_ssize_t(-1),
+            ]
         else:
-            args += [ctypes.c_int(_HEADER), ctypes.c_char_p(name), _mem(hval, keep),
-                     ctypes.c_ssize_t(len(hval))]  # fmt: skip
+            args += [
+                ctypes.c_int(_HEADER),
+                ctypes.c_char_p(name),
+                _mem(hval, keep),
+                ctypes.c_ssize_t(len(hval)),
+            ]
     return [*args, ctypes.c_int(_END)]
 
 

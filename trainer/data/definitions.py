@@ -16,23 +16,48 @@ import random
 # singular or with an article where a sentence needs one.
 TERMS: dict[str, tuple[str, ...]] = {
     "refund_request": (
-        "money back", "a refund", "cancel a purchase", "reverse a purchase",
-        "cancel a booking", "reverse a booking", "cancel a charge", "reverse a charge",
+        "money back",
+        "a refund",
+        "cancel a purchase",
+        "reverse a purchase",
+        "cancel a booking",
+        "reverse a booking",
+        "cancel a charge",
+        "reverse a charge",
         "replace a damaged item",
     ),
     "billing_issue": (
-        "a payment", "a bill", "my balance", "a fee", "a charge", "a transfer", "my statement",
+        "a payment",
+        "a bill",
+        "my balance",
+        "a fee",
+        "a charge",
+        "a transfer",
+        "my statement",
     ),
     "account_access": (
-        "login", "my password", "my PIN", "a locked account", "a frozen account",
-        "a blocked account", "my identity", "my user name", "account management",
+        "login",
+        "my password",
+        "my PIN",
+        "a locked account",
+        "a frozen account",
+        "a blocked account",
+        "my identity",
+        "my user name",
+        "account management",
     ),
     "technical_problem": (
-        "something broken", "something failing", "something insecure", "a declined card",
-        "fraud", "a lost card", "a stolen card", "an error",
+        "something broken",
+        "something failing",
+        "something insecure",
+        "a declined card",
+        "fraud",
+        "a lost card",
+        "a stolen card",
+        "an error",
     ),
     "general_question": ("an information request", "a FAQ", "everything else"),
-}  # fmt: skip
+}
 # Intent-neutral carriers: the same sentences for every intent, so only the term decides.
 CARRIERS = (
     "{term}",

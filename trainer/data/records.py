@@ -103,8 +103,10 @@ def _example(row: Any, path: Path, line: int) -> Example:
         if value not in labels:
             raise DataError(
                 f"unknown {head} label {value!r}; expected one of {', '.join(labels)}",
-                path=str(path), line=line, field=head,
-            )  # fmt: skip
+                path=str(path),
+                line=line,
+                field=head,
+            )
         given[head] = value
     intent = given.pop("intent")
     source, collection = str(row.get("source", "")), str(row.get("collection", ""))

@@ -18,12 +18,21 @@ from trainer.data.mapping import IntentMapping, load_mapping
 from trainer.data.records import Example, read_labelled, write_jsonl
 from trainer.errors import DataError
 
-SPLIT_FILES = {"train": "train.jsonl", "val": "val.jsonl", "test_noisy": "test_noisy.jsonl",
-               "test_clean": "test_clean.jsonl"}  # fmt: skip
+SPLIT_FILES = {
+    "train": "train.jsonl",
+    "val": "val.jsonl",
+    "test_noisy": "test_noisy.jsonl",
+    "test_clean": "test_clean.jsonl",
+}
 
 
-COLLECTIONS = {"clinc": "clinc", "hub": "clinc", "banking77": "banking77",
-               "synthetic": "synthetic", "definitions": "definitions"}  # fmt: skip
+COLLECTIONS = {
+    "clinc": "clinc",
+    "hub": "clinc",
+    "banking77": "banking77",
+    "synthetic": "synthetic",
+    "definitions": "definitions",
+}
 # CLINC (and synthetic) keep the RNG keys they had before Banking77 came, so their
 # splits stay byte-identical to earlier releases and old figures stay comparable.
 RNG_NAMESPACE = {"banking77": "banking77:", "definitions": "definitions:"}

@@ -30,8 +30,11 @@ class Tool:
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, str(KAFKA_TOOL), *args],
-            env=self.env, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
 
     def pid(self) -> int:
         return int((self.state / "broker.pid").read_text())

@@ -118,9 +118,17 @@ class WorkerProc:
 
 
 def start_worker(
-    bootstrap: str, topics: Topics, model: Path, tmp: Path, *, group: str, txn_id: str,
-    module: str = "worker.cli", extra_env: dict[str, str] | None = None, **settings: str,
-) -> WorkerProc:  # fmt: skip
+    bootstrap: str,
+    topics: Topics,
+    model: Path,
+    tmp: Path,
+    *,
+    group: str,
+    txn_id: str,
+    module: str = "worker.cli",
+    extra_env: dict[str, str] | None = None,
+    **settings: str,
+) -> WorkerProc:
     """``python -m <module> run`` with the test settings; ``settings`` become SUPPORT_WORKER_*.
 
     ``module`` swaps the entry point (tests/chaos/faulty_worker.py wraps the worker's),
@@ -142,8 +150,13 @@ def start_worker(
     env.update(extra_env or {})
     log_path = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", module, "run"], cwd=REPO, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "run"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     return WorkerProc(proc, log_path)
 
 
@@ -153,8 +166,7 @@ def running_worker(
 ) -> Iterator[WorkerProc]:
     """A ready worker with a group and transactional.id of its own; SIGTERM, exit 0 after."""
     tag = uuid.uuid4().hex[:8]
-    w = start_worker(bootstrap, topics, model, tmp, group=f"g-{tag}", txn_id=f"t-{tag}",
-                     **settings)  # fmt: skip
+    w = start_worker(bootstrap, topics, model, tmp, group=f"g-{tag}", txn_id=f"t-{tag}", **settings)
     try:
         w.wait_ready()
         yield w
@@ -165,16 +177,32 @@ def running_worker(
 
 
 def message(i: int, *, text: str | None = None) -> dict[str, Any]:
-    texts = ["my card was declined at the store", "WHERE IS MY REFUND", "how do i reset my pin",
-             "what are your opening hours?", "this is the worst service, fix my bill NOW!!",
-             "thanks, just wondering about the fees", "", "i can't log in   "]  # fmt: skip
-    return {"message_id": f"m{i}", "conversation_id": f"c{i % 97}",
-            "text": texts[i % len(texts)] if text is None else text}  # fmt: skip
+    texts = [
+        "my card was declined at the store",
+        "WHERE IS MY REFUND",
+        "how do i reset my pin",
+        "what are your opening hours?",
+        "this is the worst service, fix my bill NOW!!",
+        "thanks, just wondering about the fees",
+        "",
+        "i can't log in   ",
+    ]
+    return {
+        "message_id": f"m{i}",
+        "conversation_id": f"c{i % 97}",
+        "text": texts[i % len(texts)] if text is None else text,
+    }
 
 
-MALFORMED: list[bytes] = [b"not json", b"\xff\xfe invalid utf8", b"[1, 2]", b'{"text": "no id"}',
-                          b'{"message_id": 7, "text": "x"}', b'{"message_id": "x"}',
-                          b'{"message_id": "y", "text": 5}']  # fmt: skip
+MALFORMED: list[bytes] = [
+    b"not json",
+    b"\xff\xfe invalid utf8",
+    b"[1, 2]",
+    b'{"text": "no id"}',
+    b'{"message_id": 7, "text": "x"}',
+    b'{"message_id": "x"}',
+    b'{"message_id": "y", "text": 5}',
+]
 
 
 def produce(bootstrap: str, topic: str, n: int, bad_every: int = 0) -> tuple[set[str], set[str]]:
@@ -187,13 +215,21 @@ def produce(bootstrap: str, topic: str, n: int, bad_every: int = 0) -> tuple[set
     for i in range(n):
         if bad_every and i % bad_every == bad_every - 1:
             key = f"bad-{i}"
-            p.produce(topic, key=key.encode(), value=MALFORMED[i % len(MALFORMED)],
-                      headers=[("traceparent", f"00-{i}-01".encode())])  # fmt: skip
+            p.produce(
+                topic,
+                key=key.encode(),
+                value=MALFORMED[i % len(MALFORMED)],
+                headers=[("traceparent", f"00-{i}-01".encode())],
+            )
             bad.add(key)
         else:
             msg = message(i)
-            p.produce(topic, key=msg["conversation_id"].encode(), value=json.dumps(msg).encode(),
-                      headers=[("traceparent", f"00-{i}-01".encode())])  # fmt: skip
+            p.produce(
+                topic,
+                key=msg["conversation_id"].encode(),
+                value=json.dumps(msg).encode(),
+                headers=[("traceparent", f"00-{i}-01".encode())],
+            )
             good.add(msg["message_id"])
         if i % 1000 == 0:
             p.poll(0)
@@ -209,9 +245,15 @@ class Committed:
 
 def read_committed(bootstrap: str, topics: Topics, expect: int, timeout: float = 120) -> Committed:
     """Everything committed on the output topics, waiting until ``expect`` records arrived."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                  "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False})  # fmt: skip
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     c.subscribe(topics.outputs())
     out = Committed([], [])
     deadline = time.monotonic() + timeout

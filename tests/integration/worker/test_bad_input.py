@@ -31,17 +31,20 @@ CASES: list[tuple[str, bytes | None, bytes, str]] = [
     ("int-id", b"k", b'{"message_id": 42, "text": "hello"}', "dlq:validate"),
     ("no-text", b"k", b'{"message_id": "no-text"}', "dlq:validate"),
     ("int-text", b"k", b'{"message_id": "int-text", "text": 7}', "dlq:validate"),
-    ("nested-meta", b"k", _json(message_id="nm", text="hi", metadata={"a": {"b": {"c": 1}}}),
-     "dlq:validate"),
-    ("huge-meta", b"k", _json(message_id="hm", text="hi", metadata=HUGE),
-     "dlq:validate"),
+    (
+        "nested-meta",
+        b"k",
+        _json(message_id="nm", text="hi", metadata={"a": {"b": {"c": 1}}}),
+        "dlq:validate",
+    ),
+    ("huge-meta", b"k", _json(message_id="hm", text="hi", metadata=HUGE), "dlq:validate"),
     ("deep-json", b"k", DEEP, "dlq:decode"),
     ("deep-300", b"k", DEEP_300, "dlq:serialize"),
     ("one-mb", b"k", _json(message_id="big", text="a" * MB), "dlq:validate"),
     ("empty", b"k", b'{"message_id": "empty", "text": ""}', "escalate"),
     ("null-key", None, b'{"message_id": "null-key", "text": "where is my refund"}', "route"),
     ("odd-chars", b"k", _json(message_id="odd", text=ODD), "route"),
-]  # fmt: skip
+]
 
 
 def test_bad_input_ends_in_the_dlq_or_a_route(
@@ -102,8 +105,13 @@ def test_a_record_too_large_even_for_the_dlq_is_dead_lettered_truncated_once(
     not fit anywhere. It used to abort every transaction (201 in 2 minutes) and stall the
     partition; now it steps down to a truncated dead letter, and what follows is routed."""
     topics = make_topics(make_topic, partitions=1)
-    p = Producer({"bootstrap.servers": kafka_bootstrap, "compression.type": "zstd",
-                  "message.max.bytes": 8 * MB})  # fmt: skip
+    p = Producer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "compression.type": "zstd",
+            "message.max.bytes": 8 * MB,
+        }
+    )
     huge = _json(message_id="huge", text="where is my refund " * 280_000)  # ~5.3 MB
     p.produce(topics.inbound, key=b"huge", value=huge)
     for i in range(5):

@@ -47,9 +47,15 @@ def read_raw(bootstrap: str, topics: Topics, expect: int, worker: WorkerProc) ->
 
     Until ``expect`` arrived and 3 s more (a duplicate would come now), 90 s, or the worker died.
     """
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}",
-                  "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False})  # fmt: skip
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"raw-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     c.subscribe(topics.outputs())
     out: list[Out] = []
     deadline, quiet_until = time.monotonic() + 90, None
@@ -84,8 +90,9 @@ def test_a_header_key_that_is_not_utf8_is_dead_lettered_and_null_values_kept(
     ]
     produce_raw(kafka_bootstrap, topics.inbound, records)
     tag = uuid.uuid4().hex[:8]
-    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=f"g-{tag}",
-                     txn_id=f"t-{tag}")  # fmt: skip
+    w = start_worker(
+        kafka_bootstrap, topics, smoke_artifact, tmp_path, group=f"g-{tag}", txn_id=f"t-{tag}"
+    )
     try:
         w.wait_ready()
         got = read_raw(kafka_bootstrap, topics, len(records), w)

@@ -12,16 +12,34 @@ from confluent_kafka.admin import AdminClient
 
 from tests.conftest import REPO
 
-TOPICS = ["support.inbound", "support.escalate", "support.auto_resolve", "support.more_info",
-          "support.dlq"]  # fmt: skip
+TOPICS = [
+    "support.inbound",
+    "support.escalate",
+    "support.auto_resolve",
+    "support.more_info",
+    "support.dlq",
+]
 
 
 def _apply(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "topics", "apply", "--bootstrap-servers", bootstrap,
-         "--replication-factor", "1", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "topics",
+            "apply",
+            "--bootstrap-servers",
+            bootstrap,
+            "--replication-factor",
+            "1",
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _partitions(admin: AdminClient, name: str) -> int:

@@ -32,8 +32,9 @@ def test_a_replica_fenced_by_a_second_one_with_its_id_exits_naming_the_setting(
         i = 0
         while first.proc.poll() is None and time.monotonic() < deadline:
             for _ in range(20):  # traffic, so the first one tries to commit
-                p.produce(topics.inbound, value=json.dumps(message(i)).encode(),
-                          key=str(i).encode())  # fmt: skip
+                p.produce(
+                    topics.inbound, value=json.dumps(message(i)).encode(), key=str(i).encode()
+                )
                 i += 1
             p.flush(10)
             time.sleep(0.5)

@@ -15,8 +15,10 @@ from tests.integration.worker.harness import make_topics, read_committed, start_
 # The smoke artifact trains on trainer/data/synthetic.py's templates: these are two of
 # them filled in (familiar), and two texts from nowhere near that ground.
 FAMILIAR = ["i want a refund for my jacket", "what are your opening hours on sunday"]
-UNFAMILIAR = ["das Wetter in Berlin ist heute schön und sonnig, wir gehen spazieren",
-              "\U0001f642\U0001f642\U0001f642 ### 12345 @@@ zzz qqq xxxx"]  # fmt: skip
+UNFAMILIAR = [
+    "das Wetter in Berlin ist heute schön und sonnig, wir gehen spazieren",
+    "\U0001f642\U0001f642\U0001f642 ### 12345 @@@ zzz qqq xxxx",
+]
 
 
 def test_unfamiliar_messages_go_to_the_fallback_route(
@@ -33,8 +35,15 @@ def test_unfamiliar_messages_go_to_the_fallback_route(
     assert p.flush(30) == 0
     tag = uuid.uuid4().hex[:8]
     # A confidence floor of 0 leaves the OOD check as the only way to the fallback.
-    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=f"g-{tag}",
-                     txn_id=f"t-{tag}", routing__min_action_confidence="0")  # fmt: skip
+    w = start_worker(
+        kafka_bootstrap,
+        topics,
+        smoke_artifact,
+        tmp_path,
+        group=f"g-{tag}",
+        txn_id=f"t-{tag}",
+        routing__min_action_confidence="0",
+    )
     try:
         w.wait_ready()
         got = read_committed(kafka_bootstrap, topics, len(texts), timeout=60)

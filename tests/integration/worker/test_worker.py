@@ -47,8 +47,13 @@ def test_backlog_routes_every_message_exactly_once(
     topics = make_topics(make_topic, partitions=4)
     good, bad = produce(kafka_bootstrap, topics.inbound, 5000, bad_every=50)
     assert (len(good), len(bad)) == (4900, 100)
-    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path,
-                     **_ids(BATCHING__MAX_BATCH_SIZE="64", BATCHING__MAX_WAIT_MS="50"))  # fmt: skip
+    w = start_worker(
+        kafka_bootstrap,
+        topics,
+        smoke_artifact,
+        tmp_path,
+        **_ids(BATCHING__MAX_BATCH_SIZE="64", BATCHING__MAX_WAIT_MS="50"),
+    )
     try:
         w.wait_ready()
         assert w.get("/healthz")[0] == 200
@@ -70,9 +75,11 @@ def test_backlog_routes_every_message_exactly_once(
             if value["routing"]["reason"] == "empty_text":
                 assert preds is None and not value["message"]["text"].strip()
                 continue
-            decision = policy.decide({h: p["label"] for h, p in preds.items()},
-                                     {h: p["confidence"] for h, p in preds.items()},
-                                     value["routing"]["unfamiliarity"])  # fmt: skip
+            decision = policy.decide(
+                {h: p["label"] for h, p in preds.items()},
+                {h: p["confidence"] for h, p in preds.items()},
+                value["routing"]["unfamiliarity"],
+            )
             assert (decision.route, decision.reason) == (value["route"], value["routing"]["reason"])
 
         batches, calls = w.metric("support_batches_total"), w.metric("support_model_calls_total")
@@ -94,8 +101,9 @@ def test_a_lone_message_is_published_within_max_wait_plus_one_inference(
     kafka_bootstrap: str, make_topic: Callable[..., str], smoke_artifact: Path, tmp_path: Path
 ) -> None:
     topics = make_topics(make_topic, partitions=1)
-    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path,
-                     **_ids(BATCHING__MAX_WAIT_MS="200"))  # fmt: skip
+    w = start_worker(
+        kafka_bootstrap, topics, smoke_artifact, tmp_path, **_ids(BATCHING__MAX_WAIT_MS="200")
+    )
     try:
         w.wait_ready()
         # Measure the steady state, not the join: a first message proves the partition is
@@ -145,10 +153,24 @@ def test_two_workers_share_the_group_and_one_leaves_mid_run(
     topics = make_topics(make_topic, partitions=4)
     good, bad = produce(kafka_bootstrap, topics.inbound, 4000, bad_every=40)
     group = f"g-{uuid.uuid4().hex[:8]}"
-    a = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=group,
-                     txn_id=f"{group}-a", BATCHING__MAX_BATCH_SIZE="16")  # fmt: skip
-    b = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, group=group,
-                     txn_id=f"{group}-b", BATCHING__MAX_BATCH_SIZE="16")  # fmt: skip
+    a = start_worker(
+        kafka_bootstrap,
+        topics,
+        smoke_artifact,
+        tmp_path,
+        group=group,
+        txn_id=f"{group}-a",
+        BATCHING__MAX_BATCH_SIZE="16",
+    )
+    b = start_worker(
+        kafka_bootstrap,
+        topics,
+        smoke_artifact,
+        tmp_path,
+        group=group,
+        txn_id=f"{group}-b",
+        BATCHING__MAX_BATCH_SIZE="16",
+    )
     try:
         a.wait_ready()
         b.wait_ready()
@@ -172,8 +194,13 @@ def test_sigterm_mid_backlog_exits_0_with_a_gap_free_prefix(
 ) -> None:
     topics = make_topics(make_topic, partitions=4)
     produce(kafka_bootstrap, topics.inbound, 4000, bad_every=40)
-    w = start_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path,
-                     **_ids(BATCHING__MAX_BATCH_SIZE="16", SHUTDOWN_GRACE_S="20"))  # fmt: skip
+    w = start_worker(
+        kafka_bootstrap,
+        topics,
+        smoke_artifact,
+        tmp_path,
+        **_ids(BATCHING__MAX_BATCH_SIZE="16", SHUTDOWN_GRACE_S="20"),
+    )
     w.wait_ready()
     w.wait_batches(20)
     started = time.monotonic()

@@ -15,9 +15,12 @@ from tests.conftest import KAFKA_TOOL
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(KAFKA_TOOL), *args], env=env, capture_output=True, text=True,
+        [sys.executable, str(KAFKA_TOOL), *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
-    )  # fmt: skip
+    )
 
 
 def _load_tool_module() -> object:
@@ -48,8 +51,11 @@ def _bare_env(tmp_path: Path, *tools: str) -> dict[str, str]:
         assert found, tool
         (bin_dir / tool).symlink_to(found)
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    env.update(PATH=str(bin_dir), LOCAL_KAFKA_STATE=str(tmp_path / "state"),
-               LOCAL_KAFKA_CACHE=str(tmp_path / "cache"))  # fmt: skip
+    env.update(
+        PATH=str(bin_dir),
+        LOCAL_KAFKA_STATE=str(tmp_path / "state"),
+        LOCAL_KAFKA_CACHE=str(tmp_path / "cache"),
+    )
     return env
 
 

@@ -19,8 +19,14 @@ TEXTS = ["i want a refund NOW!!", "what are your opening hours", "MY CARD WAS DE
 
 def test_smoke_training_exports_a_complete_artifact(smoke_artifact: Path) -> None:
     names = {p.name for p in smoke_artifact.iterdir()}
-    assert {"model.safetensors", "manifest.json", "metrics.json", "model_card.md",
-            "tokenizer.json", "tokenizer_config.json"} <= names  # fmt: skip
+    assert {
+        "model.safetensors",
+        "manifest.json",
+        "metrics.json",
+        "model_card.md",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= names
     manifest = json.loads((smoke_artifact / "manifest.json").read_text())
     assert manifest["heads"] == {h: list(v) for h, v in HEADS.items()}
     assert set(manifest["temperatures"]) == set(HEADS)

@@ -29,8 +29,19 @@ def test_evaluate_any_labelled_jsonl(
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out_json = tmp_path / "m.json"
-    code = main(["evaluate", "--model", str(smoke_artifact), "--data", str(data),
-                 "--json", str(out_json), "--out", str(tmp_path / "eval")])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(smoke_artifact),
+            "--data",
+            str(data),
+            "--json",
+            str(out_json),
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| mine | **no** | 3 |" in printed  # per source: the smoke model never saw it
@@ -71,8 +82,17 @@ def test_an_unknown_backbone_fails_naming_what_was_tried(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code = main(["train", "--preset", "smoke", "--base-model", str(tmp_path / "nope"),
-                 "--out", str(tmp_path / "out")])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--preset",
+            "smoke",
+            "--base-model",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 1
     assert "no backbone found; tried: local dir" in capsys.readouterr().err
 
@@ -88,8 +108,20 @@ def test_train_on_your_own_csv_files_counting_skipped_lines(
         if split == "train":
             lines.append(",billing_issue")  # no text: skipped and counted
         (tmp_path / name).write_text("\n".join(lines) + "\n")
-    code = main(["train", "--preset", "smoke", "--data-dir", str(tmp_path), "--skip-invalid",
-                 "--epochs", "1", "--out", str(tmp_path / "model")])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--preset",
+            "smoke",
+            "--data-dir",
+            str(tmp_path),
+            "--skip-invalid",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "model"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert f"skipped 1 invalid lines in {tmp_path}" in out

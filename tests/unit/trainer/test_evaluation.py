@@ -15,13 +15,22 @@ AUTO, INFO = [0.9, 0.05, 0.05], [0.05, 0.9, 0.05]
 def _case() -> tuple[list[Example], Predictions]:
     # four say auto_resolve confidently; two of them are wrong, and those two are the
     # least familiar; one says request_more_info
-    truth = ["auto_resolve", "auto_resolve", "escalate_to_human", "request_more_info",
-             "request_more_info"]  # fmt: skip
+    truth = [
+        "auto_resolve",
+        "auto_resolve",
+        "escalate_to_human",
+        "request_more_info",
+        "request_more_info",
+    ]
     examples = [Example(f"t{i}", "general_question", "low", "calm", a) for i, a in enumerate(truth)]
     action = np.array([AUTO, AUTO, AUTO, AUTO, INFO])
     other = np.tile([0.8, 0.1, 0.1], (5, 1))
-    probs = {"intent": np.tile([0.1, 0.1, 0.1, 0.1, 0.6], (5, 1)), "urgency": other,
-             "sentiment": other, "action": action}  # fmt: skip
+    probs = {
+        "intent": np.tile([0.1, 0.1, 0.1, 0.1, 0.6], (5, 1)),
+        "urgency": other,
+        "sentiment": other,
+        "action": action,
+    }
     return examples, Predictions(probs, np.array([0.5, 1.0, 4.0, 3.0, 0.2]))
 
 

@@ -66,6 +66,8 @@ def test_action_rule(intent: str, urg: str, sent: str, expected: str) -> None:
 
 def test_label_all_reads_the_final_text() -> None:
     assert label_all("I can't believe my card was declined NOW!", "technical_problem") == {
-        "intent": "technical_problem", "urgency": "high", "sentiment": "frustrated",
+        "intent": "technical_problem",
+        "urgency": "high",
+        "sentiment": "frustrated",
         "action": "escalate_to_human",
-    }  # fmt: skip
+    }

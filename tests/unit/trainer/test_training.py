@@ -11,10 +11,16 @@ from trainer.data.records import Example
 from trainer.labeling import label_all
 from trainer.training import AUX_HEAD, TrainConfig, train
 
-SOURCES = {"pay_bill": "billing_issue", "balance": "billing_issue", "pin_change": "account_access",
-           "card_declined": "technical_problem", "damaged_card": "refund_request",
-           "translate": "general_question", "weather": "general_question",
-           "timer": "general_question"}  # fmt: skip
+SOURCES = {
+    "pay_bill": "billing_issue",
+    "balance": "billing_issue",
+    "pin_change": "account_access",
+    "card_declined": "technical_problem",
+    "damaged_card": "refund_request",
+    "translate": "general_question",
+    "weather": "general_question",
+    "timer": "general_question",
+}
 
 
 def _examples(n: int) -> list[Example]:

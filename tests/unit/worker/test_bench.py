@@ -13,10 +13,26 @@ from tests.conftest import REPO
 def test_memory_bench_reports_every_figure(smoke_artifact: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "bench", "--quick", "--source", "memory",
-         "--model", str(smoke_artifact), "--json", str(out), "--threads", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "bench",
+            "--quick",
+            "--source",
+            "memory",
+            "--model",
+            str(smoke_artifact),
+            "--json",
+            str(out),
+            "--threads",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     r = report["results"]
@@ -27,8 +43,12 @@ def test_memory_bench_reports_every_figure(smoke_artifact: Path, tmp_path: Path)
     assert report["machine"]["torch_threads"] == 1
     assert "memory_over_c" in report["ratios"]
     variants = r["c"]
-    assert set(variants) == {"padded", "padding-free", "int8, padding-free",
-                             "bf16 autocast, padding-free"}  # fmt: skip
+    assert set(variants) == {
+        "padded",
+        "padding-free",
+        "int8, padding-free",
+        "bf16 autocast, padding-free",
+    }
     for name, v in variants.items():
         assert v["msgs_per_s"] > 0, name
         assert set(v["accuracy_change"]) == {"intent", "urgency", "sentiment", "action"}

@@ -31,10 +31,23 @@ def test_topics_apply_against_an_unreachable_broker_fails_fast_naming_it() -> No
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     started = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "topics", "apply",
-         "--bootstrap-servers", "127.0.0.1:1", "--replication-factor", "1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "topics",
+            "apply",
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--replication-factor",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     elapsed = time.monotonic() - started
     assert out.returncode == 1
     assert "cannot reach Kafka at 127.0.0.1:1 within 3s" in out.stderr
@@ -44,8 +57,14 @@ def test_topics_apply_against_an_unreachable_broker_fails_fast_naming_it() -> No
 
 def test_a_bad_setting_exits_2_naming_it() -> None:
     env = dict(os.environ, SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE="zero")
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "run"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "setting 'batching.max_batch_size'" in out.stderr and "'zero'" in out.stderr
 
@@ -58,8 +77,14 @@ def test_a_bad_model_path_is_one_line_and_exit_3(make: str, tmp_path: object) ->
     if make == "empty":
         path.mkdir()
     env = dict(os.environ, SUPPORT_WORKER_MODEL__PATH=str(path), SUPPORT_WORKER_ADMIN_PORT="0")
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "run"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 3, out.stderr
     # one line besides the JSON log lines, and no traceback
     (line,) = [ln for ln in out.stderr.splitlines() if not ln.startswith("{")]
@@ -71,10 +96,20 @@ def test_classify_prints_the_outbound_json(smoke_artifact: object) -> None:
     import json
 
     out = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "classify", "--model", str(smoke_artifact),
-         "my card was declined!!"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "classify",
+            "--model",
+            str(smoke_artifact),
+            "my card was declined!!",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     printed = json.loads(out.stdout)
     assert printed["topic"].startswith("support.")

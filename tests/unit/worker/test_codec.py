@@ -63,12 +63,17 @@ def test_dead_letter_keeps_the_original_and_adds_the_reason() -> None:
     h = dict(headers)
     assert h["x-error-stage"] == b"decode" and h["x-error-type"] == b"JSONDecodeError"
     assert (h["x-source-topic"], h["x-source-partition"], h["x-source-offset"]) == (
-        b"support.inbound", b"3", b"42")  # fmt: skip
+        b"support.inbound",
+        b"3",
+        b"42",
+    )
 
 
 def test_result_value_matches_the_outbound_contract() -> None:
-    rec = _record(b'{"message_id": "m1", "conversation_id": "c", "text": "hi", "extra": 1}',
-                  [("traceparent", b"t"), ("content-type", b"text/plain")])  # fmt: skip
+    rec = _record(
+        b'{"message_id": "m1", "conversation_id": "c", "text": "hi", "extra": 1}',
+        [("traceparent", b"t"), ("content-type", b"text/plain")],
+    )
     acc = codec.decode(rec, 1000)
     assert isinstance(acc, codec.Accepted)
     model = {"name": "n", "version": "v", "content_hash": "h"}
@@ -84,14 +89,25 @@ def test_result_value_matches_the_outbound_contract() -> None:
     assert value["message"]["extra"] == 1  # unknown fields pass through
     assert value["timing"]["queue_ms"] == 50.0
     headers = codec.result_headers(rec, "v")
-    assert headers == [("traceparent", b"t"), ("content-type", b"application/json"),
-                       ("model-version", b"v")]  # fmt: skip
+    assert headers == [
+        ("traceparent", b"t"),
+        ("content-type", b"application/json"),
+        ("model-version", b"v"),
+    ]
 
 
 def test_an_unreadable_header_key_rejects_the_record_before_its_value() -> None:
     reason = "header 0 key is not valid UTF-8: b'\\xff\\xfekey'"
-    rec = codec.Record("support.inbound", 3, 42, b"conv-1", b'{"message_id": "m", "text": "hi"}',
-                       [("traceparent", b"t"), ("nullable", None)], None, reason)  # fmt: skip
+    rec = codec.Record(
+        "support.inbound",
+        3,
+        42,
+        b"conv-1",
+        b'{"message_id": "m", "text": "hi"}',
+        [("traceparent", b"t"), ("nullable", None)],
+        None,
+        reason,
+    )
     out = codec.decode(rec, 1000)
     assert isinstance(out, codec.Rejected)
     assert (out.stage, out.error_type, out.reason) == ("decode", "InvalidHeader", reason)

@@ -24,10 +24,12 @@ def err(code: int, **flags: bool) -> KafkaException:
 class FakeProducer:
     """The transactional calls, logged. ``script[name]`` lists what each call raises."""
 
-    def __init__(self, script: dict[str, list[KafkaException | None]] | None = None,
-                 refuse: Callable[[str, bytes | None], KafkaError | None] | None = None,
-                 refuse_now: Callable[[str, bytes | None], KafkaError | None] | None = None,
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self,
+        script: dict[str, list[KafkaException | None]] | None = None,
+        refuse: Callable[[str, bytes | None], KafkaError | None] | None = None,
+        refuse_now: Callable[[str, bytes | None], KafkaError | None] | None = None,
+    ) -> None:
         self.script = script or {}
         self.refuse, self.refuse_now = refuse, refuse_now
         self.calls: list[str] = []
@@ -51,8 +53,15 @@ class FakeProducer:
         self._call("begin")
         self.open = []
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, *,
-                headers: list[Any], on_delivery: Callable[..., None]) -> None:  # fmt: skip
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        *,
+        headers: list[Any],
+        on_delivery: Callable[..., None],
+    ) -> None:
         now = self.refuse_now and self.refuse_now(topic, value)
         if now:
             raise KafkaException(now)
@@ -71,8 +80,9 @@ class FakeProducer:
         self.poll()
         return 0
 
-    def send_offsets_to_transaction(self, offsets: list[TopicPartition], _m: Any,
-                                    _t: float) -> None:  # fmt: skip
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], _m: Any, _t: float
+    ) -> None:
         self._call("send_offsets")
         self.offsets.append([(tp.partition, tp.offset) for tp in offsets])
 
@@ -106,8 +116,11 @@ class FakeConsumer:
 Batch = list[tuple[codec.Record, Outgoing]]
 
 
-def batch(n: int = 4, partition: Callable[[int], int] = lambda i: i % 2,
-          value: Callable[[int], bytes] = lambda i: b"v") -> Batch:  # fmt: skip
+def batch(
+    n: int = 4,
+    partition: Callable[[int], int] = lambda i: i % 2,
+    value: Callable[[int], bytes] = lambda i: b"v",
+) -> Batch:
     out = []
     for i in range(n):
         rec = codec.Record("in", partition(i), 10 + i, b"k", value(i), [("h", b"1")], None)
@@ -115,8 +128,9 @@ def batch(n: int = 4, partition: Callable[[int], int] = lambda i: i % 2,
     return out
 
 
-def committer(producer: FakeProducer, consumer: FakeConsumer | None = None,
-              **settings: Any) -> tuple[Committer, list[float]]:  # fmt: skip
+def committer(
+    producer: FakeProducer, consumer: FakeConsumer | None = None, **settings: Any
+) -> tuple[Committer, list[float]]:
     slept: list[float] = []
     now = [0.0]
 
@@ -124,9 +138,15 @@ def committer(producer: FakeProducer, consumer: FakeConsumer | None = None,
         slept.append(seconds)
         now[0] += seconds
 
-    c = Committer(WorkerSettings(commit_timeout_s=2, **settings), cast(Any, producer),
-                  cast(Any, consumer or FakeConsumer()), Metrics(), Health(stale_after_s=30),
-                  sleep=sleep, clock=lambda: now[0])  # fmt: skip
+    c = Committer(
+        WorkerSettings(commit_timeout_s=2, **settings),
+        cast(Any, producer),
+        cast(Any, consumer or FakeConsumer()),
+        Metrics(),
+        Health(stale_after_s=30),
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
     return c, slept
 
 
@@ -236,8 +256,9 @@ def test_a_pointer_refused_too_is_fatal_not_a_loop() -> None:
         committer(p)[0].commit(batch(n=1))
 
 
-@pytest.mark.parametrize("code", [KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                  KafkaError.TOPIC_AUTHORIZATION_FAILED])  # fmt: skip
+@pytest.mark.parametrize(
+    "code", [KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED]
+)
 def test_a_destination_we_cannot_write_is_fatal_naming_it(code: int) -> None:
     p = FakeProducer(refuse=lambda t, v: KafkaError(code) if t == "support.escalate" else None)
     with pytest.raises(FatalKafkaError, match=r"support\.escalate"):
@@ -252,8 +273,14 @@ def test_at_least_once_flushes_then_commits_offsets() -> None:
 
 
 def test_at_least_once_refused_record_becomes_a_dead_letter() -> None:
-    p, consumer = FakeProducer(refuse=lambda t, v: KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
-                               if v == b'{"r": 1}' else None), FakeConsumer()  # fmt: skip
+    p, consumer = (
+        FakeProducer(
+            refuse=lambda t, v: (
+                KafkaError(KafkaError.MSG_SIZE_TOO_LARGE) if v == b'{"r": 1}' else None
+            )
+        ),
+        FakeConsumer(),
+    )
     done = committer(p, consumer, mode="at_least_once")[0].commit(batch())
     assert done is not None and done.outgoing[1].route == "dlq:produce"
     assert consumer.commits == [[(0, 13), (1, 14)]]

@@ -14,9 +14,12 @@ from tests.chaos.fuzz import Case, cases, problem
 from worker.inference import Row
 from worker.routing import RoutingPolicy
 
-PLAIN = Row({"intent": "billing_issue", "urgency": "low", "sentiment": "calm",
-             "action": "auto_resolve"}, {"intent": 0.9, "urgency": 0.9, "sentiment": 0.9,
-                                         "action": 0.9}, {}, 0.0)  # fmt: skip
+PLAIN = Row(
+    {"intent": "billing_issue", "urgency": "low", "sentiment": "calm", "action": "auto_resolve"},
+    {"intent": 0.9, "urgency": 0.9, "sentiment": 0.9, "action": 0.9},
+    {},
+    0.0,
+)
 DEEP = b'{"message_id":"d","text":"hi","a":' + b"[" * 300 + b"]" * 300 + b"}"
 
 
@@ -40,6 +43,13 @@ def test_every_case_becomes_a_result_or_a_dead_letter(case: Case) -> None:
     ids=["deep-json", "long-meta-key", "lone-surrogate", "huge-float", "huge-int", "bom", "null"],
 )
 def test_known_poison_values(value: bytes | None) -> None:
-    case = Case(b"k", value, [("x-null", None), ("traceparent", b"00-1-01")], 0, PLAIN, None,
-                RoutingPolicy())  # fmt: skip
+    case = Case(
+        b"k",
+        value,
+        [("x-null", None), ("traceparent", b"00-1-01")],
+        0,
+        PLAIN,
+        None,
+        RoutingPolicy(),
+    )
     assert problem(case) is None

@@ -10,8 +10,13 @@ import pytest
 from trainer import load_artifact
 from worker.inference import Classifier
 
-TEXTS = ["my card was declined!!", "WHERE IS MY REFUND", "hi", "how do i reset my pin please",
-         "the app keeps crashing when i open payments and i am so annoyed"]  # fmt: skip
+TEXTS = [
+    "my card was declined!!",
+    "WHERE IS MY REFUND",
+    "hi",
+    "how do i reset my pin please",
+    "the app keeps crashing when i open payments and i am so annoyed",
+]
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,12 @@ _lib.rd_kafka_headers_new.restype = ctypes.c_void_p
 _lib.rd_kafka_headers_new.argtypes = [ctypes.c_size_t]
 _lib.rd_kafka_header_add.restype = ctypes.c_int
 _lib.rd_kafka_header_add.argtypes = [
-    ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ssize_t, ctypes.c_char_p, ctypes.c_ssize_t
-]  # fmt: skip
+    ctypes.c_void_p,
+    ctypes.c_char_p,
+    ctypes.c_ssize_t,
+    ctypes.c_char_p,
+    ctypes.c_ssize_t,
+]
 
 
 def consumed(headers: list[tuple[bytes, bytes | None]], value: bytes | None = b"{}") -> Message:
@@ -27,8 +31,9 @@ def consumed(headers: list[tuple[bytes, bytes | None]], value: bytes | None = b"
     hdrs = _lib.rd_kafka_headers_new(len(headers))
     for name, v in headers:
         assert _lib.rd_kafka_header_add(hdrs, name, -1, v, -1 if v is None else len(v)) == 0
-    msg = Message(topic="in", partition=0, offset=7, key=b"k", value=value,
-                  timestamp=(1, 1_700_000_000_000))  # fmt: skip
+    msg = Message(
+        topic="in", partition=0, offset=7, key=b"k", value=value, timestamp=(1, 1_700_000_000_000)
+    )
     msg.set_error(None)  # the consumer's Message holds None there, not NULL
     (ctypes.c_size_t * 6).from_address(id(msg) + object.__basicsize__)[4] = hdrs
     return msg

@@ -14,7 +14,13 @@ def test_readable_headers_are_kept_with_null_values() -> None:
     assert rec.headers == [("traceparent", b"t"), ("nullable", None)]
     assert rec.header_error is None
     assert (rec.topic, rec.partition, rec.offset, rec.key, rec.value, rec.timestamp_ms) == (
-        "in", 0, 7, b"k", VALUE, 1_700_000_000_000)  # fmt: skip
+        "in",
+        0,
+        7,
+        b"k",
+        VALUE,
+        1_700_000_000_000,
+    )
     assert isinstance(codec.decode(rec, 1000), codec.Accepted)
 
 

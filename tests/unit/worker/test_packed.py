@@ -39,10 +39,17 @@ def _model(config: object, pooling: str) -> MultiHeadClassifier:
     return MultiHeadClassifier(encoder, HEADS, pooling, 0.3).eval()
 
 
-BERT = BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=128, max_position_embeddings=64)  # fmt: skip
-DISTILBERT = DistilBertConfig(vocab_size=500, dim=64, n_layers=2, n_heads=4, hidden_dim=128,
-                              max_position_embeddings=64)  # fmt: skip
+BERT = BertConfig(
+    vocab_size=500,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    max_position_embeddings=64,
+)
+DISTILBERT = DistilBertConfig(
+    vocab_size=500, dim=64, n_layers=2, n_heads=4, hidden_dim=128, max_position_embeddings=64
+)
 
 
 @pytest.mark.parametrize("config", [BERT, DISTILBERT], ids=["bert", "distilbert"])
@@ -84,8 +91,13 @@ def test_pack_describes_the_layout() -> None:
 
 
 def test_other_encoders_fall_back_to_the_padded_path() -> None:
-    roberta = RobertaConfig(vocab_size=500, hidden_size=64, num_hidden_layers=1,
-                            num_attention_heads=4, intermediate_size=128)  # fmt: skip
+    roberta = RobertaConfig(
+        vocab_size=500,
+        hidden_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=128,
+    )
     model = _model(roberta, "mean")
     assert not supports(model)
     with pytest.raises(ValueError, match="no padding-free path"):

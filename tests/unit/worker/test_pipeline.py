@@ -49,8 +49,15 @@ def _item(i: int, ids: list[int]) -> Item:
 @pytest.fixture
 def pipeline() -> Pipeline:
     model = FlakyModel()
-    return Pipeline(WorkerSettings(), cast(Classifier, model), RoutingPolicy(), cast(Any, None),
-                    cast(Any, None), Metrics(), Health(stale_after_s=30))  # fmt: skip
+    return Pipeline(
+        WorkerSettings(),
+        cast(Classifier, model),
+        RoutingPolicy(),
+        cast(Any, None),
+        cast(Any, None),
+        Metrics(),
+        Health(stale_after_s=30),
+    )
 
 
 def test_a_failing_message_is_isolated_and_only_it_fails(pipeline: Pipeline) -> None:
@@ -76,11 +83,21 @@ def test_an_unfamiliar_result_is_produced_to_the_fallback_topic() -> None:
 
     settings = WorkerSettings()
     policy = RoutingPolicy(0.7, max_unfamiliarity=2.0)
-    labels = {"intent": "general_question", "urgency": "low", "sentiment": "calm",
-              "action": "auto_resolve"}  # fmt: skip
+    labels = {
+        "intent": "general_question",
+        "urgency": "low",
+        "sentiment": "calm",
+        "action": "auto_resolve",
+    }
     confidences = dict.fromkeys(labels, 0.99)
-    ctx = codec.ResultContext({"name": "m", "version": "1", "content_hash": "0" * 64},
-                              policy.name, "2026-01-01T00:00:00Z", 1.0, 1, 0.0)  # fmt: skip
+    ctx = codec.ResultContext(
+        {"name": "m", "version": "1", "content_hash": "0" * 64},
+        policy.name,
+        "2026-01-01T00:00:00Z",
+        1.0,
+        1,
+        0.0,
+    )
     model = cast(Classifier, type("M", (), {"model_info": {"version": "1"}})())
     outs = {}
     for name, score in (("familiar", 1.5), ("unfamiliar", 7.0)):
@@ -107,15 +124,29 @@ def test_a_message_too_deep_to_serialize_is_a_dead_letter_not_a_crash() -> None:
     accepted = codec.decode(rec, 1000)
     assert isinstance(accepted, codec.Accepted)  # it passes decode: the hazard is later
     settings, policy = WorkerSettings(), RoutingPolicy(0.7)
-    labels = {"intent": "general_question", "urgency": "low", "sentiment": "calm",
-              "action": "auto_resolve"}  # fmt: skip
+    labels = {
+        "intent": "general_question",
+        "urgency": "low",
+        "sentiment": "calm",
+        "action": "auto_resolve",
+    }
     row = Row(labels, dict.fromkeys(labels, 0.99), {}, None)
-    ctx = codec.ResultContext({"name": "m", "version": "1", "content_hash": "0" * 64},
-                              policy.name, "2026-01-01T00:00:00Z", 1.0, 1, 0.0)  # fmt: skip
+    ctx = codec.ResultContext(
+        {"name": "m", "version": "1", "content_hash": "0" * 64},
+        policy.name,
+        "2026-01-01T00:00:00Z",
+        1.0,
+        1,
+        0.0,
+    )
     model = cast(Classifier, type("M", (), {"model_info": {"version": "1"}})())
     out = to_outgoing(Item(rec, accepted, [1]), row, None, ctx, policy, settings, model)
-    assert (out.topic, out.route, out.key, out.value) == (settings.topics.dlq, "dlq:serialize",
-                                                          b"k", value)  # fmt: skip
+    assert (out.topic, out.route, out.key, out.value) == (
+        settings.topics.dlq,
+        "dlq:serialize",
+        b"k",
+        value,
+    )
     headers = dict(out.headers)
     assert headers["x-error-stage"] == b"serialize" and headers["trace"] == b"1"
     assert b"ecursion" in headers["x-error-message"]
@@ -167,8 +198,15 @@ def test_a_slow_forward_pass_keeps_polling_with_partitions_paused() -> None:
     consumer = RecordingConsumer()
     settings = WorkerSettings(max_poll_interval_ms=1000)  # wait 0.25 s, then poll while paused
     model = cast(Classifier, SlowModel())
-    pipeline = Pipeline(settings, model, RoutingPolicy(), cast(Any, consumer), cast(Any, None),
-                        Metrics(), Health(stale_after_s=30))  # fmt: skip
+    pipeline = Pipeline(
+        settings,
+        model,
+        RoutingPolicy(),
+        cast(Any, consumer),
+        cast(Any, None),
+        Metrics(),
+        Health(stale_after_s=30),
+    )
     with ThreadPoolExecutor(1) as model_thread:
         future = model_thread.submit(pipeline.infer, [_item(0, [1, 2])])
         rows, failures, _, _ = pipeline.wait_keeping_membership(future)
@@ -225,8 +263,9 @@ class TxnProducer:
     def begin_transaction(self) -> None:
         pass
 
-    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-                **_: Any) -> None:  # fmt: skip
+    def produce(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, **_: Any
+    ) -> None:
         self.produced.append(value)
         self.topics.append(topic)
 
@@ -246,8 +285,9 @@ class TxnProducer:
         self.model_busy_at_commit.append(bool(self.model and self.model.busy))
         if self.commits == self.fail_commit:
             if self.abortable:
-                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "simulated",
-                                                txn_requires_abort=True))  # fmt: skip
+                raise KafkaException(
+                    KafkaError(KafkaError._TIMED_OUT, "simulated", txn_requires_abort=True)
+                )
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "simulated", retriable=True))
         self.events.append(("commit", self.last_offsets[0][1]))
 
@@ -286,8 +326,15 @@ def _overlap_pipeline(
     settings = WorkerSettings(batching={"max_batch_size": 8, "overlap": overlap})
     producer, consumer = TxnProducer(events, fail_commit, abortable), GroupConsumer()
     producer.model = model
-    pipeline = Pipeline(settings, cast(Classifier, model), RoutingPolicy(), cast(Any, consumer),
-                        cast(Any, producer), Metrics(), Health(stale_after_s=30))  # fmt: skip
+    pipeline = Pipeline(
+        settings,
+        cast(Classifier, model),
+        RoutingPolicy(),
+        cast(Any, consumer),
+        cast(Any, producer),
+        Metrics(),
+        Health(stale_after_s=30),
+    )
     return pipeline, events, producer, consumer
 
 
@@ -324,8 +371,9 @@ def test_an_aborted_commit_drops_the_batch_in_flight_and_rewinds(smoke_artifact:
 
 def test_a_commit_that_times_out_is_called_again_not_aborted(smoke_artifact: Path) -> None:
     """Issue 9, defect 7: abort after a retriable commit timeout answers _CONFLICT."""
-    pipeline, events, producer, consumer = _overlap_pipeline(smoke_artifact, False, fail_commit=1,
-                                                             abortable=False)  # fmt: skip
+    pipeline, events, producer, consumer = _overlap_pipeline(
+        smoke_artifact, False, fail_commit=1, abortable=False
+    )
     pipeline.accept([Msg(i, f"refund order {i}") for i in range(8)])
     assert pipeline.batcher.ready() and pipeline.dispatch() and pipeline.drain()
     assert [e for e in events if e[0] in ("commit", "abort")] == [("commit", 8)]
@@ -395,8 +443,11 @@ def test_a_rewind_never_guesses_when_the_committed_lookup_fails(smoke_artifact: 
 
     def failing(parts: list[Any], timeout: float) -> list[Any]:
         # what librdkafka returns for a partition whose lookup failed
-        return [SimpleNamespace(topic="memory", partition=0, offset=-1001,
-                                error="COORDINATOR_NOT_AVAILABLE")]  # fmt: skip
+        return [
+            SimpleNamespace(
+                topic="memory", partition=0, offset=-1001, error="COORDINATOR_NOT_AVAILABLE"
+            )
+        ]
 
     consumer.committed = failing  # type: ignore[method-assign]
     with pytest.raises(FatalKafkaError, match="committed offsets"):
@@ -424,8 +475,15 @@ def test_the_dead_letter_log_line_never_quotes_the_message() -> None:
     rec = codec.Record("in", 0, 1, None, value, [], None)
     rejected = codec.decode(rec, 1000)
     assert isinstance(rejected, codec.Rejected) and "jane.doe" in rejected.reason
-    pipeline = Pipeline(settings, cast(Classifier, FlakyModel()), RoutingPolicy(), cast(Any, None),
-                        cast(Any, None), Metrics(), Health(stale_after_s=30))  # fmt: skip
+    pipeline = Pipeline(
+        settings,
+        cast(Classifier, FlakyModel()),
+        RoutingPolicy(),
+        cast(Any, None),
+        cast(Any, None),
+        Metrics(),
+        Health(stale_after_s=30),
+    )
     item = Item(rec, rejected, [])
     with capture_logs() as logs:
         pipeline.observe([item], [dead_letter(rejected, settings.topics.dlq)], {}, 0.0, 0.0)
@@ -442,8 +500,14 @@ def _msg(partition: int, offset: int) -> Any:
     from confluent_kafka import Message
 
     value = orjson.dumps({"message_id": f"p{partition}-{offset}", "text": "refund please"})
-    return Message(topic="memory", partition=partition, offset=offset, key=b"k", value=value,
-                   timestamp=(1, int(time.time() * 1000)))  # fmt: skip
+    return Message(
+        topic="memory",
+        partition=partition,
+        offset=offset,
+        key=b"k",
+        value=value,
+        timestamp=(1, int(time.time() * 1000)),
+    )
 
 
 class TwoPartitionConsumer(GroupConsumer):

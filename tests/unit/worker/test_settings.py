@@ -20,11 +20,18 @@ def test_redacted_masks_credentials_passed_through_client_config(
 ) -> None:
     monkeypatch.setenv(
         "SUPPORT_WORKER_KAFKA__CLIENT_CONFIG",
-        json.dumps({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
-                    "sasl.username": "router", "sasl.password": SECRET,
-                    "ssl.key.pem": SECRET, "sasl.oauthbearer.client.secret": SECRET,
-                    "ssl.keystore.password": SECRET}),
-    )  # fmt: skip
+        json.dumps(
+            {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "router",
+                "sasl.password": SECRET,
+                "ssl.key.pem": SECRET,
+                "sasl.oauthbearer.client.secret": SECRET,
+                "ssl.keystore.password": SECRET,
+            }
+        ),
+    )
     monkeypatch.setenv("SUPPORT_WORKER_KAFKA__SASL_PASSWORD", SECRET)
     settings = WorkerSettings()
     shown = settings.redacted()
@@ -46,9 +53,14 @@ def test_redacted_masks_credentials_passed_through_client_config(
     ],
 )
 def test_a_bad_setting_is_one_line_that_never_echoes_a_credential(env: dict[str, str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "run"], cwd=REPO,
-                         env={**os.environ, **env}, capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "run"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2, out.stderr
     assert SECRET not in out.stdout + out.stderr
     assert len(out.stderr.splitlines()) == 1 and "configuration error" in out.stderr

@@ -15,8 +15,13 @@ FILE = REPO / "deploy" / "topics.yaml"
 
 def test_the_shipped_file_declares_the_five_topics() -> None:
     specs = {s.name: s for s in load_topics(FILE)}
-    assert set(specs) == {"support.inbound", "support.escalate", "support.auto_resolve",
-                          "support.more_info", "support.dlq"}  # fmt: skip
+    assert set(specs) == {
+        "support.inbound",
+        "support.escalate",
+        "support.auto_resolve",
+        "support.more_info",
+        "support.dlq",
+    }
     inbound = specs["support.inbound"]
     assert inbound.replication_factor == 3
     assert inbound.configs["min.insync.replicas"] == "2"

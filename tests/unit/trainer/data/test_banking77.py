@@ -59,18 +59,25 @@ def test_the_preset_names_only_real_categories_and_the_parts_cover_every_intent(
     assert {k: len(v) for k, v in parts.items()} == {"train": 7002, "val": 1003, "test": 1998}
     for part in parts.values():
         assert set(Counter(mapping(c) for _, c in part)) == {
-            "refund_request", "billing_issue", "account_access", "technical_problem",
+            "refund_request",
+            "billing_issue",
+            "account_access",
+            "technical_problem",
             "general_question",
-        }  # fmt: skip
+        }
 
 
 @needs_b77
 def test_train_sources_keep_a_collection_out_of_training_but_in_the_tests() -> None:
     from trainer.data import clinc
 
-    spec = DataSpec(sources=("clinc", "banking77"), train_sources=("banking77",),
-                    clinc_path=clinc.default_path() or SHARED / "data/clinc150/data_oos_plus.json",
-                    banking77_path=B77_FILE, limit=200)  # fmt: skip
+    spec = DataSpec(
+        sources=("clinc", "banking77"),
+        train_sources=("banking77",),
+        clinc_path=clinc.default_path() or SHARED / "data/clinc150/data_oos_plus.json",
+        banking77_path=B77_FILE,
+        limit=200,
+    )
     data = build(spec)
     assert {ex.collection for ex in data["train"]} == {"banking77"}
     assert {ex.collection for ex in data["val"]} == {"banking77"}
@@ -85,7 +92,10 @@ def test_adding_banking77_leaves_the_clinc_examples_as_they_were() -> None:
 
     path = clinc.default_path() or SHARED / "data/clinc150/data_oos_plus.json"
     alone = build(DataSpec(sources=("clinc",), clinc_path=path, limit=300))
-    both = build(DataSpec(sources=("clinc", "banking77"), clinc_path=path, banking77_path=B77_FILE,
-                          limit=300))  # fmt: skip
+    both = build(
+        DataSpec(
+            sources=("clinc", "banking77"), clinc_path=path, banking77_path=B77_FILE, limit=300
+        )
+    )
     for split in ("train", "val", "test_noisy"):
         assert [e for e in both[split] if e.collection == "clinc"] == alone[split]

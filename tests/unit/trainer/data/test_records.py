@@ -17,9 +17,12 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_missing_labels_are_filled_by_the_heuristics(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.jsonl",
-                  '{"text": "my card was stolen!", "intent": "technical_problem"}\n'
-                  '{"text": "hello", "sentiment": "angry"}\n')  # fmt: skip
+    path = _write(
+        tmp_path,
+        "d.jsonl",
+        '{"text": "my card was stolen!", "intent": "technical_problem"}\n'
+        '{"text": "hello", "sentiment": "angry"}\n',
+    )
     (a, b), skipped = read_labelled(path)
     assert (a.urgency, a.sentiment, a.action) == ("high", "frustrated", "escalate_to_human")
     # no intent: the intent-dependent rules cannot run, so those labels stay unknown

@@ -73,8 +73,17 @@ def test_the_hub_fails_fast_and_clearly_when_unreachable(monkeypatch: pytest.Mon
 
 def test_synthetic_source_is_deterministic(tmp_path: Path) -> None:
     for out in ("a", "b"):
-        main(["build-data", "--source", "synthetic", "--synthetic-per-intent", "20",
-              "--out", str(tmp_path / out)])  # fmt: skip
+        main(
+            [
+                "build-data",
+                "--source",
+                "synthetic",
+                "--synthetic-per-intent",
+                "20",
+                "--out",
+                str(tmp_path / out),
+            ]
+        )
     assert (tmp_path / "a" / "train.jsonl").read_bytes() == (
         tmp_path / "b" / "train.jsonl"
     ).read_bytes()
