@@ -48,8 +48,8 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from worker import codec
-from worker.admin import Health
 from worker.errors import FatalKafkaError
+from worker.http_server import Health
 from worker.metrics import Metrics
 from worker.outgoing import Outgoing, refused_result
 from worker.settings import WorkerSettings

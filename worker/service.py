@@ -1,4 +1,4 @@
-"""Assemble and run one worker process: settings -> model -> admin -> Kafka -> loop.
+"""Assemble and run one worker process: settings -> model -> HTTP server -> Kafka -> loop.
 
 Startup order follows text-embeddings-inference: health first, then warm-up, then serve;
 the consumer subscribes only once the model has answered a dummy batch.
@@ -13,8 +13,8 @@ from typing import cast
 import structlog
 import torch
 
-from worker.admin import AdminServer, Health
 from worker.errors import ExitCode, FatalKafkaError, ModelBrokenError, ModelLoadError
+from worker.http_server import Health, HttpServer
 from worker.inference import Classifier
 from worker.kafka_io import make_consumer, make_producer
 from worker.metrics import Metrics
@@ -84,9 +84,9 @@ def run(settings: WorkerSettings) -> int:
     log.info("starting", settings=settings.redacted())
     metrics = Metrics()
     health = Health(stale_after_s=settings.heartbeat_stale_s)
-    admin = AdminServer(settings.admin_host, settings.admin_port, metrics, health)
-    admin.start()
-    log.info("admin_listening", port=admin.port)
+    http_server = HttpServer(settings.admin_host, settings.admin_port, metrics, health)
+    http_server.start()
+    log.info("admin_listening", port=http_server.port)
 
     try:
         classifier = load_classifier(settings)
@@ -128,7 +128,7 @@ def run(settings: WorkerSettings) -> int:
             pipeline.leave()
             return ExitCode.MODEL_BROKEN
     finally:
-        admin.stop()
+        http_server.stop()
     pipeline.close()
     log.info("stopped")
     return ExitCode.OK
