@@ -1,4 +1,7 @@
-"""Source-intent -> support-intent mappings: the presets of labels.md, or a user file."""
+"""Source-intent -> support-intent mappings: the built-in ones of labels.md, or a user file.
+
+Not to be confused with ``trainer.presets.PRESETS`` (training setups).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from trainer.errors import DataError
 
 FALLBACK_INTENT = "general_question"
 
-PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
+# The built-in mappings, by the name --mapping (and DataSpec.banking77_mapping) take.
+MAPPINGS: dict[str, dict[str, tuple[str, ...]]] = {
     "support": {
         "refund_request": ("cancel_reservation", "damaged_card"),
         "billing_issue": (
@@ -99,7 +103,8 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
         "general_question": ("order_status", "international_fees", "interest_rate"),
     },
 }
-PRESET_ABSENT_OK = {"seed": frozenset({"cancel_order"})}
+# Source intents a built-in mapping may name although the data lacks them.
+MAPPING_ABSENT_OK = {"seed": frozenset({"cancel_order"})}
 
 
 class IntentMapping:
@@ -127,12 +132,15 @@ class IntentMapping:
 
 
 def load_mapping(spec: str) -> tuple[IntentMapping, frozenset[str]]:
-    """A preset name or a JSON/YAML file {our_intent: [source intents]}; plus absent-ok names."""
-    if spec in PRESETS:
-        return IntentMapping(spec, PRESETS[spec]), PRESET_ABSENT_OK.get(spec, frozenset())
+    """A built-in mapping's name or a JSON/YAML file {our_intent: [source intents]}; plus
+    absent-ok names."""
+    if spec in MAPPINGS:
+        return IntentMapping(spec, MAPPINGS[spec]), MAPPING_ABSENT_OK.get(spec, frozenset())
     path = Path(spec)
     if not path.exists():
-        raise DataError(f"mapping {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+        raise DataError(
+            f"mapping {spec!r} is neither a built-in mapping ({', '.join(MAPPINGS)}) nor a file"
+        )
     try:
         doc = (json.loads if path.suffix == ".json" else yaml.safe_load)(path.read_text())
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

@@ -49,7 +49,7 @@ class DataSpec:
     train_sources: tuple[str, ...] | None = None
     clinc_path: Path | None = None
     banking77_path: Path | None = None
-    mapping: str = "support"  # CLINC's; a preset name or a JSON/YAML file
+    mapping: str = "support"  # CLINC's; a built-in mapping's name or a JSON/YAML file
     banking77_mapping: str = "banking77"
     seed: int = 42
     limit: int | None = None  # rows per split and source, for demos and smoke runs

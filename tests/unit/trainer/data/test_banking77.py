@@ -1,4 +1,4 @@
-"""Banking77: our stratified split of its train file, the mapping preset, file errors."""
+"""Banking77: our stratified split of its train file, its built-in mapping, file errors."""
 
 from __future__ import annotations
 

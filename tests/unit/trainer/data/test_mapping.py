@@ -1,4 +1,4 @@
-"""Intent mappings: presets, user files, and unknown intents named."""
+"""Intent mappings: the built-in ones, user files, and unknown intents named."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from trainer.data.mapping import load_mapping
 from trainer.errors import DataError
 
 
-def test_support_preset_follows_labels_md() -> None:
+def test_support_mapping_follows_labels_md() -> None:
     mapping, _ = load_mapping("support")
     assert mapping("card_declined") == "technical_problem"
     assert mapping("transactions") == "billing_issue"
@@ -19,7 +19,7 @@ def test_support_preset_follows_labels_md() -> None:
     assert mapping("translate") == "general_question"
 
 
-def test_seed_preset_keeps_the_notebook_mapping() -> None:
+def test_seed_mapping_keeps_the_notebook_one() -> None:
     mapping, absent_ok = load_mapping("seed")
     assert mapping("transactions") == "technical_problem"
     assert "cancel_order" in absent_ok
