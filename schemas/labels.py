@@ -21,4 +21,3 @@ HEADS: Final[dict[str, tuple[str, ...]]] = {
     "sentiment": SENTIMENTS,
     "action": ACTIONS,
 }
-HEAD_NAMES: Final = tuple(HEADS)
