@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 INTENTS: Final = (
     "refund_request",
@@ -13,7 +13,9 @@ INTENTS: Final = (
 )
 URGENCIES: Final = ("low", "medium", "high")
 SENTIMENTS: Final = ("calm", "frustrated", "angry")
-ACTIONS: Final = ("auto_resolve", "request_more_info", "escalate_to_human")
+# The action head's labels, also the ``action`` of every routed result.
+Action = Literal["auto_resolve", "request_more_info", "escalate_to_human"]
+ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
 
 HEADS: Final[dict[str, tuple[str, ...]]] = {
     "intent": INTENTS,

@@ -7,9 +7,11 @@ contract (JSON Schema in schemas/jsonschema/), and tests validate real output ag
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+from schemas.labels import Action
 
 SCHEMA_VERSION: Final = 1
 MAX_METADATA_KEYS: Final = 32
@@ -17,6 +19,18 @@ MAX_METADATA_KEY_CHARS: Final = 64
 MAX_METADATA_VALUE_CHARS: Final = 1024
 
 MetadataValue = StrictStr | bool | int | float
+
+# Where a result goes, one topic each (worker.settings.TopicNames).
+Route = Literal["escalate", "auto_resolve", "more_info"]
+ROUTES: Final[tuple[Route, ...]] = get_args(Route)
+# Where what the model cannot vouch for goes: never auto_resolve.
+FallbackRoute = Literal["escalate", "more_info"]
+# Why a result took its route: the action head; the fallback for low action confidence or
+# for input unlike the training data; a safety rule (rule:<name>); no text to classify.
+RouteReason = Literal["model", "low_confidence", "unfamiliar", "rule:urgency_high", "empty_text"]
+# Where a record failed, in a dead letter's x-error-stage header.
+DlqStage = Literal["decode", "validate", "infer", "route", "serialize", "produce"]
+DLQ_STAGES: Final[tuple[DlqStage, ...]] = get_args(DlqStage)
 
 
 class InboundMessage(BaseModel):
@@ -60,8 +74,9 @@ class HeadPrediction(BaseModel):
 
 class Routing(BaseModel):
     policy: str = Field(description="the policy's name and parameters, e.g. action>=0.7")
-    reason: str = Field(
-        description="model | low_confidence | unfamiliar | rule:<name> | empty_text"
+    reason: RouteReason = Field(
+        description="model: the action head; low_confidence, unfamiliar: the fallback; "
+        "rule:<name>: a safety rule; empty_text: nothing to classify"
     )
     truncated: bool = Field(description="the text was cut to the model's max_length")
     unfamiliarity: float | None = Field(
@@ -99,8 +114,8 @@ class OutboundMessage(BaseModel):
     schema_version: Literal[1]
     message_id: str
     conversation_id: str | None
-    route: Literal["escalate", "auto_resolve", "more_info"]
-    action: Literal["auto_resolve", "request_more_info", "escalate_to_human"]
+    route: Route
+    action: Action
     predictions: dict[str, HeadPrediction] | None = Field(
         description="per head; null when the model was not called (empty text)"
     )
@@ -112,8 +127,7 @@ class OutboundMessage(BaseModel):
 
 
 # Dead letters keep the original key, value and headers untouched and add these.
-DLQ_STAGES: Final = ("decode", "validate", "infer", "route", "serialize", "produce")
-HEADER_STAGE: Final = "x-error-stage"
+HEADER_STAGE: Final = "x-error-stage"  # one of DLQ_STAGES
 HEADER_TYPE: Final = "x-error-type"
 HEADER_MESSAGE: Final = "x-error-message"
 HEADER_SOURCE_TOPIC: Final = "x-source-topic"

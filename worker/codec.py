@@ -14,6 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import messages as m
+from schemas.labels import Action
 
 Headers = list[tuple[str, bytes | None]]  # a None value is a Kafka null header value
 MAX_ERROR_MESSAGE_CHARS = 1000
@@ -46,7 +47,7 @@ class Accepted:
 @dataclass(frozen=True)
 class Rejected:
     record: Record
-    stage: str  # decode | validate | infer | produce
+    stage: m.DlqStage
     error_type: str
     reason: str
 
@@ -119,9 +120,9 @@ class ResultContext:
 
 def result_value(
     accepted: Accepted,
-    route: str,
-    action: str,
-    reason: str,
+    route: m.Route,
+    action: Action,
+    reason: m.RouteReason,
     truncated: bool,
     predictions: Mapping[str, Any] | None,
     ctx: ResultContext,

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final, get_args
 
-ROUTES = ("escalate", "auto_resolve", "more_info")
-ACTION_ROUTES: Mapping[str, str] = {
-    "escalate_to_human": "escalate",
+from schemas.labels import Action
+from schemas.messages import FallbackRoute, Route, RouteReason
+
+# The notebook's threshold; an artifact ships its own (manifest min_action_confidence).
+DEFAULT_MIN_ACTION_CONFIDENCE: Final = 0.7
+FALLBACK_ROUTES: Final[tuple[FallbackRoute, ...]] = get_args(FallbackRoute)
+ROUTE_ACTIONS: Final[Mapping[Route, Action]] = {
+    "escalate": "escalate_to_human",
     "auto_resolve": "auto_resolve",
-    "request_more_info": "more_info",
+    "more_info": "request_more_info",
 }
-ROUTE_ACTIONS = {route: action for action, route in ACTION_ROUTES.items()}
+# Keyed by str: the model's label, which the action head draws from ACTIONS.
+ACTION_ROUTES: Final[Mapping[str, Route]] = {a: r for r, a in ROUTE_ACTIONS.items()}
 
 
 @dataclass(frozen=True)
 class Decision:
-    route: str
-    action: str
-    reason: str  # model | low_confidence | unfamiliar | rule:<name> | empty_text
+    route: Route
+    action: Action
+    reason: RouteReason
 
 
 @dataclass(frozen=True)
@@ -26,8 +33,8 @@ class RoutingPolicy:
     """Route by the action head; unfamiliar input and low confidence go to the fallback;
     optional safety rules."""
 
-    min_action_confidence: float = 0.7
-    fallback_route: str = "more_info"
+    min_action_confidence: float = DEFAULT_MIN_ACTION_CONFIDENCE
+    fallback_route: FallbackRoute = "more_info"
     # Safety rule: urgency "high" with at least this confidence escalates, whatever the action.
     escalate_on_high_urgency: float | None = None
     # The artifact's OOD threshold: a message scoring above it is unlike anything the model
@@ -35,11 +42,11 @@ class RoutingPolicy:
     max_unfamiliarity: float | None = None
 
     def __post_init__(self) -> None:
-        # The fallback takes what the model cannot vouch for, so it must never auto-resolve.
-        fallbacks = tuple(r for r in ROUTES if r != "auto_resolve")
-        if self.fallback_route not in fallbacks:
+        # The fallback takes what the model cannot vouch for, so it must never auto-resolve;
+        # the type says so, this holds callers that were not type-checked to it.
+        if self.fallback_route not in FALLBACK_ROUTES:
             raise ValueError(
-                f"fallback_route must be one of {fallbacks}, got {self.fallback_route!r}"
+                f"fallback_route must be one of {FALLBACK_ROUTES}, got {self.fallback_route!r}"
             )
 
     @property
@@ -80,7 +87,8 @@ class RoutingPolicy:
             return Decision(
                 self.fallback_route, ROUTE_ACTIONS[self.fallback_route], "low_confidence"
             )
-        return Decision(ACTION_ROUTES[labels["action"]], labels["action"], "model")
+        route = ACTION_ROUTES[labels["action"]]
+        return Decision(route, ROUTE_ACTIONS[route], "model")
 
     @staticmethod
     def empty_text() -> Decision:

@@ -19,7 +19,7 @@ from worker.inference import Classifier
 from worker.kafka_io import make_consumer, make_producer
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
-from worker.routing import RoutingPolicy
+from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
 from worker.settings import WorkerSettings
 from worker.signals import Stopper
 
@@ -30,7 +30,7 @@ log = structlog.get_logger("worker")
 class ArtifactThresholds:
     """The routing thresholds an artifact ships; settings may override each."""
 
-    min_action_confidence: float = 0.7
+    min_action_confidence: float = DEFAULT_MIN_ACTION_CONFIDENCE
     max_unfamiliarity: float | None = None  # None: the model has no OOD score (null backend)
 
 

@@ -21,6 +21,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from schemas.messages import FallbackRoute, Route
+from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE
+
 ENV_PREFIX = "SUPPORT_WORKER_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -84,6 +87,8 @@ class KafkaOnlySettings(BaseSettings):
 
 
 class TopicNames(BaseModel):
+    """The inbound topic, one per route (a field named as each of ROUTES), and the DLQ."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     inbound: str = "support.inbound"
@@ -92,7 +97,7 @@ class TopicNames(BaseModel):
     more_info: str = "support.more_info"
     dlq: str = "support.dlq"
 
-    def for_route(self, route: str) -> str:
+    def for_route(self, route: Route) -> str:
         return str(getattr(self, route))
 
 
@@ -113,10 +118,13 @@ class RoutingSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_action_confidence: float | None = Field(
-        default=None, ge=0, le=1, description="default: the artifact's (0.7, as in the notebook)"
+        default=None,
+        ge=0,
+        le=1,
+        description=f"default: the artifact's ({DEFAULT_MIN_ACTION_CONFIDENCE} as in the notebook)",
     )
     # Never auto_resolve: the fallback takes what the model cannot vouch for.
-    fallback_route: Literal["escalate", "more_info"] = "more_info"
+    fallback_route: FallbackRoute = "more_info"
     escalate_on_high_urgency: float | None = Field(
         default=None, ge=0, le=1, description="urgency=high at this confidence escalates"
     )

@@ -33,13 +33,9 @@ from schemas.labels import HEADS
 from worker import codec
 from worker.inference import Classifier, Row
 from worker.pipeline import Item, to_outgoing
-from worker.routing import ROUTES, RoutingPolicy
+from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
 
-# The stages a dead letter may name (schemas.messages.DLQ_STAGES where it exists).
-STAGES: tuple[str, ...] = tuple(
-    getattr(m, "DLQ_STAGES", ("decode", "validate", "infer", "route", "serialize", "produce"))
-)
 TextHeaders = list[tuple[str, bytes | None]]  # what the codec holds
 WireHeaders = list[tuple[bytes, bytes | None]]  # what a raw producer can send
 
@@ -283,7 +279,7 @@ def _check(case: Case, outcome: codec.Accepted | codec.Rejected, out: Any) -> st
     if out.topic == s.topics.dlq:
         found = dict(headers)
         stage = (found.get(m.HEADER_STAGE) or b"").decode(errors="replace")
-        if stage not in STAGES:
+        if stage not in m.DLQ_STAGES:
             return f"dead letter with stage {stage!r}"
         if isinstance(outcome, codec.Rejected) and stage != outcome.stage:
             return f"rejected at {outcome.stage} but dead-lettered as {stage}"
@@ -302,7 +298,7 @@ def _check(case: Case, outcome: codec.Accepted | codec.Rejected, out: Any) -> st
         return f"rejected at {outcome.stage} but routed to {out.topic}"
     if case.model_error is not None and outcome.text.strip():
         return "a failed forward pass was routed"
-    route = next((r for r in ROUTES if s.topics.for_route(r) == out.topic), None)
+    route = next((r for r in m.ROUTES if s.topics.for_route(r) == out.topic), None)
     if route is None:
         return f"produced to an unknown topic {out.topic!r}"
     value = orjson.loads(out.value)

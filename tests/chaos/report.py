@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schemas.messages import ROUTES
 from tests.chaos.observe import Fault, Out
-from worker.routing import ROUTES, RoutingPolicy
+from worker.routing import RoutingPolicy
 
 EXAMPLES = 8  # ids listed per kind of failure
 

@@ -36,7 +36,7 @@ from tests.chaos.report import Accounting, Inputs, Sent, account, recovery
 from tests.chaos.workload import Feeder, Record, good, mixed, raw_producer, send_raw
 from tests.conftest import REPO
 from tests.integration.worker.harness import make_topics
-from worker.routing import RoutingPolicy
+from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
 
 SHORT_SET = ("crash-storm", "sigterm-backlog", "poison", "model-fault", "model-down")
 ALL = (
@@ -113,7 +113,7 @@ def _artifact_policy(artifact: Path) -> RoutingPolicy | None:
     except (OSError, ValueError):
         return None
     return RoutingPolicy(
-        manifest.get("min_action_confidence", 0.7),
+        manifest.get("min_action_confidence", DEFAULT_MIN_ACTION_CONFIDENCE),
         max_unfamiliarity=(manifest.get("ood") or {}).get("threshold"),
     )
 

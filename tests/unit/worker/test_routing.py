@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.routing import RoutingPolicy
+from schemas.labels import ACTIONS
+from schemas.messages import ROUTES
+from worker.routing import ACTION_ROUTES, FALLBACK_ROUTES, ROUTE_ACTIONS, RoutingPolicy
 
 LABELS = {
     "intent": "billing_issue",
@@ -79,3 +81,10 @@ def test_the_fallback_can_never_auto_resolve() -> None:
         ValueError, match="fallback_route must be one of \\('escalate', 'more_info'"
     ):
         RoutingPolicy(fallback_route="auto_resolve")
+
+
+def test_every_action_has_a_route_and_every_route_an_action() -> None:
+    assert set(ACTION_ROUTES) == set(ACTIONS)
+    assert set(ROUTE_ACTIONS) == set(ROUTES)
+    assert set(FALLBACK_ROUTES) <= set(ROUTES)
+    assert "auto_resolve" not in FALLBACK_ROUTES

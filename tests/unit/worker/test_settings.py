@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from schemas.messages import ROUTES
 from tests.conftest import REPO
-from worker.settings import WorkerSettings
+from worker.settings import TopicNames, WorkerSettings
 
 SECRET = "hunter2-s3cr3t"
 
@@ -64,3 +65,8 @@ def test_a_bad_setting_is_one_line_that_never_echoes_a_credential(env: dict[str,
     assert out.returncode == 2, out.stderr
     assert SECRET not in out.stdout + out.stderr
     assert len(out.stderr.splitlines()) == 1 and "configuration error" in out.stderr
+
+
+def test_there_is_a_topic_for_every_route() -> None:
+    topics = TopicNames()
+    assert len({topics.for_route(route) for route in ROUTES}) == len(ROUTES)
