@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from worker.errors import ConfigError
 
 DEFAULT_TOPICS_FILE = Path("deploy/topics.yaml")
+# What one step of a plan does; drift is what `topics apply` cannot change (it reports it).
+ChangeKind = Literal["create", "add_partitions", "set_configs", "drift", "ok"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,9 @@ class ObservedTopic:
 
 @dataclass(frozen=True)
 class Change:
-    """One step of a plan; ``kind`` is create | add_partitions | set_configs | drift | ok."""
+    """One step of a plan."""
 
-    kind: str
+    kind: ChangeKind
     topic: str
     detail: str
     spec: TopicSpec | None = None
