@@ -12,7 +12,7 @@ from typing import Any
 
 from schemas import PACKAGE_VERSION
 from trainer.data import banking77, clinc
-from trainer.data.splits import DataSpec
+from trainer.data.splits import DataSpec, Source
 from trainer.errors import TrainerError
 
 EXIT_FAILURE = 1
@@ -300,7 +300,8 @@ def _validation(args: argparse.Namespace, trained: list[str]) -> list[Any]:
     (empty for collections this command cannot build, such as a user's files)."""
     from trainer.data import splits
 
-    known = tuple(c for c in trained if c in ("clinc", "banking77"))
+    buildable: dict[str, Source] = {"clinc": "clinc", "banking77": "banking77"}
+    known = tuple(buildable[c] for c in trained if c in buildable)
     if not known or len(known) < len([c for c in trained if c != "definitions"]):
         return []
     spec = _spec(args, DataSpec(sources=known))

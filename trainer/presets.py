@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainer.data.splits import DataSpec
+from trainer.data.splits import DataSpec, Source
 from trainer.training import TrainConfig
 
 
@@ -16,7 +16,7 @@ class Preset:
 
 
 # Both collections, and rows that anchor each intent to its labels.md definition.
-ALL_SOURCES = ("clinc", "banking77", "definitions")
+ALL_SOURCES: tuple[Source, ...] = ("clinc", "banking77", "definitions")
 
 PRESETS = {
     # Tests: a from-scratch 2-layer encoder on synthetic data; well under a minute on CPU.

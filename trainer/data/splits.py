@@ -8,7 +8,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 from schemas.labels import HEADS, INTENTS
 from trainer import labeling
@@ -25,8 +25,11 @@ SPLIT_FILES = {
     "test_clean": "test_clean.jsonl",
 }
 
-
-COLLECTIONS = {
+# Where rows come from (hub: CLINC150 from the Hugging Face hub), and the collection
+# each belongs to.
+Source = Literal["clinc", "hub", "banking77", "synthetic", "definitions"]
+SOURCES: Final[tuple[Source, ...]] = get_args(Source)
+COLLECTIONS: Final[dict[Source, str]] = {
     "clinc": "clinc",
     "hub": "clinc",
     "banking77": "banking77",
@@ -42,7 +45,7 @@ RNG_NAMESPACE = {"banking77": "banking77:", "definitions": "definitions:"}
 class DataSpec:
     """Where the raw rows come from and how they become examples."""
 
-    sources: tuple[str, ...] = ("clinc",)  # clinc | hub | banking77 | synthetic | definitions
+    sources: tuple[Source, ...] = ("clinc",)
     # Collections whose train and val parts are used; None = all. Test parts always
     # cover every source, so a model trained on one collection is scored on the others
     # (the transfer table).
@@ -62,7 +65,9 @@ class DataSpec:
         return self.train_sources if self.train_sources is not None else self.collections()
 
 
-def raw_rows(spec: DataSpec, source: str) -> tuple[dict[str, list[tuple[str, str]]], IntentMapping]:
+def raw_rows(
+    spec: DataSpec, source: Source
+) -> tuple[dict[str, list[tuple[str, str]]], IntentMapping]:
     if source in ("synthetic", "definitions"):
         identity = IntentMapping(source, {k: (k,) for k in INTENTS})
         if source == "definitions":
