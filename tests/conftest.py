@@ -11,11 +11,6 @@ KAFKA_TOOL = REPO / "deploy" / "local-kafka" / "kafka"
 SHARED = REPO.parent / "shared"
 
 
-@pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return REPO
-
-
 CLINC_FILE = SHARED / "data" / "clinc150" / "data_oos_plus.json"
 
 

@@ -305,10 +305,6 @@ def _result(
     }
 
 
-def _count(run: Run, kind: str) -> int:
-    return sum(f.kind == kind for f in run.faults.events)
-
-
 # == 1. crash storm ============================================================================
 
 
