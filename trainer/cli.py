@@ -14,6 +14,7 @@ from schemas import PACKAGE_VERSION
 from trainer.data import banking77, clinc
 from trainer.data.splits import DataSpec, Source
 from trainer.errors import TrainerError
+from worker.model.errors import ArtifactError
 
 EXIT_FAILURE = 1
 
@@ -235,23 +236,18 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer import evaluation
-    from trainer.artifact import load_artifact
+    from worker.model.artifact import load_artifact
 
     test_sets = _test_sets(args)
     models: list[Any] = []
     payload: dict[str, Any] = {}
     for model_dir in args.model:
         loaded = load_artifact(model_dir)
-        if args.quantize == "int8":
-            import torch
-
-            from trainer.modeling import quantize_int8
-
-            loaded.model = quantize_int8(loaded.model, torch.device("cpu"))
+        classifier = evaluation.runtime(loaded, quantize=args.quantize)
         results, failures = [], {}
         curves: dict[str, Any] = {}
         for split, examples in test_sets.items():
-            scored = evaluation.evaluate_sources(loaded, examples, split)
+            scored = evaluation.evaluate_sources(classifier, examples, split)
             results += scored.results
             failures.update(scored.errors)
             curves = curves or scored.curves  # the first set's: the noisy test by default
@@ -261,7 +257,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         label = f"{trained} ({model_dir.name})"
         models.append((label, [r for r in results if "routed" in r]))
         extra = {
-            "latency": evaluation.latency(loaded, evaluation.random_texts(first, 64)),
+            "latency": evaluation.latency(classifier, evaluation.random_texts(first, 64)),
             "failures": failures,
             "risk_coverage": curves,
         }
@@ -278,7 +274,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(evaluation.source_table(results) + "\n")
         validation = _validation(args, loaded.manifest.training.sources)
         if validation:
-            rows = evaluation.operating_points(loaded, validation, first)
+            rows = evaluation.operating_points(classifier, validation, first)
             payload[f"{model_dir}:operating_points"] = rows
             print(
                 f"OOD operating points ({next(iter(test_sets))}; thresholds at quantiles of the "
@@ -347,12 +343,12 @@ def _compare_encoders(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from schemas.labels import HEADS
     from trainer import evaluation
-    from trainer.artifact import load_artifact
     from trainer.data.records import Example
+    from worker.model.artifact import load_artifact
 
     loaded = load_artifact(args.model)
     examples = [Example(t, None, None, None, None) for t in args.texts]
-    pred = evaluation.predict(loaded, examples)
+    pred = evaluation.predict(evaluation.runtime(loaded), examples)
     threshold = loaded.manifest.ood.threshold
     for i, text in enumerate(args.texts):
         out: dict[str, object] = {"text": text}
@@ -378,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         code: int = args.handler(args)
-    except TrainerError as exc:
+    except (TrainerError, ArtifactError) as exc:
         print(f"support-trainer: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return code

@@ -24,7 +24,3 @@ class SourceUnavailableError(TrainerError):
 
 class BackboneNotFoundError(TrainerError):
     """No encoder could be loaded; the message lists what was tried."""
-
-
-class ArtifactError(TrainerError):
-    """A model artifact is incomplete or inconsistent; the message names the field."""

@@ -16,12 +16,11 @@ import torch
 
 from schemas.artifact import Manifest
 from schemas.labels import HEADS
-from trainer.artifact import LoadedModel
 from trainer.calibration import expected_calibration_error
 from trainer.data.records import Example
-from trainer.modeling import calibrated_probabilities, encode
 from trainer.scoring import IGNORE_INDEX, business_cost, head_metrics
-from trainer.training import encode_examples, predict_outputs
+from worker.model.artifact import LoadedModel
+from worker.model.classifier import Classifier
 from worker.routing import RoutingPolicy
 
 TOP_FAILURES = 20
@@ -45,23 +44,20 @@ class Predictions:
         return Predictions({h: p[rows] for h, p in self.probs.items()}, self.unfamiliarity[rows])
 
 
-def predict(loaded: LoadedModel, examples: Sequence[Example], batch_size: int = 256) -> Predictions:
-    """Calibrated probabilities and OOD scores, in example order."""
-    m = loaded.manifest
-    enc = encode_examples(loaded.tokenizer, examples, m.max_length, m.casing_marker)
+def predict(
+    classifier: Classifier, examples: Sequence[Example], batch_size: int = 256
+) -> Predictions:
+    """Calibrated probabilities and OOD scores, in example order, from the worker's own
+    ``Classifier`` (padding-free where the encoder allows, as served)."""
+    out = classifier.predict_texts([ex.text for ex in examples], batch_size)
+    scores = out.unfamiliarity if out.unfamiliarity is not None else np.full(len(examples), np.nan)
+    return Predictions(dict(out.probs), scores)
+
+
+def runtime(loaded: LoadedModel, quantize: str = "none") -> Classifier:
+    """The worker's classifier for an artifact, in fp32 on the device it was loaded on."""
     device = next(loaded.model.parameters()).device
-    logits, pooled = predict_outputs(
-        loaded.model, enc, loaded.tokenizer.pad_token_id, batch_size, device
-    )
-    probs = {h: p.numpy() for h, p in calibrated_probabilities(logits, m.temperatures).items()}
-    ood = loaded.model.ood
-    with torch.inference_mode():
-        scores = (
-            ood(pooled.to(device)).cpu().numpy()
-            if ood is not None
-            else np.full(len(examples), np.nan)
-        )
-    return Predictions(probs, scores)
+    return Classifier(loaded, device=device.type, dtype="float32", quantize=quantize)
 
 
 def by_collection(examples: Sequence[Example], default: str = "data") -> dict[str, list[int]]:
@@ -240,19 +236,14 @@ def failures(
     return [r[2] for r in rows[:k]]
 
 
-@torch.inference_mode()
 def latency(
-    loaded: LoadedModel, texts: Sequence[str], batch_size: int = 64, repeats: int = 30
+    classifier: Classifier, texts: Sequence[str], batch_size: int = 64, repeats: int = 30
 ) -> dict[str, Any]:
     """Median wall time for one message and for one batch, tokenization included."""
-    m, model = loaded.manifest, loaded.model
-    device = next(model.parameters()).device
 
     def run(batch: Sequence[str]) -> float:
         started = time.perf_counter()
-        enc = encode(loaded.tokenizer, batch, m.max_length, m.casing_marker)
-        logits = model(enc["input_ids"].to(device), enc["attention_mask"].to(device))
-        calibrated_probabilities(logits, m.temperatures)["action"].cpu()
+        classifier.predict(classifier.tokenize(batch).ids)
         return time.perf_counter() - started
 
     batch = list(texts[:batch_size])
@@ -265,7 +256,8 @@ def latency(
         "batch_ms": batched * 1000,
         "batch_msgs_per_s": len(batch) / batched,
         "threads": torch.get_num_threads(),
-        "device": str(device),
+        "device": str(classifier.device),
+        "precision": classifier.precision,
     }
 
 
@@ -298,12 +290,12 @@ class SourceEvaluation:
 
 
 def evaluate_sources(
-    loaded: LoadedModel, examples: Sequence[Example], split: str
+    classifier: Classifier, examples: Sequence[Example], split: str
 ) -> SourceEvaluation:
     """Score a test set per collection with one pass of the model."""
-    pred = predict(loaded, examples)
-    trained = set(loaded.manifest.training.sources)
-    policy = policy_for(loaded.manifest)
+    pred = predict(classifier, examples)
+    trained = set(classifier.manifest.training.sources)
+    policy = policy_for(classifier.manifest)
     groups = by_collection(examples)
     familiar = np.concatenate(
         [pred.unfamiliarity[ix] for name, ix in groups.items() if name in trained] or [np.empty(0)]
@@ -320,7 +312,7 @@ def evaluate_sources(
         if name not in trained and len(familiar):
             result["ood_auroc"] = ood_auroc(familiar, sub.unfamiliarity)
         results.append(result)
-        curves[name] = risk_coverage(subset, sub, loaded.manifest.min_action_confidence)
+        curves[name] = risk_coverage(subset, sub, classifier.manifest.min_action_confidence)
         errors[dataset] = failures(subset, sub.probs)
     return SourceEvaluation(results, curves, errors, pred)
 
@@ -329,13 +321,13 @@ OPERATING_QUANTILES = (0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
 
 
 def operating_points(
-    loaded: LoadedModel, validation: Sequence[Example], tests: Sequence[Example]
+    classifier: Classifier, validation: Sequence[Example], tests: Sequence[Example]
 ) -> list[dict[str, Any]]:
     """The routing outcome per test source at OOD thresholds placed at quantiles of the
     in-distribution validation scores: the candidates an operating point is chosen from."""
-    m = loaded.manifest
-    val_scores = predict(loaded, validation).unfamiliarity
-    pred = predict(loaded, tests)
+    m = classifier.manifest
+    val_scores = predict(classifier, validation).unfamiliarity
+    pred = predict(classifier, tests)
     groups = by_collection(tests)
     rows = []
     for q in OPERATING_QUANTILES:

@@ -15,11 +15,10 @@ import torch
 from schemas.artifact import ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION
 from schemas.labels import HEADS
 from trainer import evaluation
-from trainer.artifact import export, git_commit, load_artifact
+from trainer.artifact import export, git_commit
 from trainer.calibration import expected_calibration_error, fit_temperature, softmax_np
 from trainer.data import splits as split_io
 from trainer.data.records import Example
-from trainer.modeling import CASING_MARKER, MahalanobisScorer
 from trainer.training import (
     TrainConfig,
     TrainResult,
@@ -28,6 +27,9 @@ from trainer.training import (
     predict_outputs,
     train,
 )
+from worker.model.artifact import load_artifact
+from worker.model.network import MahalanobisScorer
+from worker.model.text import CASING_MARKER
 
 DEFAULT_MIN_ACTION_CONFIDENCE = 0.7  # the notebook's routing threshold
 
@@ -111,12 +113,12 @@ def caps_sentiment(examples: list[Example], probs: dict[str, np.ndarray]) -> dic
 def evaluate_artifact(out: Path, data: dict[str, list[Example]]) -> dict[str, Any]:
     """Evaluate the exported artifact on its test splits, per source; returns metrics for
     metrics.json."""
-    loaded = load_artifact(out)
+    classifier = evaluation.runtime(load_artifact(out))
     results, failures, caps, curves = [], {}, {}, {}
     for name in ("test_noisy", "test_clean"):
         if not data.get(name):
             continue
-        scored = evaluation.evaluate_sources(loaded, data[name], name)
+        scored = evaluation.evaluate_sources(classifier, data[name], name)
         results += scored.results
         failures.update(scored.errors)
         if name == "test_noisy":
@@ -124,7 +126,7 @@ def evaluate_artifact(out: Path, data: dict[str, list[Example]]) -> dict[str, An
         caps[name] = caps_sentiment(data[name], scored.predictions.probs)
     test = data.get("test_noisy") or data["val"]
     results.append(evaluation.random_baseline(test))
-    lat = evaluation.latency(loaded, evaluation.random_texts(test, 64))
+    lat = evaluation.latency(classifier, evaluation.random_texts(test, 64))
     return {
         "results": results,
         "failures": failures,

@@ -26,15 +26,10 @@ from transformers import get_linear_schedule_with_warmup
 
 from schemas.labels import HEADS
 from trainer.data.records import Example
-from trainer.modeling import (
-    CASING_MARKER,
-    MultiHeadClassifier,
-    add_casing_marker,
-    load_backbone,
-    mark_casing,
-    multitask_loss,
-)
+from trainer.modeling import add_casing_marker, load_backbone, multitask_loss
 from trainer.scoring import IGNORE_INDEX, head_metrics
+from worker.model.network import MultiHeadClassifier
+from worker.model.text import CASING_MARKER, tokenize
 
 log = logging.getLogger(__name__)
 AUX_HEAD = "source_intent"
@@ -101,8 +96,8 @@ class TrainResult:
 def encode_examples(
     tokenizer: Any, examples: Sequence[Example], max_length: int, marker: str | None
 ) -> Encoded:
-    texts = [mark_casing(ex.text, marker) for ex in examples]
-    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    # The worker's own text preparation: the model trains on the ids it will serve on.
+    ids = tokenize(tokenizer, [ex.text for ex in examples], max_length, marker).ids
     labels = {
         head: torch.tensor(
             [

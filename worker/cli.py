@@ -35,30 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("text")
     classify.set_defaults(handler=_classify)
 
-    bench = commands.add_parser("bench", help="throughput and latency, side by side in one run")
-    bench.add_argument("--model", type=Path, default=Path("models/current"))
-    bench.add_argument(
-        "--source",
-        choices=["kafka", "memory"],
-        default="kafka",
-        help="memory: no broker (the GPU machine)",
-    )
-    bench.add_argument("--quick", action="store_true", help="smaller runs, < 5 min on 2 cores")
-    bench.add_argument("--batch-size", type=int, default=64)
-    bench.add_argument("--batch-tokens", type=int, default=4096)
-    bench.add_argument("--max-wait-ms", type=float, default=25.0)
-    bench.add_argument("--device", default="auto")
-    bench.add_argument("--dtype", default="auto")
-    bench.add_argument("--threads", type=int)
-    bench.add_argument("--repeats", type=int, help="runs per figure (median); 1 quick, 3 full")
-    bench.add_argument(
-        "--profile-ops",
-        action="store_true",
-        help="only print torch.profiler's operator table per variant",
-    )
-    bench.add_argument("--json", type=Path, help="write the JSON report here")
-    bench.set_defaults(handler=_bench)
-
     topics = commands.add_parser("topics", help="manage the topics declared in deploy/topics.yaml")
     topic_cmds = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
     apply = topic_cmds.add_parser(
@@ -158,12 +134,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
+    """One message through the worker's own intake, inference and routing, no Kafka."""
     import time
 
     import orjson
 
     from worker import codec, service
-    from worker.pipeline import Item, to_outgoing
+    from worker.inference import PROBE_TEXT, infer
+    from worker.intake import intake
+    from worker.outgoing import to_outgoing
 
     settings = _settings(args.config)
     if args.model:
@@ -173,22 +152,18 @@ def _classify(args: argparse.Namespace) -> int:
     policy = service.build_policy(settings, service.artifact_thresholds(settings))
     value = orjson.dumps({"message_id": "cli-1", "text": args.text})
     record = codec.Record("cli", 0, 0, None, value, [], int(time.time() * 1000))
-    outcome = codec.decode(record, settings.max_text_chars)
-    row = None
-    item = Item(record, outcome, [])
-    if isinstance(outcome, codec.Accepted) and outcome.text.strip():
-        ids, truncated = classifier.token_ids([outcome.text])
-        item = Item(record, outcome, ids[0], truncated[0])
-        row = classifier.predict(ids).rows()[0]
+    items = intake([record], classifier, settings.max_text_chars)
+    started_ms = time.time() * 1000
+    result = infer(classifier, items, classifier.tokenize([PROBE_TEXT]).ids[0])
     ctx = codec.ResultContext(
         model=classifier.model_info,
         policy=policy.name,
         classified_at=_now(),
-        inference_ms=0.0,
+        inference_ms=result.inference_ms,
         batch_size=1,
-        batch_started_ms=time.time() * 1000,
+        batch_started_ms=started_ms,
     )
-    out = to_outgoing(item, row, None, ctx, policy, settings, classifier)
+    out = to_outgoing(items[0], result.results[0], ctx, policy, settings.topics)
     print(
         json.dumps(
             {"topic": out.topic, "value": orjson.loads(out.value or b"null")},
@@ -196,30 +171,6 @@ def _classify(args: argparse.Namespace) -> int:
             ensure_ascii=False,
         )
     )
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from worker import bench, logs
-
-    logs.configure("warning")  # a line per batch would drown the figures
-    if args.profile_ops:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        for variant in (bench.PACKED, *bench.CPU_FAST):
-            classifier = variant.classifier(args.model, args.device, args.dtype)
-            texts = [ex.text for ex in bench.message_set(1000 if args.quick else 3000)[0]]
-            print(f"## {variant.name} ({classifier.precision}), batch {args.batch_size}")
-            print(bench.profile_ops(classifier, texts, args.batch_size))
-        return 0
-    report = bench.run(args)
-    text = json.dumps(report, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-    print(text)
-    print(bench.markdown(report))
     return 0
 
 

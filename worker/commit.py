@@ -343,7 +343,7 @@ class Committer:
                 topic=outgoing[i].topic,
                 error=err.name(),
                 offset=records[i].offset,
-                replaced_by=smaller.route,
+                replaced_by=f"dead letter ({smaller.stage})",
                 rung=smaller.rung,
             )
             outgoing[i] = smaller

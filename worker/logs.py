@@ -1,11 +1,20 @@
-"""structlog as JSON lines on stderr; one place configures it."""
+"""structlog as JSON lines on stderr: one place configures it, and writes the
+per-message lines of a committed batch."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 
 import structlog
+
+from schemas.messages import HEADER_MESSAGE, HEADER_TYPE
+from worker import codec
+from worker.intake import Item
+from worker.outgoing import Outgoing
+
+log = structlog.get_logger("worker")
 
 
 def configure(level: str = "info") -> None:
@@ -21,4 +30,45 @@ def configure(level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
+    )
+
+
+def log_committed(
+    items: Sequence[Item],
+    outgoing: Sequence[Outgoing],
+    inference_ms: float,
+    predicted: int,
+    log_text: bool,
+    debug: bool,
+) -> None:
+    """A line per dead letter (warning), per routed message (debug), and per batch.
+
+    Message text reaches the log only with ``log_text``: support chats hold personal
+    data. A dead letter's reason can quote the message (a metadata key is customer-chosen),
+    so it is logged only with ``log_text`` too; it always travels with the dead letter.
+    """
+    for item, out in zip(items, outgoing, strict=True):
+        r = item.record
+        where = {"topic": r.topic, "partition": r.partition, "offset": r.offset}
+        if out.stage is not None:
+            headers = dict(out.headers)
+            extra = (
+                {
+                    "reason": (headers.get(HEADER_MESSAGE) or b"").decode(errors="replace"),
+                    "value": (r.value or b"")[:200].decode(errors="replace"),
+                }
+                if log_text
+                else {}
+            )
+            error_type = (headers.get(HEADER_TYPE) or b"").decode()
+            log.warning("dead_letter", stage=out.stage, **where, error_type=error_type, **extra)
+        elif debug and isinstance(item.outcome, codec.Accepted):
+            text = {"text": item.outcome.text[:200]} if log_text else {}
+            message_id = item.outcome.message_id
+            log.debug("routed", message_id=message_id, **where, route=out.route, **text)
+    log.info(
+        "batch_committed",
+        size=len(items),
+        inference_ms=round(inference_ms, 2),
+        model_items=predicted,
     )

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from worker.inference import ItemResult
+from worker.intake import Item
+from worker.model.classifier import Prediction
+from worker.outgoing import Outgoing
 
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -66,6 +72,38 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+
+    def observe_batch(
+        self,
+        items: Sequence[Item],
+        outgoing: Sequence[Outgoing],
+        results: Sequence[ItemResult],
+        inference_ms: float,
+        started_wall_ms: float,
+        now_ms: float,
+    ) -> None:
+        """Count one committed batch; the three sequences are aligned by index."""
+        self.batches.inc()
+        self.batch_size.observe(len(items))
+        self.batch_tokens.observe(sum(len(i.ids) for i in items))
+        if any(isinstance(r, Prediction) for r in results):
+            self.inference_ms.observe(inference_ms)
+        for item, out, result in zip(items, outgoing, results, strict=True):
+            ts = item.record.timestamp_ms
+            if ts is not None:
+                self.queue_ms.observe(max(0.0, started_wall_ms - ts))
+                self.end_to_end_ms.observe(max(0.0, now_ms - ts))
+            if out.stage is not None:
+                self.dead_letters.labels(out.stage).inc()
+                continue
+            self.messages_out.labels(out.route).inc()
+            if out.reason == "low_confidence":
+                self.low_confidence.inc()
+            elif out.reason == "unfamiliar":
+                self.unfamiliar.inc()
+            if isinstance(result, Prediction):
+                for head, label in result.labels.items():
+                    self.predictions.labels(head, label).inc()
 
     def forget_partitions(self, partitions: Any) -> None:
         """Drop the lag series of partitions this worker no longer owns (revoked, lost)."""

@@ -1,5 +1,9 @@
 """The records a batch produces: routed results and dead letters. Pure: no Kafka.
 
+``to_outgoing`` turns one item and its model result into the record to produce. It is
+total: what cannot be routed or serialized for one message becomes that message's
+dead letter, never an exception that stops the partition.
+
 A dead letter carries the original key and value. When the broker refuses even that
 (a record that fit the inbound topic compressed may not fit the DLQ), the dead letter
 steps down a ladder instead of being retried forever: the full copy, then a truncated
@@ -11,7 +15,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 
+from schemas.messages import DlqStage, Route, RouteReason
 from worker import codec
+from worker.inference import Failure, ItemResult, Skipped
+from worker.intake import Item
+from worker.routing import RoutingPolicy
+from worker.settings import TopicNames
 
 # A truncated dead letter keeps this much of the value: far below any sane
 # max.message.bytes, and enough to see what the record was.
@@ -27,19 +36,21 @@ class Outgoing:
     key: bytes | None
     value: bytes | None
     headers: codec.Headers
-    route: str  # a route name (":low" or ":unfamiliar" when the fallback took it), or "dlq:<stage>"
+    route: Route | None = None  # a result's route; None for a dead letter
+    reason: RouteReason | None = None  # why the result took that route
+    stage: DlqStage | None = None  # a dead letter's stage; None for a result
     rung: int = 0  # 0 a result or a full dead letter; 1 truncated; 2 pointer
 
     @property
     def is_dead_letter(self) -> bool:
-        return self.route.startswith("dlq:")
+        return self.stage is not None
 
 
 def dead_letter(rejected: codec.Rejected, dlq_topic: str) -> Outgoing:
     """The original key and value, with the reason in headers, for the dead-letter topic."""
     r = rejected.record
     headers = codec.dead_letter_headers(rejected)
-    return Outgoing(dlq_topic, r.key, r.value, headers, f"dlq:{rejected.stage}")
+    return Outgoing(dlq_topic, r.key, r.value, headers, stage=rejected.stage)
 
 
 def step_down(out: Outgoing) -> Outgoing | None:
@@ -65,3 +76,48 @@ def refused_result(
         return step_down(out)
     rejected = codec.Rejected(record, "produce", error_name, reason)
     return dead_letter(rejected, dlq_topic)
+
+
+def to_outgoing(
+    item: Item,
+    result: ItemResult,
+    ctx: codec.ResultContext,
+    policy: RoutingPolicy,
+    topics: TopicNames,
+) -> Outgoing:
+    """The record to produce for one item: a routed result or a dead letter."""
+    r, outcome = item.record, item.outcome
+    if isinstance(outcome, codec.Rejected):
+        return dead_letter(outcome, topics.dlq)
+    if isinstance(result, Failure):
+        error = result.error
+        return dead_letter(codec.Rejected(r, "infer", type(error).__name__, str(error)), topics.dlq)
+    if isinstance(result, Skipped) and item.ids:
+        # Intake sent it to the model, and no prediction came back: a bug, never a route.
+        raise RuntimeError(f"no model result for {r.topic}[{r.partition}]@{r.offset}")
+    try:
+        if isinstance(result, Skipped):  # blank text: no model call
+            decision = policy.empty_text()
+            predictions, unfamiliarity = None, None
+        else:
+            predictions, unfamiliarity = result.predictions, result.unfamiliarity
+            decision = policy.decide(result.labels, result.confidences, unfamiliarity)
+    except Exception as exc:  # noqa: BLE001 - one message's failure, not the worker's
+        return dead_letter(codec.Rejected(r, "route", type(exc).__name__, str(exc)), topics.dlq)
+    try:
+        value = codec.result_value(
+            outcome,
+            decision.route,
+            decision.action,
+            decision.reason,
+            item.truncated,
+            predictions,
+            ctx,
+            unfamiliarity,
+        )
+    except Exception as exc:  # noqa: BLE001 - e.g. nesting orjson reads but cannot write
+        rejected = codec.Rejected(r, "serialize", type(exc).__name__, str(exc))
+        return dead_letter(rejected, topics.dlq)
+    headers = codec.result_headers(r, ctx.model["version"])
+    topic = topics.for_route(decision.route)
+    return Outgoing(topic, r.key, value, headers, decision.route, decision.reason)

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from confluent_kafka import (
@@ -32,16 +32,18 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from schemas.messages import HEADER_MESSAGE, HEADER_TYPE
 from worker import codec
-from worker.admin import Health
 from worker.batching import Batcher, BatchLimits
 from worker.commit import Committer
 from worker.errors import FatalKafkaError, ModelBrokenError
-from worker.inference import Classifier
+from worker.http_server import Health
+from worker.inference import PROBE_TEXT, BatchResult, Failure, infer
+from worker.intake import Item, intake
 from worker.kafka_io import to_record
+from worker.logs import log_committed
 from worker.metrics import Metrics
-from worker.outgoing import Outgoing, dead_letter
+from worker.model.classifier import Model
+from worker.outgoing import to_outgoing
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
 
@@ -49,30 +51,8 @@ log = structlog.get_logger("worker")
 R = TypeVar("R")
 
 CONSUME_CHUNK = 500
-# A short text the model must always be able to classify: when a whole batch fails,
-# this tells a broken model (the probe fails too) from a batch of bad messages.
-PROBE_TEXT = "where is my refund"
 IDLE_POLL_S = 0.1
 FLIGHT_POLL_S = 0.005
-
-
-@dataclass(frozen=True)
-class Item:
-    """One consumed record on its way through a batch."""
-
-    record: codec.Record
-    outcome: codec.Accepted | codec.Rejected
-    ids: list[int]  # token ids; empty when the model is not needed
-    truncated: bool = False
-
-
-class Inference(NamedTuple):
-    """One batch's forward passes: rows and failures by id(item)."""
-
-    rows: dict[int, Any]
-    failures: dict[int, Exception]
-    inference_ms: float
-    model_broken: bool  # every item failed, and so did the probe: the worker, not the input
 
 
 @dataclass
@@ -80,16 +60,16 @@ class Flight:
     """A batch taken from the batcher: in the model, then waiting for its commit."""
 
     items: list[Item]
-    future: Future[Inference]
+    future: Future[BatchResult]
     started_wall_ms: float
-    result: Inference | None = None
+    result: BatchResult | None = None
 
 
 class Pipeline:
     def __init__(
         self,
         settings: WorkerSettings,
-        classifier: Classifier,
+        classifier: Model,
         policy: RoutingPolicy,
         consumer: Consumer,
         producer: Producer,
@@ -114,7 +94,7 @@ class Pipeline:
         self._waiting = False  # inside wait_keeping_membership (rebalance callbacks check it)
         self.committer = Committer(settings, producer, consumer, metrics, health)
         self.broken_batches = 0  # in a row; the circuit breaker opens at model.failing_batches
-        self._probe: list[int] | None = None
+        self._probe = classifier.tokenize([PROBE_TEXT]).ids[0]
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         # Wait this long for a forward pass before keeping the group alive by polling.
         self._poll_slice_s = settings.max_poll_interval_ms / 1000 / 4
@@ -193,19 +173,7 @@ class Pipeline:
                 continue
             records.append(to_record(msg))
         self.metrics.messages_in.inc(len(records))
-        outcomes = [codec.decode(r, self.s.max_text_chars) for r in records]
-        # Only non-empty accepted texts go to the model; all of them in one tokenizer call.
-        needs_model = [isinstance(o, codec.Accepted) and bool(o.text.strip()) for o in outcomes]
-        texts = [o.text for o, m in zip(outcomes, needs_model, strict=True) if m]  # type: ignore[union-attr]
-        ids, truncated = self.classifier.token_ids(texts) if texts else ([], [])
-        it = iter(zip(ids, truncated, strict=True))
-        items = []
-        for record, outcome, model in zip(records, outcomes, needs_model, strict=True):
-            if model:
-                tok, cut = next(it)
-                items.append(Item(record, outcome, tok, cut))
-            else:
-                items.append(Item(record, outcome, []))
+        items = intake(records, self.classifier, self.s.max_text_chars)
         for n, item in enumerate(items):
             if not self.batcher.fits(len(item.ids)) and not self.dispatch():
                 return  # aborted and rewound: the rest of the chunk is read again
@@ -260,8 +228,8 @@ class Pipeline:
 
     def _start(self, items: list[Item]) -> Flight:
         started_wall_ms = time.time() * 1000
-        model_items = [i for i in items if i.ids]
-        return Flight(items, self._model_thread.submit(self.infer, model_items), started_wall_ms)
+        future = self._model_thread.submit(infer, self.classifier, items, self._probe)
+        return Flight(items, future, started_wall_ms)
 
     def _await(self, flight: Flight) -> None:
         if flight.result is None:
@@ -271,34 +239,45 @@ class Pipeline:
         """Route and commit one batch whose forward pass is done (waiting for it if not)."""
         self._await(flight)
         assert flight.result is not None
-        rows, failures, inference_ms, broken = flight.result
-        items = flight.items
-        if broken:
-            self._model_failed(failures)
+        result, items = flight.result, flight.items
+        self.metrics.model_calls.inc(result.model_calls)
+        if result.model_broken:
+            self._model_failed(result)
             return False
         self.broken_batches = 0
+        if len(result.results) != len(items):
+            raise RuntimeError(f"{len(result.results)} results for a batch of {len(items)}")
         ctx = codec.ResultContext(
             model=self.classifier.model_info,
             policy=self.policy.name,
             classified_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-            inference_ms=inference_ms,
+            inference_ms=result.inference_ms,
             batch_size=len(items),
             batch_started_ms=flight.started_wall_ms,
         )
         outgoing = [
-            self.route(item, rows.get(id(item)), failures.get(id(item)), ctx) for item in items
+            to_outgoing(item, r, ctx, self.policy, self.s.topics)
+            for item, r in zip(items, result.results, strict=True)
         ]
-        batch = [(item.record, out) for item, out in zip(items, outgoing, strict=True)]
-        committed = self.committer.commit(batch)
+        committed = self.committer.commit(
+            [(item.record, out) for item, out in zip(items, outgoing, strict=True)]
+        )
         if committed is None:
             self.flights.clear()  # read again after the rewind, like the batcher's items
             self.rewind()
             return False
         kept = [items[i] for i in committed.kept]
-        self.observe(kept, committed.outgoing, rows, inference_ms, flight.started_wall_ms)
+        results = [result.results[i] for i in committed.kept]
+        now_ms = time.time() * 1000
+        ms = result.inference_ms
+        self.metrics.observe_batch(
+            kept, committed.outgoing, results, ms, flight.started_wall_ms, now_ms
+        )
+        debug = self.s.log_level == "debug"
+        log_committed(kept, committed.outgoing, ms, result.predicted, self.s.log_text, debug)
         return True
 
-    def _model_failed(self, failures: dict[int, Exception]) -> None:
+    def _model_failed(self, result: BatchResult) -> None:
         """A whole batch failed and so did the probe: the model, not the messages.
 
         Nothing is dead-lettered (dead letters are for bad messages). The batch is read
@@ -307,7 +286,7 @@ class Pipeline:
         the partitions.
         """
         self.broken_batches += 1
-        error = repr(next(iter(failures.values()), None))
+        error = repr(next((r.error for r in result.results if isinstance(r, Failure)), None))
         log.error(
             "model_failing",
             batches_in_row=self.broken_batches,
@@ -322,53 +301,6 @@ class Pipeline:
                 f"{self.broken_batches} batches in a row failed whole, and so did a probe "
                 f"message; last error: {error}"
             )
-
-    def infer(self, items: list[Item]) -> Inference:
-        """On the model thread: a failing batch is retried once, then split to isolate."""
-        rows: dict[int, Any] = {}
-        failures: dict[int, Exception] = {}
-        total_ms = 0.0
-
-        def run(group: list[Item], retry: bool) -> None:
-            nonlocal total_ms
-            self.metrics.model_calls.inc()
-            try:
-                out = self.classifier.predict([i.ids for i in group])
-                rows_out = out.rows()
-                if len(rows_out) != len(group):
-                    # A model fault like any other: retried, split, and if it persists
-                    # the probe and the circuit breaker judge the model.
-                    raise RuntimeError(f"the model returned {len(rows_out)} rows for {len(group)}")
-            except Exception as exc:  # noqa: BLE001 - any model failure is isolated, not fatal
-                log.warning("inference_failed", size=len(group), error=repr(exc), retry=retry)
-                if retry:
-                    run(group, retry=False)
-                elif len(group) == 1:
-                    failures[id(group[0])] = exc
-                else:
-                    half = len(group) // 2
-                    run(group[:half], retry=False)
-                    run(group[half:], retry=False)
-                return
-            total_ms += out.inference_ms
-            for item, row in zip(group, rows_out, strict=True):
-                rows[id(item)] = row
-
-        if items:
-            run(items, retry=True)
-        broken = bool(items) and len(failures) == len(items) and not self._probe_passes()
-        return Inference(rows, failures, total_ms, broken)
-
-    def _probe_passes(self) -> bool:
-        try:
-            if self._probe is None:
-                self._probe = self.classifier.token_ids([PROBE_TEXT])[0][0]
-            if len(self.classifier.predict([self._probe]).rows()) != 1:
-                raise RuntimeError("the model returned no row for the probe")
-        except Exception as exc:  # noqa: BLE001 - the probe's failure is the verdict
-            log.warning("probe_failed", error=repr(exc))
-            return False
-        return True
 
     def wait_keeping_membership(self, future: Future[R]) -> R:
         """A forward pass's result, polling with every partition paused while it runs long.
@@ -397,11 +329,6 @@ class Pipeline:
             self._waiting = False
             owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
             self.consumer.resume([tp for tp in paused if (tp.topic, tp.partition) in owned])
-
-    def route(
-        self, item: Item, row: Any, failure: Exception | None, ctx: codec.ResultContext
-    ) -> Outgoing:
-        return to_outgoing(item, row, failure, ctx, self.policy, self.s, self.classifier)
 
     def rewind(self) -> None:
         """Seek every assigned partition to its committed offset; drop what is held."""
@@ -488,139 +415,6 @@ class Pipeline:
             if (item.record.topic, item.record.partition) not in gone:
                 self.batcher.add(item, len(item.ids))
         self.carry = [m for m in self.carry if (m.topic(), m.partition()) not in gone]
-
-    # -- bookkeeping ---------------------------------------------------------------
-
-    def observe(
-        self,
-        items: list[Item],
-        outgoing: list[Outgoing],
-        rows: dict[int, Any],
-        inference_ms: float,
-        started_wall_ms: float,
-    ) -> None:
-        m = self.metrics
-        now_ms = time.time() * 1000
-        # Message text reaches the log only with log_text set: support chats hold personal data.
-        debug = self.s.log_level == "debug"
-        m.batches.inc()
-        m.batch_size.observe(len(items))
-        m.batch_tokens.observe(sum(len(i.ids) for i in items))
-        if rows:
-            m.inference_ms.observe(inference_ms)
-        for item, out in zip(items, outgoing, strict=True):
-            ts = item.record.timestamp_ms
-            if ts is not None:
-                m.queue_ms.observe(max(0.0, started_wall_ms - ts))
-                m.end_to_end_ms.observe(max(0.0, now_ms - ts))
-            if out.is_dead_letter:
-                stage = out.route[4:]
-                m.dead_letters.labels(stage).inc()
-                r = item.record
-                headers = dict(out.headers)
-                # The reason can quote the message (a metadata key is customer-chosen, so
-                # it may be personal data): like the text, it is logged only with log_text.
-                # It always travels with the dead letter itself.
-                extra = (
-                    {
-                        "reason": (headers.get(HEADER_MESSAGE) or b"").decode(errors="replace"),
-                        "value": (r.value or b"")[:200].decode(errors="replace"),
-                    }
-                    if self.s.log_text
-                    else {}
-                )
-                log.warning(
-                    "dead_letter",
-                    stage=stage,
-                    topic=r.topic,
-                    partition=r.partition,
-                    offset=r.offset,
-                    error_type=(headers.get(HEADER_TYPE) or b"").decode(),
-                    **extra,
-                )
-                continue
-            route, _, fallback = out.route.partition(":")
-            m.messages_out.labels(route).inc()
-            if debug:
-                outcome = item.outcome
-                assert isinstance(outcome, codec.Accepted)
-                text = {"text": outcome.text[:200]} if self.s.log_text else {}
-                log.debug(
-                    "routed",
-                    message_id=outcome.message_id,
-                    topic=item.record.topic,
-                    partition=item.record.partition,
-                    offset=item.record.offset,
-                    route=route,
-                    **text,
-                )
-            if fallback == "low":
-                m.low_confidence.inc()
-            elif fallback == "unfamiliar":
-                m.unfamiliar.inc()
-            row = rows.get(id(item))
-            if row is not None:
-                for head, label in row.labels.items():
-                    m.predictions.labels(head, label).inc()
-        log.info(
-            "batch_committed",
-            size=len(items),
-            inference_ms=round(inference_ms, 2),
-            model_items=len(rows),
-        )
-
-
-# Outgoing.route's suffix for a result the fallback took, counted by the metrics.
-FALLBACK_TAGS = {"low_confidence": ":low", "unfamiliar": ":unfamiliar"}
-
-
-def to_outgoing(
-    item: Item,
-    row: Any,
-    failure: Exception | None,
-    ctx: codec.ResultContext,
-    policy: RoutingPolicy,
-    settings: WorkerSettings,
-    classifier: Classifier,
-) -> Outgoing:
-    """The record to produce for one item: a routed result or a dead letter."""
-    r = item.record
-    outcome = item.outcome
-    if isinstance(outcome, codec.Rejected):
-        return dead_letter(outcome, settings.topics.dlq)
-    if failure is not None:
-        rejected = codec.Rejected(r, "infer", type(failure).__name__, str(failure))
-        return dead_letter(rejected, settings.topics.dlq)
-    # Route and serialize are total: what they cannot do for one message (e.g. an unknown
-    # field nested deeper than orjson writes, though not deeper than it reads) becomes
-    # that message's dead letter instead of an exception that stops the partition.
-    try:
-        if row is None:  # empty or whitespace-only text: no model call
-            decision = policy.empty_text()
-            predictions, unfamiliarity = None, None
-        else:
-            predictions, unfamiliarity = row.predictions, row.unfamiliarity
-            decision = policy.decide(row.labels, row.confidences, unfamiliarity)
-    except Exception as exc:  # noqa: BLE001 - one message's failure, not the worker's
-        rejected = codec.Rejected(r, "route", type(exc).__name__, str(exc))
-        return dead_letter(rejected, settings.topics.dlq)
-    try:
-        value = codec.result_value(
-            outcome,
-            decision.route,
-            decision.action,
-            decision.reason,
-            item.truncated,
-            predictions,
-            ctx,
-            unfamiliarity,
-        )
-    except Exception as exc:  # noqa: BLE001
-        rejected = codec.Rejected(r, "serialize", type(exc).__name__, str(exc))
-        return dead_letter(rejected, settings.topics.dlq)
-    headers = codec.result_headers(r, classifier.model_info["version"])
-    tag = decision.route + FALLBACK_TAGS.get(decision.reason, "")
-    return Outgoing(settings.topics.for_route(decision.route), r.key, value, headers, tag)
 
 
 def first_offsets(positions: Iterable[tuple[str, int, int]]) -> list[tuple[str, int, int]]:

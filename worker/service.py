@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import cast
 
 import structlog
 import torch
 
 from worker.errors import ExitCode, FatalKafkaError, ModelBrokenError, ModelLoadError
 from worker.http_server import Health, HttpServer
-from worker.inference import Classifier
 from worker.kafka_io import make_consumer, make_producer
 from worker.metrics import Metrics
+from worker.model.classifier import Classifier, Model
 from worker.pipeline import Pipeline
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
 from worker.settings import WorkerSettings
@@ -57,15 +56,15 @@ def pin_tokenizer_threads() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def load_classifier(settings: WorkerSettings) -> Classifier:
-    from trainer import load_artifact
-    from trainer.errors import ArtifactError
+def load_classifier(settings: WorkerSettings) -> Model:
+    from worker.model.artifact import load_artifact
+    from worker.model.errors import ArtifactError
 
     if settings.model.backend == "null":
         from schemas.labels import HEADS
-        from worker.inference import NullClassifier
+        from worker.model.classifier import NullClassifier
 
-        return cast(Classifier, NullClassifier(dict(HEADS)))
+        return NullClassifier(dict(HEADS))
     if settings.model.threads:
         torch.set_num_threads(settings.model.threads)
     pin_tokenizer_threads()
@@ -135,8 +134,8 @@ def run(settings: WorkerSettings) -> int:
 
 
 def artifact_thresholds(settings: WorkerSettings) -> ArtifactThresholds:
-    from trainer.artifact import read_manifest
-    from trainer.errors import ArtifactError
+    from worker.model.artifact import read_manifest
+    from worker.model.errors import ArtifactError
 
     if settings.model.backend == "null":
         return ArtifactThresholds()

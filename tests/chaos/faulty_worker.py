@@ -11,7 +11,7 @@ Switches (all optional; none set = the plain worker):
     CHAOS_COMMIT_DELAY_S=1.5      commit_transaction waits this long first, so a SIGKILL
                                   almost surely leaves a transaction open (txn-id scenario)
 
-``Classifier.predict`` receives token ids, not texts, so ``Classifier.token_ids`` is
+``Classifier.predict`` receives token ids, not texts, so ``Classifier.tokenize`` is
 wrapped to remember the id sequences of marked texts; ``predict`` then recognises a
 marked message by its ids, wherever the pipeline's retry-and-split puts it. A marker is
 a word no generated normal text contains, so no unmarked text has the same ids.
@@ -52,8 +52,8 @@ class SlowCommitProducer:
 
 
 def install(env: dict[str, str] | None = None) -> None:
-    """Patch worker.inference.Classifier in this process according to ``env``."""
-    from worker.inference import Classifier
+    """Patch worker.model.classifier.Classifier in this process according to ``env``."""
+    from worker.model.classifier import Classifier
 
     env = dict(os.environ if env is None else env)
     commit_delay_s = float(env.get("CHAOS_COMMIT_DELAY_S", "0") or 0)
@@ -75,16 +75,16 @@ def install(env: dict[str, str] | None = None) -> None:
     failing: set[tuple[int, ...]] = set()
     slow: set[tuple[int, ...]] = set()
     warming = threading.local()
-    token_ids, predict, warmup = Classifier.token_ids, Classifier.predict, Classifier.warmup
+    tokenize, predict, warmup = Classifier.tokenize, Classifier.predict, Classifier.warmup
 
-    def marked_token_ids(self: Classifier, texts: Sequence[str]) -> Any:
-        ids, truncated = token_ids(self, texts)
-        for text, row in zip(texts, ids, strict=True):
+    def marked_tokenize(self: Classifier, texts: Sequence[str]) -> Any:
+        tokens = tokenize(self, texts)
+        for text, row in zip(texts, tokens.ids, strict=True):
             if fail_marker and fail_marker in text:
                 failing.add(tuple(row))
             if slow_marker and slow_marker in text:
                 slow.add(tuple(row))
-        return ids, truncated
+        return tokens
 
     def faulty_predict(self: Classifier, batch_ids: Sequence[Sequence[int]]) -> Any:
         if not getattr(warming, "on", False):
@@ -103,7 +103,7 @@ def install(env: dict[str, str] | None = None) -> None:
         finally:
             warming.on = False
 
-    Classifier.token_ids = marked_token_ids  # type: ignore[method-assign]
+    Classifier.tokenize = marked_tokenize  # type: ignore[method-assign]
     Classifier.predict = faulty_predict  # type: ignore[method-assign]
     Classifier.warmup = quiet_warmup  # type: ignore[method-assign]
 

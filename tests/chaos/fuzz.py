@@ -1,7 +1,7 @@
 """Fuzz cases for the worker, and the in-process check of its per-message chain.
 
 The chain is the worker's own, without Kafka or torch: ``codec.decode`` ->
-``RoutingPolicy`` (inside ``pipeline.to_outgoing``, with a fake model row) ->
+``RoutingPolicy`` (inside ``outgoing.to_outgoing``, with a fake model result) ->
 ``codec.result_value`` / ``codec.dead_letter_headers``. Every case must yield one
 producible record, a routed result or a dead letter, and never raise.
 
@@ -21,8 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -31,8 +30,10 @@ from hypothesis import strategies as st
 from schemas import messages as m
 from schemas.labels import HEADS
 from worker import codec
-from worker.inference import Classifier, Row
-from worker.pipeline import Item, to_outgoing
+from worker.inference import Failure, ItemResult, Skipped
+from worker.intake import Item, needs_model
+from worker.model.classifier import Prediction
+from worker.outgoing import Outgoing, to_outgoing
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
 
@@ -162,13 +163,13 @@ class Case:
     value: bytes | None
     headers: codec.Headers
     timestamp_ms: int | None
-    row: Row
+    row: Prediction
     model_error: str | None  # the forward pass failed for this message
     policy: RoutingPolicy
 
 
 @st.composite
-def _rows(draw: st.DrawFn) -> Row:
+def _rows(draw: st.DrawFn) -> Prediction:
     """A model row: per head a top label and its confidence (cheap to draw: 2 per head)."""
     labels, confidences, predictions = {}, {}, {}
     for head, names in HEADS.items():
@@ -182,7 +183,7 @@ def _rows(draw: st.DrawFn) -> Row:
             "probabilities": dict(zip(names, probs, strict=True)),
         }
     unfamiliarity = draw(st.none() | st.floats())
-    return Row(labels, confidences, predictions, unfamiliarity)
+    return Prediction(labels, confidences, predictions, unfamiliarity)
 
 
 _policies = st.builds(
@@ -217,10 +218,12 @@ def _settings() -> WorkerSettings:
     return WorkerSettings()
 
 
-_CLASSIFIER = cast(
-    Classifier,
-    SimpleNamespace(model_info={"name": "fuzz", "version": "0", "content_hash": "0" * 64}),
-)
+MODEL_INFO = {"name": "fuzz", "version": "0", "content_hash": "0" * 64}
+
+
+def place(out: Outgoing) -> str:
+    """Where a record went, as the reports name it: a route, or "dlq:<stage>"."""
+    return f"dlq:{out.stage}" if out.stage is not None else str(out.route)
 
 
 def outgoing(case: Case, topic: str = "in", partition: int = 3, offset: int = 12345) -> Any:
@@ -230,21 +233,21 @@ def outgoing(case: Case, topic: str = "in", partition: int = 3, offset: int = 12
         topic, partition, offset, case.key, case.value, list(case.headers), case.timestamp_ms
     )
     outcome = codec.decode(record, s.max_text_chars)
-    needs_model = isinstance(outcome, codec.Accepted) and bool(outcome.text.strip())
-    item = Item(record, outcome, [101, 7, 102] if needs_model else [])
-    failure = (
-        RuntimeError(case.model_error) if needs_model and case.model_error is not None else None
-    )
+    model = needs_model(outcome)
+    item = Item(record, outcome, [101, 7, 102] if model else [])
+    result: ItemResult = Skipped()
+    if model:
+        error = case.model_error
+        result = case.row if error is None else Failure(RuntimeError(error))
     ctx = codec.ResultContext(
-        model=_CLASSIFIER.model_info,
+        model=MODEL_INFO,
         policy=case.policy.name,
         classified_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         inference_ms=1.5,
         batch_size=7,
         batch_started_ms=time.time() * 1000,
     )
-    row = case.row if needs_model and failure is None else None
-    return outcome, to_outgoing(item, row, failure, ctx, case.policy, s, _CLASSIFIER)
+    return outcome, to_outgoing(item, result, ctx, case.policy, s.topics)
 
 
 def problem(case: Case) -> str | None:
@@ -259,9 +262,7 @@ def evaluate(case: Case) -> tuple[str | None, str]:
     except Exception as exc:
         return f"raised {type(exc).__name__}: {str(exc)[:200]}", "raised"
     try:
-        return _check(case, outcome, out), str(out.route).split(":")[0] if not str(
-            out.route
-        ).startswith("dlq:") else str(out.route)
+        return _check(case, outcome, out), place(out)
     except Exception as exc:
         return f"its output could not be checked: {type(exc).__name__}: {str(exc)[:200]}", "?"
 
@@ -391,7 +392,7 @@ def live_cases(n: int, rng_seed: int) -> list[LiveCase]:
     return out
 
 
-_PLAIN_ROW = Row(
+_PLAIN_ROW = Prediction(
     {"intent": "billing_issue", "urgency": "low", "sentiment": "calm", "action": "auto_resolve"},
     dict.fromkeys(HEADS, 0.9),
     {},
@@ -415,7 +416,7 @@ def expected_place(key: bytes | None, value: bytes | None, headers: WireHeaders)
         _, out = outgoing(case)
     except Exception:
         return {"route", "dlq:route", "dlq:serialize"}
-    return {"route"} if not out.route.startswith("dlq:") else {out.route}
+    return {"route"} if out.stage is None else {place(out)}
 
 
 def main(argv: list[str] | None = None) -> int:

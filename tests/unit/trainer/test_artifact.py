@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from schemas.labels import HEADS
-from trainer import load_artifact
-from trainer.errors import ArtifactError
-from trainer.modeling import encode
+from worker.model.artifact import LoadedModel, load_artifact
+from worker.model.errors import ArtifactError
+from worker.model.text import pad, tokenize
 
 TEXTS = ["i want a refund NOW!!", "what are your opening hours", "MY CARD WAS DECLINED", "hi"]
 
@@ -54,8 +54,7 @@ def test_reload_gives_identical_logits(smoke_artifact: Path, tmp_path: Path) -> 
     copy = tmp_path / "copy"
     shutil.copytree(smoke_artifact, copy)  # the directory alone is enough
     second = load_artifact(copy)
-    m = first.manifest
-    enc = encode(first.tokenizer, TEXTS, m.max_length, m.casing_marker)
+    enc = _encode(first, TEXTS)
     with torch.inference_mode():
         a = first.model(enc["input_ids"], enc["attention_mask"])
         b = second.model(enc["input_ids"], enc["attention_mask"])
@@ -65,12 +64,11 @@ def test_reload_gives_identical_logits(smoke_artifact: Path, tmp_path: Path) -> 
 
 def test_batched_equals_single_within_1e_4(smoke_artifact: Path) -> None:
     loaded = load_artifact(smoke_artifact)
-    m = loaded.manifest
     with torch.inference_mode():
-        enc = encode(loaded.tokenizer, TEXTS, m.max_length, m.casing_marker)
+        enc = _encode(loaded, TEXTS)
         batched = loaded.model(enc["input_ids"], enc["attention_mask"])
         for i, text in enumerate(TEXTS):
-            one = encode(loaded.tokenizer, [text], m.max_length, m.casing_marker)
+            one = _encode(loaded, [text])
             single = loaded.model(one["input_ids"], one["attention_mask"])
             for head in HEADS:
                 torch.testing.assert_close(batched[head][i], single[head][0], atol=1e-4, rtol=0)
@@ -81,10 +79,18 @@ def test_casing_marker_is_one_token_for_all_caps_only(smoke_artifact: Path) -> N
     m = loaded.manifest
     assert m.casing_marker
     marker_id = loaded.tokenizer.convert_tokens_to_ids(m.casing_marker)
-    caps = encode(loaded.tokenizer, ["MY CARD WAS DECLINED"], m.max_length, m.casing_marker)
-    lower = encode(loaded.tokenizer, ["my card was declined"], m.max_length, m.casing_marker)
+    caps = _encode(loaded, ["MY CARD WAS DECLINED"])
+    lower = _encode(loaded, ["my card was declined"])
     assert caps["input_ids"][0, 1].item() == marker_id  # right after [CLS]
     assert marker_id not in lower["input_ids"][0].tolist()
+
+
+def _encode(loaded: LoadedModel, texts: list[str]) -> dict[str, torch.Tensor]:
+    """Padded ids and mask, prepared as the worker prepares them."""
+    m = loaded.manifest
+    tokens = tokenize(loaded.tokenizer, texts, m.max_length, m.casing_marker)
+    ids, mask = pad(tokens.ids, int(loaded.tokenizer.pad_token_id))
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
 
 def _broken(smoke_artifact: Path, tmp_path: Path, edit: dict[str, object]) -> Path:

@@ -1,4 +1,4 @@
-"""The model module: backbone resolution, pooling, the masked multi-task loss."""
+"""Training-side model code: backbone resolution, the masked multi-task loss."""
 
 from __future__ import annotations
 
@@ -6,14 +6,7 @@ import pytest
 import torch
 
 from trainer.errors import BackboneNotFoundError
-from trainer.modeling import (
-    IGNORE_INDEX,
-    encoder_from_config,
-    load_backbone,
-    mark_casing,
-    minilm_dir,
-    multitask_loss,
-)
+from trainer.modeling import IGNORE_INDEX, load_backbone, minilm_dir, multitask_loss
 
 
 def test_minilm_is_found_offline_in_its_package() -> None:
@@ -30,13 +23,6 @@ def test_a_missing_backbone_names_what_was_tried(monkeypatch: pytest.MonkeyPatch
         load_backbone("no/such-model")
 
 
-def test_mark_casing_only_for_all_caps() -> None:
-    assert mark_casing("WHY", "[ALLCAPS]") == "[ALLCAPS] WHY"
-    assert mark_casing("Why", "[ALLCAPS]") == "Why"
-    assert mark_casing("123 !!", "[ALLCAPS]") == "123 !!"  # nothing cased: not ALL CAPS
-    assert mark_casing("WHY", None) == "WHY"
-
-
 def test_loss_skips_unknown_labels_and_heads_without_any() -> None:
     logits = {
         "a": torch.tensor([[2.0, 0.0], [0.0, 2.0]]),
@@ -49,20 +35,3 @@ def test_loss_skips_unknown_labels_and_heads_without_any() -> None:
     torch.testing.assert_close(loss, expected)
     weighted = multitask_loss(logits, labels, head_weights={"a": 2.0})
     torch.testing.assert_close(weighted, 2 * expected)
-
-
-def test_an_mpnet_artifact_config_saved_with_sdpa_still_builds() -> None:
-    # MPNet has no SDPA attention; an artifact's config records the implementation the
-    # training run asked for, so rebuilding it must name eager, not fall back silently.
-    config = {
-        "model_type": "mpnet",
-        "hidden_size": 32,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "vocab_size": 100,
-        "_attn_implementation": "sdpa",
-    }
-    encoder = encoder_from_config(config)
-    assert type(encoder).__name__ == "MPNetModel"
-    assert encoder.config._attn_implementation == "eager"

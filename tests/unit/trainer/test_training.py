@@ -59,8 +59,9 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
 
 
 def test_layer_decay_gives_lower_layers_smaller_learning_rates() -> None:
-    from trainer.modeling import MultiHeadClassifier, load_backbone
+    from trainer.modeling import load_backbone
     from trainer.training import param_groups
+    from worker.model.network import MultiHeadClassifier
 
     backbone = load_backbone("tiny")  # 2 encoder layers
     model = MultiHeadClassifier(backbone.encoder, HEADS, "mean", 0.1)

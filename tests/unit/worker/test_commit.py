@@ -222,7 +222,7 @@ def test_a_result_refused_at_produce_time_becomes_a_dead_letter() -> None:
     too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large")
     p = FakeProducer(refuse_now=lambda t, v: too_large if v == b'{"r": 2}' else None)
     done = committer(p)[0].commit(batch())
-    assert done is not None and done.outgoing[2].route == "dlq:produce"
+    assert done is not None and done.outgoing[2].stage == "produce"
     assert p.calls == ["begin", "abort", "begin", "send_offsets", "commit"]
     assert [t for t, _, _ in p.committed].count("support.dlq") == 1
 
@@ -282,5 +282,5 @@ def test_at_least_once_refused_record_becomes_a_dead_letter() -> None:
         FakeConsumer(),
     )
     done = committer(p, consumer, mode="at_least_once")[0].commit(batch())
-    assert done is not None and done.outgoing[1].route == "dlq:produce"
+    assert done is not None and done.outgoing[1].stage == "produce"
     assert consumer.commits == [[(0, 13), (1, 14)]]

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.chaos.fuzz import Case, cases, problem
-from worker.inference import Row
+from worker.model.classifier import Prediction
 from worker.routing import RoutingPolicy
 
-PLAIN = Row(
+PLAIN = Prediction(
     {"intent": "billing_issue", "urgency": "low", "sentiment": "calm", "action": "auto_resolve"},
     {"intent": 0.9, "urgency": 0.9, "sentiment": 0.9, "action": 0.9},
     {},

@@ -1,63 +1,60 @@
-"""The model adapter on a smoke artifact: batched == single, truncation, one call per batch."""
+"""One batch through the model: per-item results by index, failures isolated, the probe."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from tests.unit.worker.fakes import POISON, FlakyModel, RowDroppingModel
+from worker import codec
+from worker.inference import BatchResult, Failure, Skipped, infer
+from worker.intake import Item
+from worker.model.classifier import Prediction
 
-import numpy as np
-import pytest
-
-from trainer import load_artifact
-from worker.inference import Classifier
-
-TEXTS = [
-    "my card was declined!!",
-    "WHERE IS MY REFUND",
-    "hi",
-    "how do i reset my pin please",
-    "the app keeps crashing when i open payments and i am so annoyed",
-]
+PROBE = [1, 3, 2]
 
 
-@pytest.fixture(scope="module")
-def classifier(smoke_artifact: Path) -> Classifier:
-    return Classifier(load_artifact(smoke_artifact), device="cpu", dtype="float32")
+def _item(i: int, ids: list[int]) -> Item:
+    rec = codec.Record("in", 0, i, None, b"{}", [], None)
+    return Item(rec, codec.Accepted(rec, {}, f"m{i}", None, "t"), ids)
 
 
-def test_batched_predictions_equal_single_ones_within_1e_4(classifier: Classifier) -> None:
-    ids, _ = classifier.token_ids(TEXTS)
-    batched = classifier.predict(ids)
-    for i, one in enumerate(ids):
-        single = classifier.predict([one])
-        for head in batched.probs:
-            np.testing.assert_allclose(batched.probs[head][i], single.probs[head][0], atol=1e-4)
-            assert batched.top[head][i] == single.top[head][0]
-        assert batched.unfamiliarity is not None and single.unfamiliarity is not None
-        np.testing.assert_allclose(batched.unfamiliarity[i], single.unfamiliarity[0], rtol=1e-4)
+def test_a_failing_message_is_isolated_and_only_it_fails() -> None:
+    model = FlakyModel()
+    items = [_item(i, [1, 2, POISON if i == 5 else 3]) for i in range(8)]
+    result = infer(model, items, PROBE)
+    assert not result.model_broken
+    assert [type(r) for r in result.results] == [Prediction] * 5 + [Failure] + [Prediction] * 2
+    failure = result.results[5]
+    assert isinstance(failure, Failure) and isinstance(failure.error, RuntimeError)
+    # 8, its retry, then halves: [0..3] ok, [4..7] fails, [4,5] fails, [4] ok, [5] fails, [6,7] ok
+    assert model.batches == [8, 8, 4, 4, 2, 1, 1, 2]
+    assert result.model_calls == len(model.batches)
 
 
-def test_one_forward_pass_per_batch(classifier: Classifier) -> None:
-    ids, _ = classifier.token_ids(TEXTS)
-    before = classifier.calls
-    out = classifier.predict(ids)
-    assert classifier.calls == before + 1
-    for head, probs in out.probs.items():
-        assert probs.shape == (len(TEXTS), len(out.labels[head]))
-        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+def test_a_healthy_batch_is_one_forward_pass() -> None:
+    model = FlakyModel()
+    result = infer(model, [_item(i, [1, 2]) for i in range(16)], PROBE)
+    assert model.batches == [16] and result.predicted == 16
 
 
-def test_long_texts_are_truncated_and_flagged(classifier: Classifier) -> None:
-    m = classifier.max_length
-    ids, truncated = classifier.token_ids(["word " * (m * 3), "short"])
-    assert truncated == [True, False]
-    assert len(ids[0]) == m and ids[0][-1] == classifier.sep_id
+def test_items_without_token_ids_are_skipped_and_keep_their_place() -> None:
+    model = FlakyModel()
+    items = [_item(0, [1, 2]), _item(1, []), _item(2, [1, 2])]
+    result = infer(model, items, PROBE)
+    assert [type(r) for r in result.results] == [Prediction, Skipped, Prediction]
+    assert model.batches == [2]  # the skipped one never reached the model
 
 
-def test_rows_carry_labels_confidences_and_all_probabilities(classifier: Classifier) -> None:
-    ids, _ = classifier.token_ids(TEXTS[:2])
-    rows = classifier.predict(ids).rows()
-    labels, confidences, predictions, unfamiliarity = rows[0]
-    assert set(labels) == {"intent", "urgency", "sentiment", "action"}
-    assert unfamiliarity is not None and unfamiliarity > 0
-    assert predictions["action"]["confidence"] == confidences["action"]
-    assert max(predictions["action"]["probabilities"].values()) == confidences["action"]
+def test_a_batch_with_nothing_for_the_model_makes_no_call() -> None:
+    model = FlakyModel()
+    assert infer(model, [_item(0, [])], PROBE) == BatchResult([Skipped()], 0.0, 0, False)
+    assert model.batches == []
+
+
+def test_a_whole_batch_failing_with_a_passing_probe_is_bad_input_not_a_broken_model() -> None:
+    result = infer(FlakyModel(), [_item(i, [POISON]) for i in range(4)], PROBE)
+    assert all(isinstance(r, Failure) for r in result.results) and not result.model_broken
+
+
+def test_a_model_that_loses_rows_is_a_broken_model_not_a_crash() -> None:
+    result = infer(RowDroppingModel(), [_item(i, [1, 2]) for i in range(4)], PROBE)
+    assert all(isinstance(r, Failure) for r in result.results)
+    assert result.model_broken  # the probe lost its row too

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 from torch import Tensor, nn
 
-from trainer.modeling import MultiHeadClassifier
+from worker.model.network import MultiHeadClassifier
 
 SUPPORTED = frozenset({"bert", "distilbert"})
 

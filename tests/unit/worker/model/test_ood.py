@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainer.modeling import MahalanobisScorer
+from worker.model.network import MahalanobisScorer
 
 
 def _clusters(n: int = 400, hidden: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig, DistilBertConfig, RobertaConfig
 
-from trainer import load_artifact
-from trainer.modeling import MultiHeadClassifier
-from worker.inference import Classifier
-from worker.packed import PackedClassifier, pack, supports
+from worker.model.artifact import load_artifact
+from worker.model.classifier import Classifier
+from worker.model.network import MultiHeadClassifier
+from worker.model.packed import PackedClassifier, pack, supports
 
 HEADS = {"a": ("x", "y", "z"), "b": ("p", "q")}
 # Lengths that leave most of a padded batch empty, as short chat messages do.
@@ -115,7 +115,7 @@ def test_classifier_packed_and_padded_agree(artifact: Path) -> None:
     assert packed.packed is not None and padded.packed is None
     assert packed.precision == "float32, padding-free"
     texts = ["refund me now", "HELLO??", "the app crashes every time i log in to pay a bill"]
-    ids, _ = packed.token_ids(texts)
+    ids, _ = packed.tokenize(texts)
     a, b = packed.predict(ids), padded.predict(ids)
     for head in a.probs:
         np.testing.assert_allclose(a.probs[head], b.probs[head], atol=1e-5)
@@ -128,7 +128,7 @@ def test_fast_precisions_stay_close_to_fp32(artifact: Path, quantize: str, autoc
     exact = Classifier(load_artifact(artifact), "cpu", "float32")
     fast = Classifier(load_artifact(artifact), "cpu", "float32", quantize, autocast=autocast)
     texts = ["refund me now", "HELLO??", "my card got charged twice", "reset my password"] * 4
-    ids, _ = exact.token_ids(texts)
+    ids, _ = exact.tokenize(texts)
     a, b = exact.predict(ids), fast.predict(ids)
     for head in a.probs:
         assert b.probs[head].dtype == np.float32

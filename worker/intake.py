@@ -1,0 +1,46 @@
+"""Intake: records in, batch items out (decode -> validate -> tokenize). Pure: no Kafka.
+
+The worker's loop, ``support-worker classify``, the bench and the console all build
+their items here, so a message is judged the same way wherever it enters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from worker import codec
+from worker.model.classifier import Model
+
+
+@dataclass(frozen=True)
+class Item:
+    """One consumed record on its way through a batch."""
+
+    record: codec.Record
+    outcome: codec.Accepted | codec.Rejected
+    ids: list[int]  # token ids; empty when the model is not needed
+    truncated: bool = False
+
+
+def needs_model(outcome: codec.Accepted | codec.Rejected) -> bool:
+    """Only accepted messages with some non-blank text go to the model."""
+    return isinstance(outcome, codec.Accepted) and bool(outcome.text.strip())
+
+
+def intake(records: Sequence[codec.Record], model: Model, max_text_chars: int) -> list[Item]:
+    """One item per record, in order; every text the model needs in one tokenizer call."""
+    outcomes = [codec.decode(r, max_text_chars) for r in records]
+    texts = [o.text for o in outcomes if isinstance(o, codec.Accepted) and needs_model(o)]
+    tokens = model.tokenize(texts)
+    if len(tokens.ids) != len(texts):
+        raise RuntimeError(f"the tokenizer returned {len(tokens.ids)} rows for {len(texts)}")
+    it = iter(zip(tokens.ids, tokens.truncated, strict=True))
+    items = []
+    for record, outcome in zip(records, outcomes, strict=True):
+        if needs_model(outcome):
+            ids, cut = next(it)
+            items.append(Item(record, outcome, ids, cut))
+        else:
+            items.append(Item(record, outcome, []))
+    return items

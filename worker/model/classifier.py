@@ -1,0 +1,269 @@
+"""The model as the worker runs it: token ids for texts, one forward pass per batch.
+
+Everything per batch happens on whole tensors: pack (or pad) once, one forward under
+inference_mode, temperatures and softmax for all heads, then one device-to-host copy.
+The trainer's evaluation runs this same class, so the figures in an artifact's
+metrics.json come from the code path the worker serves with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import torch
+
+from worker.model.artifact import LoadedModel
+from worker.model.network import quantize_int8
+from worker.model.packed import PackedClassifier, pack, supports, to_device
+from worker.model.text import Tokenized, pad, tokenize
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Prediction(NamedTuple):
+    """One message's predictions, as the routing policy and the outbound record use them."""
+
+    labels: dict[str, str]
+    confidences: dict[str, float]
+    predictions: dict[str, Any]  # the outbound ``predictions`` block
+    unfamiliarity: float | None  # the OOD score; None when the model has none
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """Calibrated probabilities [B, C] and argmax [B] per head, and OOD scores [B], on the
+    host."""
+
+    labels: Mapping[str, tuple[str, ...]]
+    probs: dict[str, np.ndarray]
+    top: dict[str, np.ndarray]
+    inference_ms: float
+    unfamiliarity: np.ndarray | None = None  # [B]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.top.values())))
+
+    def predictions(self) -> list[Prediction]:
+        """Per message, in batch order: labels, confidences, the predictions block, OOD.
+
+        Arrays become Python lists once per batch; the per-message work is dict building.
+        """
+        per_head = {h: (self.probs[h].tolist(), self.top[h].tolist()) for h in self.probs}
+        size = len(self)
+        scores = self.unfamiliarity.tolist() if self.unfamiliarity is not None else [None] * size
+        out = []
+        for n in range(size):
+            labels, confidences, predictions = {}, {}, {}
+            for head, (probs, top) in per_head.items():
+                names, k, row = self.labels[head], top[n], probs[n]
+                labels[head], confidences[head] = names[k], row[k]
+                predictions[head] = {
+                    "label": names[k],
+                    "confidence": row[k],
+                    "probabilities": dict(zip(names, row, strict=True)),
+                }
+            out.append(Prediction(labels, confidences, predictions, scores[n]))
+        return out
+
+
+class Model(Protocol):
+    """What the pipeline, the bench and the trainer's evaluation need from a model."""
+
+    @property
+    def heads(self) -> Mapping[str, tuple[str, ...]]: ...
+
+    @property
+    def model_info(self) -> Mapping[str, str]:
+        """name, version, content_hash: stamped on every result."""
+        ...
+
+    @property
+    def precision(self) -> str:
+        """What the startup log and the bench report: weights, autocast, packing."""
+        ...
+
+    @property
+    def device(self) -> object: ...
+
+    @property
+    def dtype(self) -> object: ...
+
+    def tokenize(self, texts: Sequence[str]) -> Tokenized: ...
+
+    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput: ...
+
+    def warmup(self, batch_size: int = 8) -> None: ...
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return DTYPES[dtype]
+
+
+class NullClassifier:
+    """Fixed predictions, no torch: measures everything around the model (bench F)."""
+
+    def __init__(self, heads: Mapping[str, tuple[str, ...]], max_length: int = 128) -> None:
+        self.heads = heads
+        self.max_length = max_length
+        self.model_info = {"name": "null", "version": "0", "content_hash": "0" * 64}
+        self.device, self.dtype, self.precision = "none", "none", "none"
+
+    def tokenize(self, texts: Sequence[str]) -> Tokenized:
+        ids = [[1] * min(self.max_length, len(t.split()) + 2) for t in texts]
+        return Tokenized(ids, [len(t.split()) + 2 > self.max_length for t in texts])
+
+    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
+        probs = {
+            h: np.tile(np.eye(len(ls))[-1], (len(batch_ids), 1)) for h, ls in self.heads.items()
+        }
+        return BatchOutput(self.heads, probs, {h: p.argmax(1) for h, p in probs.items()}, 0.0)
+
+    def warmup(self, batch_size: int = 8) -> None:
+        pass
+
+
+class Classifier:
+    """Runs a loaded artifact: packed (padding-free) where the encoder allows, else padded."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        device: str = "auto",
+        dtype: str = "auto",
+        quantize: str = "none",
+        padding_free: bool = True,
+        autocast: str = "none",
+    ) -> None:
+        m = self.manifest = loaded.manifest
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = loaded.model.to(self.device, dtype=self.dtype).eval()
+        # Built before quantization, which swaps its (fused) Linear layers for int8 ones.
+        self.packed = (
+            PackedClassifier(self.model).eval() if padding_free and supports(self.model) else None
+        )
+        if quantize == "int8":
+            self.model = quantize_int8(self.model, self.device)
+            if self.packed is not None:
+                self.packed = quantize_int8(self.packed, self.device)
+        self.autocast = None if autocast == "none" else DTYPES[autocast]
+        self.quantize = quantize
+        self.tokenizer = loaded.tokenizer
+        self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
+        self.max_length = m.max_length
+        self.marker = m.casing_marker
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.model_info = {
+            "name": m.name,
+            "version": m.version,
+            "content_hash": loaded.content_hash,
+        }
+        self._splits = [len(labels) for labels in self.heads.values()]
+        # One temperature per output column, so calibration is a single division.
+        self._temps = torch.tensor(
+            [
+                m.temperatures[h]
+                for h, w in zip(self.heads, self._splits, strict=True)
+                for _ in range(w)
+            ],
+            device=self.device,
+        )  # [sum C]
+
+    def tokenize(self, texts: Sequence[str]) -> Tokenized:
+        """Ids for each text in one tokenizer call, and whether it had to be truncated."""
+        return tokenize(self.tokenizer, texts, self.max_length, self.marker)
+
+    @property
+    def precision(self) -> str:
+        """What the bench and the startup log report: weights, autocast, packing."""
+        name = "int8" if self.quantize == "int8" else str(self.dtype).removeprefix("torch.")
+        if self.autocast is not None:
+            name += "+autocast-" + str(self.autocast).removeprefix("torch.")
+        return name + (", padding-free" if self.packed is not None else ", padded")
+
+    def prepare(self, batch_ids: Sequence[Sequence[int]]) -> Any:
+        """The forward pass's inputs on the device: packed when it can be, else padded."""
+        if self.packed is not None:
+            return to_device(pack(batch_ids), self.device)
+        ids, mask = pad(batch_ids, self.pad_id)
+        return self._to_device(ids), self._to_device(mask)
+
+    def forward(self, inputs: Any) -> tuple[dict[str, Any], Any]:
+        """Logits per head and OOD scores [B] (or None) from ``prepare``'s inputs; the caller
+        holds inference_mode."""
+        with torch.autocast(
+            self.device.type, dtype=self.autocast or torch.bfloat16, enabled=bool(self.autocast)
+        ):
+            if self.packed is not None:
+                return self.packed.outputs(inputs)
+            return self.model.outputs(*inputs)
+
+    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
+        """One forward pass over the batch: its real tokens only, or padded to its longest."""
+        started = time.perf_counter()
+        with torch.inference_mode():
+            logits, ood = self.forward(self.prepare(batch_ids))
+            joined = torch.cat([logits[h] for h in self.heads], dim=1).float() / self._temps
+            probs = torch.cat(
+                [torch.softmax(part, dim=1) for part in joined.split(self._splits, dim=1)], dim=1
+            )  # [B, sum C]
+            if ood is not None:  # one more column, so the copy stays one copy
+                probs = torch.cat([probs, ood.float()[:, None]], dim=1)  # [B, sum C + 1]
+            host = probs.cpu().numpy()  # the batch's one device-to-host copy
+        out_probs, out_top, col = {}, {}, 0
+        for head, width_h in zip(self.heads, self._splits, strict=True):
+            out_probs[head] = host[:, col : col + width_h]
+            out_top[head] = out_probs[head].argmax(axis=1)
+            col += width_h
+        unfamiliarity = host[:, col] if ood is not None else None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return BatchOutput(self.heads, out_probs, out_top, elapsed_ms, unfamiliarity)
+
+    def predict_texts(self, texts: Sequence[str], batch_size: int = 256) -> BatchOutput:
+        """Every text through ``tokenize`` and ``predict``, in batches of similar length,
+        returned in the order given (the trainer's evaluation scores with this)."""
+        if not texts:
+            empty = {h: np.zeros((0, len(ls)), dtype=np.float32) for h, ls in self.heads.items()}
+            return BatchOutput(self.heads, empty, {h: p.argmax(1) for h, p in empty.items()}, 0.0)
+        ids = self.tokenize(texts).ids
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        parts = [
+            self.predict([ids[i] for i in order[s : s + batch_size]])
+            for s in range(0, len(order), batch_size)
+        ]
+        inverse = np.empty(len(order), dtype=np.int64)
+        inverse[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
+        probs = {h: np.concatenate([p.probs[h] for p in parts])[inverse] for h in self.heads}
+        scores = (
+            np.concatenate([p.unfamiliarity for p in parts])[inverse]
+            if parts and parts[0].unfamiliarity is not None
+            else None
+        )
+        top = {h: p.argmax(axis=1) for h, p in probs.items()}
+        return BatchOutput(self.heads, probs, top, sum(p.inference_ms for p in parts), scores)
+
+    def _to_device(self, array: np.ndarray) -> Any:
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def warmup(self, batch_size: int = 8) -> None:
+        """Allocate and compile what the first real batch would otherwise wait for."""
+        self.predict(self.tokenize(["warm up the model before the first message"] * batch_size).ids)

@@ -1,0 +1,57 @@
+"""Text as the model sees it: the casing marker, truncation, token ids, padding.
+
+The trainer and the worker prepare text with these functions only, so a message is
+tokenized the same way when the model is evaluated and when it is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+# An uncased tokenizer lowercases "WTF FIX THIS" to "wtf fix this", hiding the ALL CAPS
+# that the sentiment rule reads. This token, prepended to all-caps texts, restores it.
+CASING_MARKER = "[ALLCAPS]"
+
+
+def mark_casing(text: str, marker: str | None) -> str:
+    """Prepend the marker when the text is ALL CAPS (str.isupper, as the rule uses)."""
+    return f"{marker} {text}" if marker and text.isupper() else text
+
+
+class Tokenized(NamedTuple):
+    """Token ids per text, and whether each text was cut to fit max_length."""
+
+    ids: list[list[int]]
+    truncated: list[bool]
+
+
+def tokenize(
+    tokenizer: Any, texts: Sequence[str], max_length: int, marker: str | None
+) -> Tokenized:
+    """Ids for each text in one tokenizer call, at most max_length each, ending in [SEP]."""
+    if not texts:
+        return Tokenized([], [])
+    marked = [mark_casing(t, marker) for t in texts]
+    # One token past max_length tells "truncated" from "exactly fits" without a second,
+    # untruncated tokenization of a possibly huge text.
+    ids: list[list[int]] = tokenizer(
+        marked, truncation=True, max_length=max_length + 1, add_special_tokens=True
+    )["input_ids"]
+    truncated = [len(x) > max_length for x in ids]
+    sep = int(tokenizer.sep_token_id)
+    cut = [[*x[: max_length - 1], sep] if t else x for x, t in zip(ids, truncated, strict=True)]
+    return Tokenized(cut, truncated)
+
+
+def pad(batch_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and attention mask [B, T], padded to the batch's longest member."""
+    width = max(len(x) for x in batch_ids)
+    ids = np.full((len(batch_ids), width), pad_id, dtype=np.int64)  # [B, T]
+    mask = np.zeros((len(batch_ids), width), dtype=np.int64)
+    for row, x in enumerate(batch_ids):
+        ids[row, : len(x)] = x
+        mask[row, : len(x)] = 1
+    return ids, mask
