@@ -15,7 +15,13 @@ def test_minilm_is_found_offline_in_its_package() -> None:
 
 
 def test_a_missing_backbone_names_what_was_tried(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    # Offline for real: huggingface_hub reads HF_HUB_OFFLINE once, when imported (here by
+    # the import of trainer.modeling), so the variable alone left this test waiting ~23 s
+    # on a hub it cannot reach, and asking a hub it can reach.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(
         BackboneNotFoundError,
         match=r"local dir no/such-model \(does not exist\); hub id 'no/such-model'",
