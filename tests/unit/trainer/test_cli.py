@@ -97,6 +97,7 @@ def test_an_unknown_backbone_fails_naming_what_was_tried(
     assert "no backbone found; tried: local dir" in capsys.readouterr().err
 
 
+@pytest.mark.model
 def test_train_on_your_own_csv_files_counting_skipped_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

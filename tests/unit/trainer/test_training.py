@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from schemas.labels import HEADS
@@ -11,6 +12,7 @@ from trainer.data.records import Example
 from trainer.labeling import label_all
 from trainer.training import AUX_HEAD, TrainConfig, train
 
+pytestmark = pytest.mark.model  # every test here trains or builds a backbone
 SOURCES = {
     "pay_bill": "billing_issue",
     "balance": "billing_issue",
