@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from trainer.data import clinc
+
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_TOOL = REPO / "deploy" / "local-kafka" / "kafka"
 SHARED = REPO.parent / "shared"
 
 
-CLINC_FILE = SHARED / "data" / "clinc150" / "data_oos_plus.json"
+# Where every tool and the trainer look too: $CLINC_PATH, else ../shared beside the repo.
+CLINC_FILE = clinc.default_path()
 
 
 # Fixtures that train or load a model. A test using one, directly or through another

@@ -81,5 +81,6 @@ def known_intents(rows: Rows) -> set[str]:
 
 
 def default_path() -> Path | None:
-    """$CLINC_PATH, else ../shared/data/clinc150/data_oos_plus.json from the working dir."""
+    """The CLINC150 file: $CLINC_PATH, else ../shared/data/clinc150/data_oos_plus.json
+    beside the repo root (see shared_file). Every caller asks here."""
     return shared_file("CLINC_PATH", "clinc150/data_oos_plus.json")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import CLINC_FILE, SHARED
 from trainer.data import banking77
 from trainer.data.mapping import load_mapping
 from trainer.data.splits import DataSpec, build
@@ -16,6 +16,9 @@ from trainer.errors import DataError
 
 B77_FILE = SHARED / "data" / "banking77" / "train.csv"
 needs_b77 = pytest.mark.skipif(not B77_FILE.exists(), reason=f"{B77_FILE} not present")
+needs_clinc = pytest.mark.skipif(
+    CLINC_FILE is None or not CLINC_FILE.exists(), reason=f"{CLINC_FILE or 'CLINC150'} not present"
+)
 
 
 def _rows(per_category: dict[str, int]) -> list[tuple[str, str]]:
@@ -68,13 +71,12 @@ def test_the_preset_names_only_real_categories_and_the_parts_cover_every_intent(
 
 
 @needs_b77
+@needs_clinc
 def test_train_sources_keep_a_collection_out_of_training_but_in_the_tests() -> None:
-    from trainer.data import clinc
-
     spec = DataSpec(
         sources=("clinc", "banking77"),
         train_sources=("banking77",),
-        clinc_path=clinc.default_path() or SHARED / "data/clinc150/data_oos_plus.json",
+        clinc_path=CLINC_FILE,
         banking77_path=B77_FILE,
         limit=200,
     )
@@ -87,10 +89,9 @@ def test_train_sources_keep_a_collection_out_of_training_but_in_the_tests() -> N
 
 
 @needs_b77
+@needs_clinc
 def test_adding_banking77_leaves_the_clinc_examples_as_they_were() -> None:
-    from trainer.data import clinc
-
-    path = clinc.default_path() or SHARED / "data/clinc150/data_oos_plus.json"
+    path = CLINC_FILE
     alone = build(DataSpec(sources=("clinc",), clinc_path=path, limit=300))
     both = build(
         DataSpec(

@@ -13,7 +13,9 @@ from trainer.cli import main
 from trainer.data import clinc
 from trainer.errors import SourceUnavailableError
 
-needs_clinc = pytest.mark.skipif(not CLINC_FILE.exists(), reason=f"{CLINC_FILE} not present")
+needs_clinc = pytest.mark.skipif(
+    CLINC_FILE is None or not CLINC_FILE.exists(), reason=f"{CLINC_FILE or 'CLINC150'} not present"
+)
 
 
 @needs_clinc
