@@ -58,8 +58,9 @@ chaos: $(STAMP)
 
 # The main job: broker + topics + a model (trained if models/current is missing) +
 # the worker + sample traffic + a live view. Ctrl-C stops what it started.
+# A developer tool (tools/demo.py), not part of the worker's package.
 demo: $(STAMP)
-	$(PY) -m worker.demo
+	$(PY) -m tools.demo
 
 kafka-up: $(STAMP)
 	@$(KAFKA) up

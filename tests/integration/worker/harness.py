@@ -1,24 +1,41 @@
-"""Run real worker processes against the test broker, and read what they committed."""
+"""Run real worker processes against the test broker, and read what they committed.
+
+The processes are ``tools.worker_proc.WorkerProc`` (re-exported here), the one driver
+the bench uses too.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.conftest import REPO
+from tools import worker_proc
+from tools.worker_proc import WorkerProc
+
+__all__ = [
+    "MALFORMED",
+    "ROUTES",
+    "Committed",
+    "Topics",
+    "WorkerProc",
+    "end_offsets",
+    "kill",
+    "make_topics",
+    "message",
+    "produce",
+    "read_committed",
+    "running_worker",
+    "start_worker",
+]
 
 ROUTES = ("escalate", "auto_resolve", "more_info")
 
@@ -34,8 +51,8 @@ class Topics:
     def outputs(self) -> list[str]:
         return [self.escalate, self.auto_resolve, self.more_info, self.dlq]
 
-    def env(self) -> dict[str, str]:
-        return {f"SUPPORT_WORKER_TOPICS__{k.upper()}": v for k, v in self.__dict__.items()}
+    def roles(self) -> dict[str, str]:
+        return dict(self.__dict__)
 
 
 def make_topics(
@@ -50,71 +67,13 @@ def make_topics(
     )
 
 
-@dataclass
-class WorkerProc:
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    admin_port: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    out.append(json.loads(line))
-        return out
-
-    def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
-            if self.ready():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"worker not ready in {timeout}s:\n{self.tail()}")
-
-    def ready(self) -> bool:
-        """/readyz answers 200 now (the admin port is read from the log once it is there)."""
-        if not self.admin_port:
-            ports = [e["port"] for e in self.log_lines() if e.get("event") == "admin_listening"]
-            self.admin_port = ports[0] if ports else 0
-        return bool(self.admin_port) and self.get("/readyz")[0] == 200
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.admin_port}{path}", timeout=5
-            ) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""
-
-    def metric(self, name: str) -> float:
-        _, body = self.get("/metrics")
-        total = 0.0
-        for line in body.splitlines():
-            if line.startswith((name + " ", name + "{")):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-    def wait_batches(self, n: int, timeout: float = 60) -> None:
-        """Until n batches are committed: 'mid-backlog' for the crash and stop tests."""
-        deadline = time.monotonic() + timeout
-        while self.metric("support_batches_total") < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def tail(self, n: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+# Worker processes come from tools/worker_proc.py, the bench's driver as well; these are
+# the settings every test worker gets (``start_worker``'s keyword settings override them).
+TEST_SETTINGS = {
+    "model__threads": "1",
+    "session_timeout_ms": "6000",
+    "statistics_interval_ms": "1000",
+}
 
 
 def start_worker(
@@ -134,30 +93,17 @@ def start_worker(
     ``module`` swaps the entry point (tests/chaos/faulty_worker.py wraps the worker's),
     and ``extra_env`` adds variables such as its fault switches.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORT_WORKER_")}
-    env.update(topics.env())
-    env.update(
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        SUPPORT_WORKER_MODEL__PATH=str(model),
-        SUPPORT_WORKER_MODEL__THREADS="1",
-        SUPPORT_WORKER_GROUP_ID=group,
-        SUPPORT_WORKER_TRANSACTIONAL_ID=txn_id,
-        SUPPORT_WORKER_ADMIN_PORT="0",
-        SUPPORT_WORKER_SESSION_TIMEOUT_MS="6000",
-        SUPPORT_WORKER_STATISTICS_INTERVAL_MS="1000",
+    return worker_proc.start(
+        bootstrap,
+        topics.roles(),
+        model,
+        tmp / f"worker-{uuid.uuid4().hex[:6]}.log",
+        group=group,
+        txn_id=txn_id,
+        module=module,
+        settings={**TEST_SETTINGS, **settings},
+        extra_env=extra_env,
     )
-    env.update({f"SUPPORT_WORKER_{k.upper()}": v for k, v in settings.items()})
-    env.update(extra_env or {})
-    log_path = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, "run"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return WorkerProc(proc, log_path)
 
 
 @contextlib.contextmanager
@@ -284,6 +230,4 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> Iterator[int]:
 
 
 def kill(worker: WorkerProc) -> None:
-    if worker.proc.poll() is None:
-        worker.proc.send_signal(signal.SIGKILL)
-        worker.proc.wait(10)
+    worker.kill()

@@ -1,5 +1,6 @@
-"""`make demo`: broker + topics + a model (trained on the spot if missing) + the worker,
-a sample of varied messages, and a live view of every route topic and the DLQ.
+"""`make demo` (``python -m tools.demo``): broker + topics + a model (trained on the spot
+if missing) + the worker, a sample of varied messages, and a live view of every route
+topic and the DLQ.
 
 Ctrl-C stops the worker and the broker this demo started. With KAFKA_BOOTSTRAP_SERVERS
 set it uses that cluster and starts no broker.
@@ -20,10 +21,9 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
+from tools import KAFKA_TOOL, REPO
 from worker.kafka_io import to_record
 
-REPO = Path(__file__).resolve().parent.parent
-KAFKA_TOOL = REPO / "deploy" / "local-kafka" / "kafka"
 MODELS = REPO / "models"
 CURRENT = MODELS / "current"
 ADMIN_PORT = 9400
@@ -81,8 +81,8 @@ def apply_topics(bootstrap: str, local: bool) -> None:
 
 
 def ensure_model() -> Path:
-    from trainer.artifact import read_manifest
-    from trainer.errors import ArtifactError
+    from worker.model.artifact import read_manifest
+    from worker.model.errors import ArtifactError
 
     if (CURRENT / "manifest.json").exists():
         try:
@@ -93,20 +93,18 @@ def ensure_model() -> Path:
             say(f"models/current is not usable ({exc}); training a new one")
     from trainer.data import banking77, clinc
 
-    shared = REPO.parent / "shared" / "data"
-    clinc_path = clinc.default_path() or shared / "clinc150" / "data_oos_plus.json"
-    b77_path = banking77.default_path() or shared / "banking77" / "train.csv"
+    clinc_path, b77_path = clinc.default_path(), banking77.default_path()
     out = MODELS / "demo"
     cmd = [sys.executable, "-m", "trainer.cli", "train", "--preset", "demo", "--out", str(out)]
-    if clinc_path.exists():
+    if clinc_path is not None and clinc_path.exists():
         cmd += ["--clinc-path", str(clinc_path)]
-        if b77_path.exists():
+        if b77_path is not None and b77_path.exists():
             cmd += ["--banking77-path", str(b77_path)]
         else:
             cmd += ["--sources", "clinc,definitions"]
         say(
             "no models/current: training MiniLM on CLINC150"
-            + (" and Banking77" if b77_path.exists() else "")
+            + (" and Banking77" if "--banking77-path" in cmd else "")
             + " subsets, a few minutes"
         )
     else:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.demo import WorkerDiedError, watch
+from tools.demo import WorkerDiedError, watch
 
 
 def test_the_view_stops_and_says_so_when_the_worker_dies(tmp_path: Path) -> None:

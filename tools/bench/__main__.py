@@ -1,0 +1,73 @@
+"""``python -m tools.bench``: throughput and latency, side by side in one run.
+
+Run from the repo root. ``--source kafka`` (the default) needs a broker:
+KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092 (``make kafka-up``); ``--source memory``
+needs none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tools.bench",
+        description="Throughput and latency, side by side in one run (tools/bench/__init__.py).",
+    )
+    p.add_argument("--model", type=Path, default=Path("models/current"))
+    p.add_argument(
+        "--source",
+        choices=["kafka", "memory"],
+        default="kafka",
+        help="memory: no broker (the GPU machine)",
+    )
+    p.add_argument("--quick", action="store_true", help="smaller runs, < 5 min on 2 cores")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--max-wait-ms", type=float, default=25.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--repeats", type=int, help="runs per figure (median); 1 quick, 3 full")
+    p.add_argument(
+        "--profile-ops",
+        action="store_true",
+        help="only print torch.profiler's operator table per variant",
+    )
+    p.add_argument("--json", type=Path, help="write the JSON report here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported after parsing, so that --help does not load torch.
+    from tools.bench import model, report, run
+    from worker import logs
+
+    logs.configure("warning")  # a line per batch would drown the figures
+    if args.profile_ops:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        for variant in (run.PACKED, *run.CPU_FAST):
+            classifier = variant.classifier(args.model, args.device, args.dtype)
+            texts = [ex.text for ex in model.message_set(1000 if args.quick else 3000)[0]]
+            print(f"## {variant.name} ({classifier.precision}), batch {args.batch_size}")
+            print(model.profile_ops(classifier, texts, args.batch_size))
+        return 0
+    result = run.run(args)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+    print(report.markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

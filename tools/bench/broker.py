@@ -1,0 +1,231 @@
+"""D, E and F on a real broker: worker processes (tools/worker_proc.py) and a bare loop."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tools import worker_proc
+from tools.bench.model import rate
+from tools.worker_proc import WorkerProc
+
+ROLES = ("inbound", "escalate", "auto_resolve", "more_info", "dlq")
+OUTPUTS = ("escalate", "auto_resolve", "more_info", "dlq")
+
+
+def _admin(bootstrap: str) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def _topics(bootstrap: str, partitions: int) -> dict[str, str]:
+    from confluent_kafka.admin import NewTopic
+
+    tag = uuid.uuid4().hex[:8]
+    names = {r: f"bench.{r}.{tag}" for r in ROLES}
+    admin = _admin(bootstrap)  # held: a collected client fails its pending futures
+    futures = admin.create_topics(
+        [
+            NewTopic(n, num_partitions=partitions if r == "inbound" else 1, replication_factor=1)
+            for r, n in names.items()
+        ]
+    )
+    for f in futures.values():
+        f.result(30)
+    return names
+
+
+def _drop(bootstrap: str, names: dict[str, str]) -> None:
+    admin = _admin(bootstrap)
+    for f in admin.delete_topics(list(names.values())).values():
+        f.result(30)
+
+
+def _preload(bootstrap: str, topic: str, texts: Sequence[str]) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for i, t in enumerate(texts):
+        p.produce(
+            topic,
+            key=f"c{i % 101}".encode(),
+            value=orjson.dumps({"message_id": f"m{i}", "text": t}),
+        )
+        if i % 1000 == 0:
+            p.poll(0)
+    p.flush(60)
+
+
+def _start(bootstrap: str, topics: dict[str, str], model: Path, env: dict[str, str]) -> WorkerProc:
+    """A worker of its own group and transactional.id; ``env`` holds SUPPORT_WORKER_* names."""
+    tag = uuid.uuid4().hex[:8]
+    log = Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
+    return worker_proc.start(
+        bootstrap, topics, model, log, group=f"bench-{tag}", txn_id=f"bench-{tag}", extra_env=env
+    )
+
+
+def worker_figures(n: int, first: float, seconds: float, sums: Sequence[float]) -> dict[str, float]:
+    """D's figures from a run of n messages.
+
+    ``first``: how many were committed with the first batch, when the clock started;
+    ``seconds``: from then until all n were. ``sums``: the worker's batch size sum and
+    count, then its forward-pass milliseconds sum and count.
+    """
+    size_sum, size_n, ms_sum, ms_n = sums
+    return {
+        "msgs_per_s": rate(n - int(first), seconds),
+        "mean_batch": size_sum / max(size_n, 1),
+        "mean_inference_ms": ms_sum / max(ms_n, 1),
+    }
+
+
+def bench_worker(
+    bootstrap: str, model: Path, texts: Sequence[str], env: dict[str, str]
+) -> dict[str, float]:
+    """D (and F with the null model): preload, start, time from ready to all committed.
+
+    Also the worker's own mean batch size and forward-pass time, from its metrics: set
+    beside C's, they show how much the model slows down when it shares the machine.
+    """
+    topics = _topics(bootstrap, partitions=4)
+    try:
+        _preload(bootstrap, topics["inbound"], texts)
+        w = _start(bootstrap, topics, model, env)
+        try:
+            w.wait_ready(timeout=120)
+            first, seconds = w.wait_committed(len(texts))
+            sums = w.metrics(
+                "support_batch_size_sum",
+                "support_batch_size_count",
+                "support_inference_ms_sum",
+                "support_inference_ms_count",
+            )
+            return worker_figures(len(texts), first, seconds, sums)
+        finally:
+            w.stop()
+    finally:
+        _drop(bootstrap, topics)
+
+
+def bench_bare(bootstrap: str, texts: Sequence[str], batch: int) -> float:
+    """A bare consume -> produce loop with the worker's transaction per batch."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topics = _topics(bootstrap, partitions=4)
+    try:
+        _preload(bootstrap, topics["inbound"], texts)
+        tag = uuid.uuid4().hex[:8]
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bare-{tag}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+            }
+        )
+        p = Producer(
+            {"bootstrap.servers": bootstrap, "transactional.id": f"bare-{tag}", "linger.ms": 5}
+        )
+        p.init_transactions(30)
+        c.subscribe([topics["inbound"]])
+        while not c.assignment():
+            c.poll(0.1)
+        done, started = 0, time.monotonic()
+        while done < len(texts):
+            msgs = [m for m in c.consume(batch, timeout=0.05) if m.error() is None]
+            if not msgs:
+                continue
+            p.begin_transaction()
+            for m in msgs:
+                p.produce(topics["more_info"], key=m.key(), value=m.value())
+            offsets: dict[int, int] = {}
+            for m in msgs:
+                offsets[m.partition() or 0] = max(
+                    offsets.get(m.partition() or 0, -1), m.offset() or 0
+                )
+            tps = [TopicPartition(topics["inbound"], k, v + 1) for k, v in offsets.items()]
+            p.send_offsets_to_transaction(tps, c.consumer_group_metadata(), 30)
+            p.commit_transaction(30)
+            done += len(msgs)
+        elapsed = time.monotonic() - started
+        c.close()
+        return rate(len(texts), elapsed)
+    finally:
+        _drop(bootstrap, topics)
+
+
+def latency_figures(rate_: float, latencies_ms: Sequence[float]) -> dict[str, float]:
+    """E's figures: the paced rate and the percentiles of input -> committed output."""
+    q = np.percentile(latencies_ms, [50, 95, 99])
+    return {
+        "rate": rate_,
+        "messages": len(latencies_ms),
+        "p50_ms": float(q[0]),
+        "p95_ms": float(q[1]),
+        "p99_ms": float(q[2]),
+    }
+
+
+def bench_latency(
+    bootstrap: str,
+    model: Path,
+    texts: Sequence[str],
+    rate_: float,
+    seconds: float,
+    env: dict[str, str],
+) -> dict[str, float]:
+    """E: a paced producer; Kafka timestamp of each input -> its committed output."""
+    from confluent_kafka import Consumer, Producer
+
+    topics = _topics(bootstrap, partitions=4)
+    try:
+        w = _start(bootstrap, topics, model, env)
+        try:
+            w.wait_ready(timeout=120)
+            time.sleep(2)
+            p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+            p.list_topics(topics["inbound"], timeout=10)
+            n = max(1, int(rate_ * seconds))
+            started = time.monotonic()
+            for i in range(n):
+                target = started + i / rate_
+                while (now := time.monotonic()) < target:
+                    time.sleep(min(0.001, target - now))
+                value = orjson.dumps({"message_id": f"m{i}", "text": texts[i % len(texts)]})
+                p.produce(topics["inbound"], key=f"c{i % 101}".encode(), value=value)
+                p.poll(0)
+            p.flush(30)
+            w.wait_committed(n, timeout=120)
+        finally:
+            w.stop()
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"lat-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        c.subscribe([topics[r] for r in OUTPUTS])
+        lat: list[float] = []
+        deadline = time.monotonic() + 30
+        while len(lat) < n and time.monotonic() < deadline:
+            for m in c.consume(500, timeout=0.5):
+                if m.error() is None and m.value():
+                    v = orjson.loads(m.value() or b"{}")
+                    lat.append(m.timestamp()[1] - v["timing"]["kafka_timestamp_ms"])
+        c.close()
+        return latency_figures(rate_, lat)
+    finally:
+        _drop(bootstrap, topics)

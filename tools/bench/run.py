@@ -1,0 +1,236 @@
+"""One whole bench run: the variants of the artifact, every figure, and their ratios."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from schemas.labels import HEADS
+from tools.bench.broker import bench_bare, bench_latency, bench_worker
+from tools.bench.memory import bench_decode, bench_memory
+from tools.bench.model import (
+    bench_a,
+    bench_b,
+    bench_c,
+    head_accuracy,
+    length_stats,
+    message_set,
+)
+from worker.model.artifact import load_artifact
+from worker.model.classifier import Classifier
+from worker.service import pin_tokenizer_threads
+from worker.settings import BatchingSettings
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to run the same artifact: a Classifier's options and the worker's env."""
+
+    name: str
+    quantize: str = "none"
+    autocast: str = "none"
+    padding_free: bool = True
+
+    def classifier(self, model: Path, device: str, dtype: str) -> Classifier:
+        return Classifier(
+            load_artifact(model), device, dtype, self.quantize, self.padding_free, self.autocast
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SUPPORT_WORKER_MODEL__QUANTIZE": self.quantize,
+            "SUPPORT_WORKER_MODEL__AUTOCAST": self.autocast,
+            "SUPPORT_WORKER_MODEL__PADDING_FREE": str(self.padding_free).lower(),
+        }
+
+
+PADDED = Variant("padded", padding_free=False)
+PACKED = Variant("padding-free")  # the worker's default
+# Faster settings, each used for d_best_over_a only if no head loses more than 0.5 points.
+CPU_FAST = (
+    Variant("int8, padding-free", quantize="int8"),
+    Variant("bf16 autocast, padding-free", autocast="bfloat16"),
+)
+MAX_ACCURACY_DROP = 0.005
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def accuracy_change(acc: Mapping[str, float], base: Mapping[str, float]) -> dict[str, float]:
+    """Per head, this variant's accuracy minus the base's (a fraction; -0.01 is -1 point)."""
+    return {h: acc[h] - base[h] for h in HEADS}
+
+
+def accuracy_ok(change: Mapping[str, float]) -> bool:
+    """No head loses more than MAX_ACCURACY_DROP."""
+    return all(d >= -MAX_ACCURACY_DROP for d in change.values())
+
+
+def best_variant(c: Mapping[str, Mapping[str, Any]]) -> str:
+    """The fastest variant in C among those whose accuracy holds."""
+    return max(
+        (name for name, v in c.items() if v["accuracy_ok"]), key=lambda n: c[n]["msgs_per_s"]
+    )
+
+
+def run(args: Any) -> dict[str, Any]:
+    quick = args.quick
+    repeats = args.repeats or (1 if quick else 3)
+    batching = BatchingSettings(
+        max_batch_size=args.batch_size,
+        max_batch_tokens=args.batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pin_tokenizer_threads()  # as the worker does, so memory and C see the same setup
+    loaded = load_artifact(args.model)
+    base = PADDED.classifier(args.model, args.device, args.dtype)
+    n = 1000 if quick else 5000
+    examples, source = message_set(n)
+    texts = [ex.text for ex in examples]
+    base.warmup(args.batch_size)
+    report: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "device": str(base.device),
+            "dtype": str(base.dtype),
+        },
+        "model": {
+            **base.model_info,
+            "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        },
+        "batching": batching.model_dump(),
+        "messages": {"source": source, "n": n, "tokens": length_stats(base, texts)},
+        "repeats": repeats,
+        "results": {},
+    }
+    r = report["results"]
+    r["a_notebook_per_message"] = _median(
+        [bench_a(loaded, texts[: 200 if quick else 1000]) for _ in range(repeats)]
+    )
+    r["b_notebook_batch"] = _median(
+        [bench_b(loaded, texts, args.batch_size) for _ in range(repeats)]
+    )
+
+    # C for every variant, with its accuracy change against the padded base precision.
+    variants = [PADDED, PACKED, *(CPU_FAST if base.device.type == "cpu" else ())]
+    base_acc = head_accuracy(base, examples, args.batch_size)
+    models: dict[str, Any] = {}
+    for v in variants:
+        clf = base if v is PADDED else v.classifier(args.model, args.device, args.dtype)
+        clf.warmup(args.batch_size)
+        runs = [bench_c(clf, texts, args.batch_size) for _ in range(repeats)]
+        acc = base_acc if v is PADDED else head_accuracy(clf, examples, args.batch_size)
+        change = accuracy_change(acc, base_acc)
+        models[v.name] = clf
+        r.setdefault("c", {})[v.name] = {
+            "precision": clf.precision,
+            "msgs_per_s": _median([x["msgs_per_s"] for x in runs]),
+            "runs": [x["msgs_per_s"] for x in runs],
+            "full_batch_ms": _median([x["full_batch_ms"] for x in runs]),
+            # What a padded batch of these messages would be (the same for every variant).
+            "padding_fraction": runs[0]["padding_fraction"],
+            "accuracy_change": change,
+            "accuracy_ok": accuracy_ok(change),
+        }
+    c = r["c"]
+    r["c_model_ceiling"] = c[PADDED.name]["msgs_per_s"]
+    r["c_padding_fraction"] = c[PADDED.name]["padding_fraction"]
+    r["c_full_batch_ms"] = c[PADDED.name]["full_batch_ms"]
+    r["best_variant"] = best_variant(c)
+    best = next(v for v in variants if v.name == r["best_variant"])
+
+    # Pydantic validation must not dominate: its cost per message beside the forward's.
+    r["decode_us_per_msg"] = bench_decode(texts)
+    forward_us = 1e6 / c[PACKED.name]["msgs_per_s"]
+    no_overlap = batching.model_copy(update={"overlap": False})
+    packed = models[PACKED.name]
+    r["memory_pipeline"] = _median([bench_memory(packed, texts, batching) for _ in range(repeats)])
+    r["memory_pipeline_no_overlap"] = _median(
+        [bench_memory(packed, texts, no_overlap) for _ in range(repeats)]
+    )
+    ratios: dict[str, float | None] = {
+        "decode_over_forward": r["decode_us_per_msg"] / forward_us,
+        "memory_over_c": r["memory_pipeline"] / r["c_model_ceiling"],
+        "memory_over_c_packed": r["memory_pipeline"] / c[PACKED.name]["msgs_per_s"],
+    }
+    if args.source == "kafka":
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+        env = {
+            "SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE": str(args.batch_size),
+            "SUPPORT_WORKER_BATCHING__MAX_BATCH_TOKENS": str(args.batch_tokens),
+            "SUPPORT_WORKER_BATCHING__MAX_WAIT_MS": str(args.max_wait_ms),
+            "SUPPORT_WORKER_MODEL__DEVICE": args.device,
+            "SUPPORT_WORKER_MODEL__DTYPE": args.dtype,
+        }
+        if args.threads:
+            env["SUPPORT_WORKER_MODEL__THREADS"] = str(args.threads)
+
+        # Warm the broker first: a JVM started a minute ago is still compiling its hot
+        # paths, and the workers measured first would pay for that (quick runs right
+        # after `kafka up` measured D 10-30% low). F's bare loop, for a while, discarded.
+        warm_until = time.monotonic() + (15 if quick else 30)
+        while time.monotonic() < warm_until:
+            bench_bare(bootstrap, texts, args.batch_size)
+
+        def d(extra: dict[str, str]) -> dict[str, Any]:
+            runs = [
+                bench_worker(bootstrap, args.model, texts, {**env, **extra}) for _ in range(repeats)
+            ]
+            keys = ("msgs_per_s", "mean_batch", "mean_inference_ms")
+            return {
+                "runs": [x["msgs_per_s"] for x in runs],
+                **{k: _median([x[k] for x in runs]) for k in keys},
+            }
+
+        r["d"] = {
+            "padding-free": d(PACKED.env()),
+            "padding-free, no overlap": d(
+                {**PACKED.env(), "SUPPORT_WORKER_BATCHING__OVERLAP": "false"}
+            ),
+            "padded": d(PADDED.env()),
+        }
+        if best.name not in r["d"]:
+            r["d"][best.name] = d(best.env())
+        r["d_worker"] = r["d"][PACKED.name]["msgs_per_s"]
+        r["d_worker_best"] = r["d"][best.name]["msgs_per_s"]
+        null = {**env, "SUPPORT_WORKER_MODEL__BACKEND": "null"}
+        r["f_worker_null_model"] = _median(
+            [bench_worker(bootstrap, args.model, texts, null)["msgs_per_s"] for _ in range(repeats)]
+        )
+        r["f_bare_loop"] = _median(
+            [bench_bare(bootstrap, texts, args.batch_size) for _ in range(repeats)]
+        )
+        lat = bench_latency(
+            bootstrap, args.model, texts, 0.5 * r["d_worker"], 6 if quick else 20, env
+        )
+        r["e_latency"] = lat
+        # The budget uses the forward pass the worker runs (padding-free, base precision).
+        budget = args.max_wait_ms + 2 * c[PACKED.name]["full_batch_ms"]
+        r["e_budget_ms"] = budget
+        a = r["a_notebook_per_message"]
+        ratios.update(
+            d_over_c=r["d_worker"] / r["c_model_ceiling"],
+            d_over_c_packed=r["d_worker"] / c[PACKED.name]["msgs_per_s"],
+            d_over_a=r["d_worker"] / a,
+            d_best_over_a=max(r["d_worker"], r["d_worker_best"]) / a,
+            overlap_gain=r["d_worker"] / r["d"]["padding-free, no overlap"]["msgs_per_s"],
+            f_over_bare=r["f_worker_null_model"] / r["f_bare_loop"],
+            p99_over_budget=lat["p99_ms"] / budget,
+        )
+    report["ratios"] = ratios
+    return report
