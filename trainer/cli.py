@@ -182,14 +182,14 @@ def _build_data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer import evaluation, pipeline
+    from trainer import build, evaluation
     from trainer.presets import PRESETS
 
     if args.preset not in PRESETS:
         raise TrainerError(f"unknown preset {args.preset!r}; expected {', '.join(PRESETS)}")
     preset = PRESETS[args.preset]
     spec = _spec(args, preset.data)
-    cfg = pipeline.with_overrides(
+    cfg = build.with_overrides(
         preset.train,
         base_model=args.base_model,
         pooling=args.pooling,
@@ -206,15 +206,13 @@ def _train(args: argparse.Namespace) -> int:
         layer_decay=args.layer_decay,
         ood_quantile=args.ood_quantile,
     )
-    data, origin, sources = pipeline.load_or_build(
-        spec, args.data_dir, skip_invalid=args.skip_invalid
-    )
+    data, origin, sources = build.load_or_build(spec, args.data_dir, skip_invalid=args.skip_invalid)
     print(
         f"preset {args.preset}: {preset.about}\ndata {origin}: "
         + ", ".join(f"{k}={len(v)}" for k, v in data.items()),
         flush=True,
     )
-    metrics = pipeline.run(
+    metrics = build.run(
         data,
         cfg,
         args.out,
