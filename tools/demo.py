@@ -21,8 +21,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
+from schemas.messages import ROUTES
 from tools import KAFKA_TOOL, REPO
 from worker.kafka_io import to_record
+from worker.settings import TopicNames
 
 MODELS = REPO / "models"
 CURRENT = MODELS / "current"
@@ -247,8 +249,9 @@ def main() -> int:
         )
         ensure_model()
         worker = start_worker(bootstrap)
-        names = ["support.escalate", "support.auto_resolve", "support.more_info"]
-        watch(bootstrap, names, "support.dlq", "support.inbound", worker, WORKER_LOG)
+        topics = TopicNames()  # the defaults, as deploy/topics.yaml declares them
+        names = [topics.for_route(route) for route in ROUTES]
+        watch(bootstrap, names, topics.dlq, topics.inbound, worker, WORKER_LOG)
     except KeyboardInterrupt:
         print()
         say("stopping")

@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import orjson
 
+from schemas.messages import ROUTES
 from tools import worker_proc
 from tools.bench.model import rate
 from tools.worker_proc import WorkerProc
 
-ROLES = ("inbound", "escalate", "auto_resolve", "more_info", "dlq")
-OUTPUTS = ("escalate", "auto_resolve", "more_info", "dlq")
+OUTPUTS = (*ROUTES, "dlq")
+ROLES = ("inbound", *OUTPUTS)
 
 
 def _admin(bootstrap: str) -> Any:
