@@ -30,8 +30,7 @@ from trainer.training import (
 from worker.model.artifact import load_artifact
 from worker.model.network import MahalanobisScorer
 from worker.model.text import CASING_MARKER
-
-DEFAULT_MIN_ACTION_CONFIDENCE = 0.7  # the notebook's routing threshold
+from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE
 
 
 def examples_fingerprint(splits: dict[str, list[Example]], names: tuple[str, ...]) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from schemas.messages import ROUTES
 from tools import worker_proc
 from tools.worker_proc import WorkerProc
 
@@ -36,8 +37,6 @@ __all__ = [
     "running_worker",
     "start_worker",
 ]
-
-ROUTES = ("escalate", "auto_resolve", "more_info")
 
 
 @dataclass
