@@ -1,0 +1,156 @@
+"""The chaos scenarios (issue 9, "The suite: make chaos"): the registry and the runner.
+
+Each scenario makes its own topics, starts real worker processes (the smoke artifact),
+produces messages with unique ids, injects its faults, and then accounts for every
+input with a read_committed reader of the route topics and the DLQ. It passes only
+with missing = 0, duplicated = 0 and wrong place = 0, plus its own checks (no worker
+died by itself, exit codes, ...). Checks are never relaxed to make today's code pass.
+
+Modules: ``common`` (Ctx, Run and the result every scenario returns), ``crashes``
+(crash storm, scale, SIGTERM under backlog), ``broker_faults`` (broker kill and freeze),
+``poison_fuzz`` (poison records and fuzz), ``model_faults`` (model fault, model down,
+slow model), ``txn_memory`` (transactional.id schemes, peak RSS).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tests.chaos.scenarios.broker_faults import broker_freeze, broker_restart
+from tests.chaos.scenarios.common import FAULTY, LATE_STAGES, Ctx, Run
+from tests.chaos.scenarios.crashes import crash_storm, scale, sigterm_backlog
+from tests.chaos.scenarios.model_faults import model_down, model_fault, slow_model
+from tests.chaos.scenarios.poison_fuzz import DEEP, Case, poison
+from tests.chaos.scenarios.txn_memory import memory, txn_id
+
+__all__ = [
+    "ALL",
+    "DEEP",
+    "FAULTY",
+    "LATE_STAGES",
+    "OWN_BROKER",
+    "SCENARIOS",
+    "SHORT_SET",
+    "Case",
+    "Ctx",
+    "Run",
+    "broker_freeze",
+    "broker_restart",
+    "crash_storm",
+    "iter_failures",
+    "memory",
+    "model_down",
+    "model_fault",
+    "poison",
+    "run_scenario",
+    "scale",
+    "scenario_names",
+    "sigterm_backlog",
+    "slow_model",
+    "summary_line",
+    "txn_id",
+]
+
+SHORT_SET = ("crash-storm", "sigterm-backlog", "poison", "model-fault", "model-down")
+ALL = (
+    "crash-storm",
+    "broker-restart",
+    "broker-freeze",
+    "scale",
+    "sigterm-backlog",
+    "poison",
+    "model-fault",
+    "model-down",
+    "slow-model",
+    "txn-id",
+    "memory",
+)
+OWN_BROKER = frozenset({"broker-restart", "broker-freeze"})
+
+
+SCENARIOS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
+    "crash-storm": crash_storm,
+    "broker-restart": broker_restart,
+    "broker-freeze": broker_freeze,
+    "scale": scale,
+    "sigterm-backlog": sigterm_backlog,
+    "poison": poison,
+    "model-fault": model_fault,
+    "model-down": model_down,
+    "slow-model": slow_model,
+    "txn-id": txn_id,
+    "memory": memory,
+}
+
+
+def run_scenario(ctx: Ctx, name: str) -> dict[str, Any]:
+    """One scenario, whatever happens: an exception is a failed result, and cleanup runs."""
+    print(f"== {name} ({'short' if ctx.short else 'full'})", flush=True)
+    started = time.monotonic()
+    if name in OWN_BROKER and ctx.broker is None:
+        return {
+            "scenario": name,
+            "passed": True,
+            "skipped": True,
+            "checks": [],
+            "about": "skipped: needs the run's own broker (not --bootstrap)",
+            "fault_summary": "skipped",
+            "seconds": 0.0,
+        }
+    try:
+        result = SCENARIOS[name](ctx)
+    except Exception as exc:
+        result = {
+            "scenario": name,
+            "passed": False,
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+            "checks": [],
+            "fault_summary": "-",
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        tails = {}
+        for run in ctx.runs:
+            tails.update({f"{run.name}/{k}": v for k, v in run.fleet.log_tails().items()})
+        result["tails"] = tails
+    finally:
+        ctx.close_runs()
+    print(f"   {summary_line(result)}", flush=True)
+    return result
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    c = r.get("counts") or {}
+    verdict = "SKIP" if r.get("skipped") else ("PASS" if r["passed"] else "FAIL")
+    failed = [ch["name"] for ch in r.get("checks", []) if not ch["ok"] and ch.get("required", True)]
+    rec = (r.get("recovery") or {}).get("longest_s")
+    return (
+        f"{r['scenario']}: {verdict} in={c.get('in', '-')} out={c.get('out', '-')} "
+        f"missing={c.get('missing', '-')} duplicated={c.get('duplicated', '-')} "
+        f"wrong={c.get('wrong_place', '-')} faults=[{r.get('fault_summary', '-')}] "
+        f"recovery={rec}s {r.get('seconds', 0):.0f}s"
+        + (f" error={r['error']}" if r.get("error") else "")
+        + (f" failed={failed}" if failed else "")
+    )
+
+
+def scenario_names(requested: list[str] | None, short: bool) -> list[str]:
+    return list(requested) if requested else list(SHORT_SET if short else ALL)
+
+
+def iter_failures(r: dict[str, Any]) -> Iterator[str]:
+    """Readable reasons a result failed, for a pytest assertion message."""
+    if r.get("error"):
+        yield f"error: {r['error']}\n{r.get('traceback', '')}"
+    for ch in r.get("checks", []):
+        if not ch["ok"] and ch.get("required", True):
+            yield f"check failed: {ch['name']} ({ch.get('detail', '')})"
+    c = r.get("counts") or {}
+    for k in ("missing", "duplicated", "wrong_place", "unmatched_out"):
+        if c.get(k):
+            yield f"{k} = {c[k]}, e.g. {(r.get('examples') or {}).get(k, [])[:5]}"
+    for name, tail in (r.get("tails") or {}).items():
+        yield f"--- log tail {name}\n{tail}"
