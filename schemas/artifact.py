@@ -29,7 +29,8 @@ class Training(_Frozen):
     data_fingerprint: str = Field(min_length=16)
     data_source: str
     sources: list[str] = Field(
-        min_length=1, description="the collections trained and calibrated on (clinc, banking77)"
+        min_length=1,
+        description="the collections trained and calibrated on (clinc, banking77, definitions, ...)",
     )
     git_commit: str
     seed: int

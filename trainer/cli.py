@@ -130,13 +130,13 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "--source",
         type=_names,
         metavar="S[,S]",
-        help="clinc, hub, banking77, synthetic; comma-separated (default: the preset's)",
+        help="clinc, hub, banking77, synthetic, definitions; comma-separated (default: the preset's)",
     )
     p.add_argument(
         "--train-sources",
         type=_names,
         metavar="C[,C]",
-        help="collections to train and validate on (clinc, banking77); tests cover all: "
+        help="collections to train and validate on (clinc, banking77, definitions); tests cover all: "
         "a model trained on one is scored on the others (transfer)",
     )
     p.add_argument(

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import structlog
 
 from worker.intake import Item
-from worker.model.classifier import Model, Prediction
+from worker.model.protocol import Model, Prediction
 
 log = structlog.get_logger("worker")
 

@@ -1,7 +1,7 @@
 """Intake: records in, batch items out (decode -> validate -> tokenize). Pure: no Kafka.
 
-The worker's loop, ``support-worker classify``, the bench and the console all build
-their items here, so a message is judged the same way wherever it enters.
+The worker's loop and ``support-worker classify`` build their items here (the bench
+runs the loop itself), so a message is judged the same way wherever it enters.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker import codec
-from worker.model.classifier import Model
+from worker.model.protocol import Model
 
 
 @dataclass(frozen=True)

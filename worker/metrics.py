@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from worker.inference import ItemResult
 from worker.intake import Item
-from worker.model.classifier import Prediction
+from worker.model.protocol import Prediction
 from worker.outgoing import Outgoing
 
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)

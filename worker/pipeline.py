@@ -42,7 +42,7 @@ from worker.intake import Item, intake
 from worker.kafka_io import to_record
 from worker.logs import log_committed
 from worker.metrics import Metrics
-from worker.model.classifier import Model
+from worker.model.protocol import Model
 from worker.outgoing import to_outgoing
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings

@@ -16,7 +16,8 @@ from worker.errors import ExitCode, FatalKafkaError, ModelBrokenError, ModelLoad
 from worker.http_server import Health, HttpServer
 from worker.kafka_io import make_consumer, make_producer
 from worker.metrics import Metrics
-from worker.model.classifier import Classifier, Model
+from worker.model.classifier import Classifier
+from worker.model.protocol import Model
 from worker.pipeline import Pipeline
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
 from worker.settings import WorkerSettings
@@ -62,7 +63,7 @@ def load_classifier(settings: WorkerSettings) -> Model:
 
     if settings.model.backend == "null":
         from schemas.labels import HEADS
-        from worker.model.classifier import NullClassifier
+        from worker.model.protocol import NullClassifier
 
         return NullClassifier(dict(HEADS))
     if settings.model.threads:

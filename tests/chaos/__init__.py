@@ -2,7 +2,7 @@
 
     python -m tests.chaos [--short] [--scenario NAME ...] [--out DIR]
 
-Modules: ``scenarios`` (the nine scenarios), ``fleet`` (worker replicas), ``workload``
+Modules: ``scenarios`` (the eleven scenarios), ``fleet`` (worker replicas), ``workload``
 (what is produced), ``observe`` (the read_committed reader, RSS, faults), ``report``
 (accounting and the JSON/markdown reports), ``broker`` (the run's own broker),
 ``faulty_worker`` (model faults without touching worker code), ``fuzz`` (hypothesis

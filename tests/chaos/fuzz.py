@@ -32,7 +32,7 @@ from schemas.labels import HEADS
 from worker import codec
 from worker.inference import Failure, ItemResult, Skipped
 from worker.intake import Item, needs_model
-from worker.model.classifier import Prediction
+from worker.model.protocol import Prediction
 from worker.outgoing import Outgoing, to_outgoing
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings

@@ -14,7 +14,7 @@ from tools.bench.model import rate
 from worker import codec
 from worker.http_server import Health
 from worker.metrics import Metrics
-from worker.model.classifier import Model
+from worker.model.protocol import Model
 from worker.pipeline import Pipeline
 from worker.routing import RoutingPolicy
 from worker.settings import BatchingSettings, WorkerSettings

@@ -13,7 +13,8 @@ import torch
 from schemas.labels import HEADS
 from trainer.data import clinc
 from worker.model.artifact import LoadedModel
-from worker.model.classifier import Classifier, Model
+from worker.model.classifier import Classifier
+from worker.model.protocol import Model
 
 
 def message_set(n: int, seed: int = 7) -> tuple[list[Any], str]:

@@ -4,9 +4,11 @@
 - ``text``: casing marker, truncation, token ids, padding.
 - ``packed``: the padding-free forward pass.
 - ``artifact``: loading an artifact directory, refusing a bad one.
-- ``classifier``: the ``Model`` protocol, ``Classifier`` (temperatures, one forward
-  pass per batch) and the null model.
+- ``protocol``: the ``Model`` protocol, a batch's output, one message's ``Prediction``,
+  and the null model (numpy only: the pure modules type against it).
+- ``classifier``: ``Classifier``, which runs an artifact (temperatures, one forward pass
+  per batch).
 - ``errors``: what can be wrong with an artifact.
 
-Nothing here imports the trainer: the worker's image carries no training code.
+Nothing here imports the trainer: the worker runs without training code.
 """

@@ -12,7 +12,8 @@ import numpy as np
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from worker.model.classifier import BatchOutput, Classifier
+from worker.model.classifier import Classifier
+from worker.model.protocol import BatchOutput
 from worker.model.text import Tokenized
 
 POISON = 666

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.chaos.fuzz import Case, cases, problem
-from worker.model.classifier import Prediction
+from worker.model.protocol import Prediction
 from worker.routing import RoutingPolicy
 
 PLAIN = Prediction(

@@ -6,7 +6,7 @@ from tests.unit.worker.fakes import POISON, FlakyModel, RowDroppingModel
 from worker import codec
 from worker.inference import BatchResult, Failure, Skipped, infer
 from worker.intake import Item
-from worker.model.classifier import Prediction
+from worker.model.protocol import Prediction
 
 PROBE = [1, 3, 2]
 

@@ -8,7 +8,7 @@ import pytest
 from worker import codec
 from worker.inference import Failure, Skipped
 from worker.intake import Item
-from worker.model.classifier import Prediction
+from worker.model.protocol import Prediction
 from worker.outgoing import to_outgoing
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings

@@ -26,7 +26,8 @@ from worker.inference import infer
 from worker.intake import Item
 from worker.metrics import Metrics
 from worker.model.artifact import load_artifact
-from worker.model.classifier import Classifier, Model, Prediction
+from worker.model.classifier import Classifier
+from worker.model.protocol import Model, Prediction
 from worker.pipeline import Pipeline
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
