@@ -30,7 +30,7 @@ class Training(_Frozen):
     data_source: str
     sources: list[str] = Field(
         min_length=1,
-        description="the collections trained and calibrated on (clinc, banking77, definitions, ...)",
+        description="the collections trained and calibrated on (clinc, banking77, definitions)",
     )
     git_commit: str
     seed: int

@@ -14,7 +14,7 @@ import torch
 
 from schemas.artifact import ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION
 from schemas.labels import HEADS
-from trainer import evaluation
+from trainer import evaluation, report
 from trainer.artifact import export, git_commit
 from trainer.calibration import expected_calibration_error, fit_temperature, softmax_np
 from trainer.data import splits as split_io
@@ -197,7 +197,7 @@ def run(
         k: metrics[k]
         for k in ("calibration", "ood", "all_caps", "latency", "failures", "risk_coverage")
     }
-    evaluation.write_report(
+    report.write_report(
         out / "report", evaluated["results"], extra, f"{manifest.name} {manifest.version}"
     )
     return metrics
@@ -231,7 +231,7 @@ def model_card(name: str, version: str, fields: dict[str, Any], metrics: dict[st
         "",
         "## Metrics",
         "",
-        evaluation.summary_table(metrics["results"]),
+        report.summary_table(metrics["results"]),
         "",
         "Calibration (validation, temperature scaling): "
         + ", ".join(

@@ -130,14 +130,15 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "--source",
         type=_names,
         metavar="S[,S]",
-        help="clinc, hub, banking77, synthetic, definitions; comma-separated (default: the preset's)",
+        help="clinc, hub, banking77, synthetic, definitions; comma-separated "
+        "(default: the preset's)",
     )
     p.add_argument(
         "--train-sources",
         type=_names,
         metavar="C[,C]",
-        help="collections to train and validate on (clinc, banking77, definitions); tests cover all: "
-        "a model trained on one is scored on the others (transfer)",
+        help="collections to train and validate on (clinc, banking77, definitions); tests "
+        "cover all: a model trained on one is scored on the others (transfer)",
     )
     p.add_argument(
         "--clinc-path", type=Path, help="data_oos_plus.json (default $CLINC_PATH or ../shared)"
@@ -182,7 +183,7 @@ def _build_data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer import build, evaluation
+    from trainer import build, report
     from trainer.presets import PRESETS
 
     if args.preset not in PRESETS:
@@ -221,8 +222,8 @@ def _train(args: argparse.Namespace) -> int:
         sources=sources,
         name=args.name,
     )
-    print(evaluation.summary_table(metrics["results"]))
-    print(evaluation.source_table(metrics["results"]))
+    print(report.summary_table(metrics["results"]))
+    print(report.source_table(metrics["results"]))
     for head, c in metrics["calibration"].items():
         print(
             f"calibration {head}: T={c['temperature']:.3f} "
@@ -233,7 +234,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from trainer import evaluation
+    from trainer import evaluation, report
     from worker.model.artifact import load_artifact
 
     test_sets = _test_sets(args)
@@ -265,11 +266,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             else (model_dir / "eval")
         )
         title = f"{loaded.manifest.name} {loaded.manifest.version}"
-        evaluation.write_report(out, results, extra, title)
+        report.write_report(out, results, extra, title)
         payload[str(model_dir)] = {"results": results, **extra}
         print(f"# {title}, trained on {trained}\n")
-        print(evaluation.summary_table(results) + "\n")
-        print(evaluation.source_table(results) + "\n")
+        print(report.summary_table(results) + "\n")
+        print(report.source_table(results) + "\n")
         validation = _validation(args, loaded.manifest.training.sources)
         if validation:
             rows = evaluation.operating_points(classifier, validation, first)
@@ -278,12 +279,12 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"OOD operating points ({next(iter(test_sets))}; thresholds at quantiles of the "
                 f"{len(validation)} validation messages of its training collections):\n"
             )
-            print(evaluation.operating_table(rows, loaded.manifest.ood.quantile) + "\n")
+            print(report.operating_table(rows, loaded.manifest.ood.quantile) + "\n")
         noisy = {k: v for k, v in failures.items() if not k.endswith("test_clean")}
-        print(evaluation.format_failures(noisy))
+        print(report.format_failures(noisy))
         print(f"report {out / 'report.md'}\n")
     print("# transfer\n")
-    print(evaluation.transfer_table(models))
+    print(report.transfer_table(models))
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
