@@ -55,9 +55,9 @@ def test_topics_apply_against_an_unreachable_broker_fails_fast_naming_it() -> No
     assert len(out.stderr.splitlines()) == 1  # one line, no librdkafka reconnect spam
 
 
-def test_a_bad_setting_exits_2_naming_it() -> None:
-    env = dict(os.environ, SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE="zero")
-    out = subprocess.run(
+def _worker_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``support-worker run`` as a process, for what it prints before it would consume."""
+    return subprocess.run(
         [sys.executable, "-m", "worker.cli", "run"],
         cwd=REPO,
         env=env,
@@ -65,6 +65,11 @@ def test_a_bad_setting_exits_2_naming_it() -> None:
         text=True,
         timeout=60,
     )
+
+
+def test_a_bad_setting_exits_2_naming_it() -> None:
+    env = dict(os.environ, SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE="zero")
+    out = _worker_run(env)
     assert out.returncode == 2
     assert "setting 'batching.max_batch_size'" in out.stderr and "'zero'" in out.stderr
 
@@ -77,14 +82,7 @@ def test_a_bad_model_path_is_one_line_and_exit_3(make: str, tmp_path: object) ->
     if make == "empty":
         path.mkdir()
     env = dict(os.environ, SUPPORT_WORKER_MODEL__PATH=str(path), SUPPORT_WORKER_ADMIN_PORT="0")
-    out = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "run"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _worker_run(env)
     assert out.returncode == 3, out.stderr
     # one line besides the JSON log lines, and no traceback
     (line,) = [ln for ln in out.stderr.splitlines() if not ln.startswith("{")]
