@@ -14,8 +14,8 @@ reads them again.
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import structlog
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -44,6 +43,7 @@ from worker.logs import log_committed
 from worker.metrics import Metrics
 from worker.model.protocol import Model
 from worker.outgoing import to_outgoing
+from worker.positions import first_offsets, names, seek_to_committed
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
 
@@ -334,40 +334,19 @@ class Pipeline:
         """Seek every assigned partition to its committed offset; drop what is held."""
         self.batcher.take()
         self.carry = []  # fetched before the seek: the rewind reads them again
-        assigned = self.consumer.assignment()
-        if not assigned:
-            return
-        for attempt in (1, 2):
-            try:
-                committed = self.consumer.committed(assigned, timeout=self.s.commit_timeout_s)
-            except KafkaException as exc:
-                failed: str = str(exc.args[0])
-            else:
-                errors = [tp for tp in committed if tp.error is not None]
-                if not errors:
-                    break
-                failed = f"{_names(errors)}: {errors[0].error}"
-            log.warning("committed_lookup_failed", attempt=attempt, error=failed)
-            if attempt == 2:
-                # Never guess "from the beginning" (days of log) or "from here" (a loss).
-                raise FatalKafkaError(f"cannot read the committed offsets to rewind: {failed}")
-        for tp in committed:
-            # No committed offset at all (OFFSET_INVALID) is a new group: the earliest
-            # record, as auto.offset.reset says.
-            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        seek_to_committed(self.consumer, self.s.commit_timeout_s)
 
     # -- rebalance callbacks (called from inside consume()) -----------------------
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("partitions_assigned", partitions=_names(partitions))
+        log.info("partitions_assigned", partitions=names(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit the batches in hand before their partitions go to another member."""
         in_flight = sum(len(f.items) for f in self.flights)
         log.info(
             "partitions_revoked",
-            partitions=_names(partitions),
+            partitions=names(partitions),
             held=len(self.batcher),
             in_flight=in_flight,
         )
@@ -391,7 +370,7 @@ class Pipeline:
         """Lost, not revoked: our generation is gone and a commit would fail. Drop them."""
         log.warning(
             "partitions_lost",
-            partitions=_names(partitions),
+            partitions=names(partitions),
             held=len(self.batcher),
             in_flight=sum(len(f.items) for f in self.flights),
         )
@@ -415,15 +394,3 @@ class Pipeline:
             if (item.record.topic, item.record.partition) not in gone:
                 self.batcher.add(item, len(item.ids))
         self.carry = [m for m in self.carry if (m.topic(), m.partition()) not in gone]
-
-
-def first_offsets(positions: Iterable[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
-    """Per partition, the lowest of the given (topic, partition, offset) positions."""
-    first: dict[tuple[str, int], int] = defaultdict(lambda: 1 << 62)
-    for topic, partition, offset in positions:
-        first[(topic, partition)] = min(first[(topic, partition)], offset)
-    return [(t, p, o) for (t, p), o in sorted(first.items())]
-
-
-def _names(partitions: list[TopicPartition]) -> list[str]:
-    return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
