@@ -383,6 +383,8 @@ def check_prometheus(doc: dict[str, Any], repo: Repo) -> list[str]:
     loaded = [t for t, host in targets.items() if host == alerts]
     if not loaded or not any(fnmatch.fnmatch(loaded[0], glob) for glob in rule_files):
         found.append("prometheus: deploy/monitoring/alerts.yaml is not loaded by rule_files")
+    elif not alerts.is_file():
+        found.append("prometheus: deploy/monitoring/alerts.yaml does not exist")
     elif not isinstance(repo.yaml(alerts).get("groups"), list):
         found.append("deploy/monitoring/alerts.yaml has no rule groups")
     return found
