@@ -133,5 +133,7 @@ HEADER_MESSAGE: Final = "x-error-message"
 HEADER_SOURCE_TOPIC: Final = "x-source-topic"
 HEADER_SOURCE_PARTITION: Final = "x-source-partition"
 HEADER_SOURCE_OFFSET: Final = "x-source-offset"
+# A record that `support-worker dlq replay` re-published: "<dlq topic>/<partition>/<offset>".
+HEADER_REPLAY_OF: Final = "x-replay-of"
 HEADER_CONTENT_TYPE: Final = "content-type"
 HEADER_MODEL_VERSION: Final = "model-version"

@@ -52,6 +52,39 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--name-suffix", default="", help="append to every topic name (tests)")
     apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     apply.set_defaults(handler=_topics_apply)
+
+    dlq = commands.add_parser("dlq", help="work with the dead-letter topic")
+    dlq_cmds = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    replay = dlq_cmds.add_parser(
+        "replay",
+        help="re-publish selected dead letters to the inbound topic, exactly once",
+        description="Filters combine with AND; a filter given twice matches either value. "
+        "Progress is the group's DLQ position: a second run starts after the first.",
+    )
+    replay.add_argument("--config", type=Path, help="TOML settings file (topics, kafka)")
+    replay.add_argument(
+        "--stage", action="append", default=[], help="x-error-stage: decode, validate, infer, ..."
+    )
+    replay.add_argument("--error-type", action="append", default=[], metavar="TYPE")
+    replay.add_argument(
+        "--since", metavar="TIME", help="dead-lettered at or after (RFC 3339 or epoch ms)"
+    )
+    replay.add_argument("--until", metavar="TIME", help="dead-lettered before")
+    replay.add_argument("--partition", action="append", default=[], metavar="P", help="of the DLQ")
+    replay.add_argument(
+        "--offsets",
+        action="append",
+        default=[],
+        metavar="P:FIRST-LAST",
+        help="DLQ offsets, inclusive; P:FIRST- or P:-LAST open-ended",
+    )
+    replay.add_argument("--group", default="support-router-dlq-replay", help="keeps progress")
+    replay.add_argument("--transactional-id", default="", help="default: the group")
+    replay.add_argument("--batch-size", type=int, default=500, help="DLQ records per transaction")
+    replay.add_argument("--limit", type=int, help="stop after this many replays")
+    replay.add_argument("--timeout-s", type=float, default=300.0, help="stop (exit 1) after")
+    replay.add_argument("--dry-run", action="store_true", help="list, produce and commit nothing")
+    replay.set_defaults(handler=_dlq_replay)
     return parser
 
 
@@ -88,6 +121,39 @@ def _topics_apply(args: argparse.Namespace) -> int:
     if drift:
         raise TopicDriftError(f"{len(drift)} drift(s) that apply cannot fix; see above")
     return 0
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from schemas.messages import DLQ_STAGES
+    from worker.replay import Selection, parse_offsets, parse_time
+    from worker.replay_kafka import ReplayOptions, replay
+
+    unknown = sorted(set(args.stage) - set(DLQ_STAGES))
+    if unknown:
+        raise ConfigError(f"--stage {unknown[0]!r}: expected one of {', '.join(DLQ_STAGES)}")
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise ConfigError("--batch-size and --limit take a positive number")
+    try:
+        selection = Selection(
+            stages=frozenset(args.stage),
+            error_types=frozenset(args.error_type),
+            since_ms=parse_time(args.since) if args.since else None,
+            until_ms=parse_time(args.until) if args.until else None,
+            offsets=tuple(parse_offsets(o) for o in [*args.partition, *args.offsets]),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    options = ReplayOptions(
+        selection,
+        group=args.group,
+        transactional_id=args.transactional_id,
+        dry_run=args.dry_run,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        timeout_s=args.timeout_s,
+    )
+    outcome = replay(_settings(args.config), options, lambda line: print(line, flush=True))
+    return ExitCode.OK if outcome.complete else ExitCode.FATAL
 
 
 def _settings(config: Path | None) -> WorkerSettings:
