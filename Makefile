@@ -15,14 +15,21 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 WHEELHOUSE ?= $(HOME)/.cache/support-router/wheels
 PIP_LOCAL := $(PY) -m pip install --quiet --no-index --find-links $(WHEELHOUSE)
 PYTEST_ARGS ?=
+# promtool (the alert-rule tests) from Debian's prometheus package, without root:
+# `apt-get download` fetches the .deb once into a cache outside git, `dpkg -x` unpacks it
+# into .tools/ (gitignored), and `make test` puts .tools/usr/bin first on pytest's PATH.
+DEBS ?= $(HOME)/.cache/support-router/debs
+TOOLS := .tools
+PROMTOOL := $(TOOLS)/usr/bin/promtool
 
-.PHONY: help install lint test chaos demo kafka-up kafka-down kafka-status clean
+.PHONY: help install tools lint test chaos demo kafka-up kafka-down kafka-status clean
 
 help:
 	@echo "make demo        broker, topics, model, worker, sample traffic and a live view"
 	@echo "make test        install, lint, start a broker, run every test, stop it"
 	@echo "make chaos       the fault suite on a broker of its own (< 30 min); runs/chaos/report.md"
 	@echo "make lint        ruff check, ruff format --check, mypy"
+	@echo "make tools       promtool into .tools/ from Debian's prometheus .deb (no root needed)"
 	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
 	@echo "make kafka-down  stop it"
 
@@ -38,6 +45,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Idempotent: a file target, rebuilt only when .tools/ lacks promtool. If the package
+# lists are empty (a fresh machine), root refreshes them once; anyone else is told to.
+$(PROMTOOL):
+	@mkdir -p $(DEBS)
+	@ls $(DEBS)/prometheus_*.deb >/dev/null 2>&1 || (cd $(DEBS) && apt-get download prometheus) \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && (cd $(DEBS) && apt-get download prometheus); } \
+	  || { echo "promtool: 'apt-get download prometheus' failed; run 'apt-get update' as root" >&2; exit 1; }
+	dpkg -x "$$(ls -t $(DEBS)/prometheus_*.deb | head -n 1)" $(TOOLS)
+	@touch $@
+	@$@ --version | head -n 1
+
+tools: $(PROMTOOL)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -45,8 +65,10 @@ lint: $(STAMP)
 
 # `kafka run` starts a broker unless one runs (or KAFKA_BOOTSTRAP_SERVERS is set),
 # and stops the one it started when pytest ends, pass or fail.
-test: $(STAMP) lint
-	$(KAFKA) run -- $(VENV)/bin/pytest $(PYTEST_ARGS)
+# The manifests' test (tests/unit/deploy/test_k8s.py) renders them with `kubectl kustomize`:
+# kubectl must be on PATH (it is at /usr/bin/kubectl on the project's machines).
+test: $(STAMP) lint $(PROMTOOL)
+	PATH="$(CURDIR)/$(TOOLS)/usr/bin:$$PATH" $(KAFKA) run -- $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Faults (SIGKILLs, a broker killed and frozen, poison, fuzz, a broken model) against real
 # workers, on a broker of its own (.kafka-chaos, a free port): it kills and restarts that
