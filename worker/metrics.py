@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -72,6 +72,29 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.model_failing_batches = Gauge(
+            "support_model_failing_batches",
+            "batches in a row that failed whole in the model, a probe message too (0 once one "
+            "passes); the circuit breaker opens at model.failing_batches",
+            registry=r,
+        )
+        # Exported once a source of readiness is given (track_readiness): until then the
+        # worker has no readiness to report, and a constant 0 would read as "not ready".
+        self.ready = Gauge(
+            "support_ready", "1 while /readyz would answer 200, read at each scrape", registry=None
+        )
+        self._ready_registered = False
+
+    def track_readiness(self, ready: Callable[[], bool]) -> None:
+        """Export ``support_ready`` as ``ready()`` (``Health.ready``) at every scrape.
+
+        Read at scrape time, so a scrape sees what /readyz would answer then; alert rules
+        count its changes (readiness flapping).
+        """
+        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+        if not self._ready_registered:
+            self.registry.register(self.ready)
+            self._ready_registered = True
 
     def observe_batch(
         self,
