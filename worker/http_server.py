@@ -41,6 +41,7 @@ class Health:
 
 class HttpServer:
     def __init__(self, host: str, port: int, metrics: Metrics, health: Health) -> None:
+        metrics.track_readiness(health.ready)  # support_ready: what /readyz answers, per scrape
         handler = _handler(metrics, health)
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.port = int(self.httpd.server_address[1])

@@ -245,6 +245,7 @@ class Pipeline:
             self._model_failed(result)
             return False
         self.broken_batches = 0
+        self.metrics.model_failing_batches.set(0)
         if len(result.results) != len(items):
             raise RuntimeError(f"{len(result.results)} results for a batch of {len(items)}")
         ctx = codec.ResultContext(
@@ -286,6 +287,7 @@ class Pipeline:
         the partitions.
         """
         self.broken_batches += 1
+        self.metrics.model_failing_batches.set(self.broken_batches)
         error = repr(next((r.error for r in result.results if isinstance(r, Failure)), None))
         log.error(
             "model_failing",

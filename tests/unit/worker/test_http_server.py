@@ -61,3 +61,12 @@ def test_readyz_needs_model_transactions_and_subscription(
 def test_other_paths_are_not_found(served: tuple[HttpServer, Health]) -> None:
     server, _ = served
     assert get(server, "/admin")[0] == 404
+
+
+def test_support_ready_follows_what_readyz_answers(served: tuple[HttpServer, Health]) -> None:
+    server, health = served
+    health.beat()
+    assert b"support_ready 0.0" in get(server, "/metrics")[1]
+    health.model_ready = health.transactions_ready = health.subscribed = True
+    assert get(server, "/readyz")[0] == 200
+    assert b"support_ready 1.0" in get(server, "/metrics")[1]

@@ -143,6 +143,7 @@ def test_the_circuit_opens_when_the_model_fails_every_batch(smoke_artifact: Path
         if attempt < 3:
             assert not pipeline.dispatch() or not pipeline.drain()
             assert pipeline.broken_batches == attempt and consumer.seeks[-1] == (0, 0)
+            assert pipeline.metrics.model_failing_batches._value.get() == attempt
         else:
             with pytest.raises(ModelBrokenError, match="3 batches in a row"):
                 pipeline.dispatch() and pipeline.drain()
