@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from worker.codec import Headers, Record
+from worker.errors import ConfigError, FatalKafkaError
 from worker.kafka_headers import RawHeaders, read_headers
 from worker.metrics import Metrics
-from worker.settings import WorkerSettings
+from worker.settings import ENV_PREFIX, KafkaSettings, WorkerSettings
+
+log = structlog.get_logger("worker")
 
 # Results carry the inbound message; room for a max-size inbound record plus our fields.
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 # Bounded prefetch: a slow model slows fetching instead of growing memory.
 PREFETCH_KBYTES = 16 * 1024
+# init_transactions waits at most this long between looks at the client's errors.
+INIT_SLICE_S = 0.5
 
 
 def to_record(msg: Message) -> Record:
@@ -56,9 +64,102 @@ def _escaped(raw: bytes, limit: int = 64) -> str:
     return repr(raw[:limit]) + ("..." if len(raw) > limit else "")
 
 
+# The broker refused who we are, or TLS with it failed (a certificate that does not chain
+# to kafka.ssl_ca_location, a host name it does not name): no retry can fix that, a person
+# must. librdkafka reconnects forever and only reports each failure to error_cb.
+# (Disconnects during a TLS handshake are _TRANSPORT, so _SSL is TLS itself failing.)
+REFUSED = frozenset(
+    {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL}
+)
+
+
+class Refusals:
+    """Whether a client of this process has already raised for a refused connection."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+
+# One per process: the consumer and the producer of one worker share it.
+PROCESS_REFUSALS = Refusals()
+
+
+class ClientErrors:
+    """``error_cb`` for the worker's clients: a refused connection is fatal, once.
+
+    librdkafka hands a client's errors to ``error_cb`` from inside ``poll()``,
+    ``consume()``, ``flush()`` and ``close()``, and an exception raised there is raised
+    by that call. The first refusal (a wrong password, an unknown user, an unverified
+    broker certificate) raises FatalKafkaError: one line, exit 1, instead of retrying
+    forever. Later ones (the other client; the consumer's close on the way out) are
+    dropped, so the process ends with that one line. Every other error is logged as a
+    warning, where librdkafka would have logged it itself. Text that comes from
+    librdkafka or the broker passes ``KafkaSettings.scrub`` first.
+    """
+
+    def __init__(self, kafka: KafkaSettings, refusals: Refusals = PROCESS_REFUSALS) -> None:
+        self.kafka = kafka
+        self.refusals = refusals
+
+    def __call__(self, err: KafkaError) -> None:
+        text = self.kafka.scrub(err.str())
+        if err.code() not in REFUSED:
+            log.warning("kafka_client_error", code=err.name(), error=text)
+            return
+        if self.refusals.raised:
+            return
+        self.refusals.raised = True
+        raise FatalKafkaError(refused_message(self.kafka, err.code(), text))
+
+
+def refused_message(kafka: KafkaSettings, code: int, text: str) -> str:
+    """The one line for a refused connection: what failed, and the settings to check."""
+    if code == KafkaError._SSL:
+        return (
+            f"TLS with Kafka at {kafka.bootstrap_servers} failed: {text}. Check "
+            f"kafka.ssl_ca_location ({ENV_PREFIX}KAFKA__SSL_CA_LOCATION): the broker's "
+            "certificate must chain to that CA and name the host it is reached at"
+        )
+    user = kafka.sasl_username or kafka.client_config.get("sasl.username")
+    return (
+        f"Kafka at {kafka.bootstrap_servers} refused the credentials"
+        f"{f' of user {user!r}' if user else ''} (SASL authentication failed): {text}. Check "
+        f"kafka.sasl_username and kafka.sasl_password or kafka.sasl_password_file "
+        f"({ENV_PREFIX}KAFKA__SASL_USERNAME, {ENV_PREFIX}KAFKA__SASL_PASSWORD, "
+        f"{ENV_PREFIX}KAFKA__SASL_PASSWORD_FILE)"
+    )
+
+
+class WorkerProducer(Producer):
+    """A Producer whose ``init_transactions`` serves ``error_cb`` while it waits.
+
+    ``init_transactions`` waits on a queue of its own, so a refused connection, reported
+    through ``error_cb``, would only show as timeouts until ``commit_timeout_s`` ran out
+    and then as an "outcome unknown" fatal error, while librdkafka logged the refusal
+    twice a second. The call is resumable, so it runs in slices of ``INIT_SLICE_S`` with
+    a ``poll(0)`` after each: a refusal is the FatalKafkaError it is (ClientErrors raises
+    it from the poll) within a slice, and the call still ends by its own timeout.
+    """
+
+    def init_transactions(self, timeout: float = -1) -> None:
+        deadline = time.monotonic() + timeout if timeout >= 0 else math.inf
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                super().init_transactions(max(0.0, min(INIT_SLICE_S, left)))
+                return
+            except KafkaException as exc:
+                self.poll(0)
+                err = exc.args[0] if exc.args else None
+                timed_out = isinstance(err, KafkaError) and err.code() == KafkaError._TIMED_OUT
+                if not timed_out or time.monotonic() >= deadline:
+                    raise
+
+
 def consumer_config(s: WorkerSettings, metrics: Metrics) -> dict[str, Any]:
     conf = s.kafka.librdkafka(
         **{
+            "error_cb": ClientErrors(s.kafka),
             "group.id": s.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -83,6 +184,7 @@ def consumer_config(s: WorkerSettings, metrics: Metrics) -> dict[str, Any]:
 def producer_config(s: WorkerSettings) -> dict[str, Any]:
     conf = s.kafka.librdkafka(
         **{
+            "error_cb": ClientErrors(s.kafka),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
@@ -97,8 +199,21 @@ def producer_config(s: WorkerSettings) -> dict[str, Any]:
 
 
 def make_consumer(s: WorkerSettings, metrics: Metrics) -> Consumer:
-    return Consumer(consumer_config(s, metrics))
+    try:
+        return Consumer(consumer_config(s, metrics))
+    except KafkaException as exc:
+        raise _config_error(s.kafka, exc) from None
 
 
 def make_producer(s: WorkerSettings) -> Producer:
-    return Producer(producer_config(s))
+    try:
+        return WorkerProducer(producer_config(s))
+    except KafkaException as exc:
+        raise _config_error(s.kafka, exc) from None
+
+
+def _config_error(kafka: KafkaSettings, exc: KafkaException) -> ConfigError:
+    """librdkafka refused its config (e.g. a CA file that holds no certificate): exit 2."""
+    err = exc.args[0] if exc.args else exc
+    text = err.str() if isinstance(err, KafkaError) else str(err)
+    return ConfigError(f"Kafka client: {kafka.scrub(text)} (the kafka.* settings)")

@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,8 +40,35 @@ def is_secret(name: str) -> bool:
     return bool(SECRET_OPTION.search(name.lower()))
 
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+
+
+def read_secret_file(path: Path, setting: str) -> SecretStr:
+    """A credential from a file (a mounted Kubernetes Secret), without its line ending.
+
+    Errors name the setting and the path, never the content.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"{setting}: cannot read {path}: {why}") from None
+    value = text.rstrip("\r\n")  # `kubectl create secret --from-file` keeps a final newline
+    if not value:
+        raise ValueError(f"{setting}: {path} is empty")
+    return SecretStr(value)
+
+
 class KafkaSettings(BaseModel):
-    """How to reach the cluster; ``client_config`` passes librdkafka options through."""
+    """How to reach the cluster; ``client_config`` passes librdkafka options through.
+
+    A secured cluster (SASL_SSL with SCRAM, TLS verified against a CA) needs only the
+    named fields, each its own env var, so a Kubernetes Secret can supply the password
+    as a mounted file (``SASL_PASSWORD_FILE``) or a variable (``SASL_PASSWORD``) and the
+    CA as a mounted file (``SSL_CA_LOCATION``). A named field wins over the same option
+    in ``client_config``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -50,11 +77,30 @@ class KafkaSettings(BaseModel):
         default_factory=dict,
         description="librdkafka options for every client, e.g. security.protocol, sasl.mechanism",
     )
+    security_protocol: SecurityProtocol | None = Field(
+        default=None, description="security.protocol, e.g. SASL_SSL"
+    )
+    sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="sasl.mechanism, e.g. SCRAM-SHA-512"
+    )
+    sasl_username: str | None = Field(default=None, description="sasl.username")
     sasl_password: SecretStr | None = Field(
         default=None, description="sasl.password, kept out of logs"
     )
+    sasl_password_file: Path | None = Field(
+        default=None,
+        description="a file holding sasl.password (a mounted Secret; a final newline is "
+        "ignored), read at start; instead of sasl_password",
+    )
+    ssl_ca_location: Path | None = Field(
+        default=None,
+        description="ssl.ca.location: the CA certificate(s), PEM, that the broker's "
+        "certificate must chain to (default: the system's CAs)",
+    )
     ssl_key_password: SecretStr | None = None
     admin_timeout_s: float = Field(default=15.0, gt=0)
+
+    _sasl_password_from_file: SecretStr | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _fill_bootstrap(self) -> KafkaSettings:
@@ -64,16 +110,57 @@ class KafkaSettings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _read_secure_files(self) -> KafkaSettings:
+        """Fail at start, naming the setting, instead of at the first connection."""
+        if self.sasl_password_file is not None:
+            if self.sasl_password is not None:
+                raise ValueError(
+                    "set kafka.sasl_password or kafka.sasl_password_file, not both "
+                    f"({ENV_PREFIX}KAFKA__SASL_PASSWORD, {ENV_PREFIX}KAFKA__SASL_PASSWORD_FILE)"
+                )
+            self._sasl_password_from_file = read_secret_file(
+                self.sasl_password_file, "kafka.sasl_password_file"
+            )
+        if self.ssl_ca_location is not None and not self.ssl_ca_location.exists():
+            raise ValueError(f"kafka.ssl_ca_location: {self.ssl_ca_location} does not exist")
+        return self
+
     def librdkafka(self, **overrides: Any) -> dict[str, Any]:
         """The config dict for a confluent-kafka client, secrets revealed only here."""
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
         conf.update(self.client_config)
-        if self.sasl_password is not None:
-            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        named = {
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "ssl.ca.location": None if self.ssl_ca_location is None else str(self.ssl_ca_location),
+        }
+        conf.update({k: v for k, v in named.items() if v is not None})
+        password = self.sasl_password
+        if password is None:
+            password = self._sasl_password_from_file
+        if password is not None:
+            conf["sasl.password"] = password.get_secret_value()
         if self.ssl_key_password is not None:
             conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         conf.update(overrides)
         return conf
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every credential these settings hold replaced by REDACTED.
+
+        For text that did not come from us (a librdkafka or broker error message) before
+        it reaches a log line or an error: whatever it echoes, no secret gets through.
+        """
+        secrets = {
+            value
+            for name, value in self.librdkafka().items()
+            if is_secret(name) and isinstance(value, str) and value
+        }
+        for value in sorted(secrets, key=len, reverse=True):  # a longer one may contain another
+            text = text.replace(value, REDACTED)
+        return text
 
 
 class KafkaOnlySettings(BaseSettings):
