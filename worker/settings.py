@@ -167,7 +167,11 @@ class KafkaOnlySettings(BaseSettings):
     """The settings a Kafka-only command (``topics apply``) needs."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="ignore"
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,  # as WorkerSettings: a bad value may be a password
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -27,7 +27,7 @@ from worker.kafka_io import (
     producer_config,
 )
 from worker.metrics import Metrics
-from worker.settings import KafkaSettings, TopicNames, WorkerSettings
+from worker.settings import KafkaOnlySettings, KafkaSettings, TopicNames, WorkerSettings
 
 SECRET = "hunter2-s3cr3t"
 
@@ -282,3 +282,14 @@ def test_init_transactions_in_slices_still_ends_by_its_own_timeout() -> None:
         producer.init_transactions(1.6)  # four slices, none of them reaching a broker
     assert caught.value.args[0].code() == KafkaError._TIMED_OUT
     assert 1.5 <= time.monotonic() - started < 3.0
+
+
+def test_the_kafka_only_settings_never_echo_a_password_either(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `topics apply` reads these; a short password would fit in an echoed input whole
+    monkeypatch.setenv("SUPPORT_WORKER_KAFKA__SASL_PASSWORD", "pw7")
+    monkeypatch.setenv("SUPPORT_WORKER_KAFKA__SASL_PASSWORD_FILE", str(tmp_path / "none"))
+    with pytest.raises(ValidationError) as caught:
+        KafkaOnlySettings()
+    assert "not both" in str(caught.value) and "pw7" not in str(caught.value)
