@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas import PACKAGE_VERSION
 from worker.errors import ConfigError, ExitCode, ModelLoadError, TopicDriftError, WorkerError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from worker.settings import WorkerSettings
@@ -94,7 +97,7 @@ def _topics_apply(args: argparse.Namespace) -> int:
     from worker.settings import KafkaOnlySettings, KafkaSettings
     from worker.topics import load_topics, plan
 
-    kafka = KafkaOnlySettings().kafka
+    kafka = _checked(KafkaOnlySettings).kafka
     if args.bootstrap_servers:
         kafka = KafkaSettings(**{**kafka.model_dump(), "bootstrap_servers": args.bootstrap_servers})
     specs = load_topics(
@@ -157,13 +160,18 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 def _settings(config: Path | None) -> WorkerSettings:
+    from worker.settings import load_settings
+
+    return _checked(lambda: load_settings(config))
+
+
+def _checked(load: Callable[[], T]) -> T:
+    """Settings from ``load``, or one ConfigError naming the setting, never its value."""
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from worker.settings import load_settings
-
     try:
-        return load_settings(config)
+        return load()
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"])

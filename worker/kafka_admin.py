@@ -17,6 +17,7 @@ from confluent_kafka.admin import (
 )
 
 from worker.errors import KafkaUnavailableError, WorkerError
+from worker.kafka_io import ClientErrors
 from worker.settings import KafkaSettings
 from worker.topics import Change, ObservedTopic, TopicSpec
 
@@ -26,7 +27,10 @@ def make_admin(kafka: KafkaSettings) -> AdminClient:
     timeout_ms = int(kafka.admin_timeout_s * 1000)
     # log_level 0: an unreachable cluster makes librdkafka log every reconnect
     # attempt; the caller reports one clear error instead.
-    return AdminClient(kafka.librdkafka(**{"socket.timeout.ms": timeout_ms, "log_level": 0}))
+    # error_cb: a refused login or certificate is one fatal error naming the settings,
+    # not a generic "cannot reach Kafka" after the timeout.
+    conf = {"socket.timeout.ms": timeout_ms, "log_level": 0, "error_cb": ClientErrors(kafka)}
+    return AdminClient(kafka.librdkafka(**conf))
 
 
 def cluster_brokers(admin: AdminClient, kafka: KafkaSettings) -> int:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +54,22 @@ def test_topics_apply_against_an_unreachable_broker_fails_fast_naming_it() -> No
     assert "cannot reach Kafka at 127.0.0.1:1 within 3s" in out.stderr
     assert elapsed < 20
     assert len(out.stderr.splitlines()) == 1  # one line, no librdkafka reconnect spam
+
+
+def test_topics_apply_with_a_bad_setting_exits_2_naming_it_not_its_value(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-password-file"
+    env = dict(os.environ, SUPPORT_WORKER_KAFKA__SASL_PASSWORD_FILE=str(missing))
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "topics", "apply", "--replication-factor", "1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "configuration error" in out.stderr and "sasl_password_file" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def _worker_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
