@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from worker.commit import STEP_SLICE_S, Disposition, classify
 from worker.errors import ConfigError, FatalKafkaError, KafkaUnavailableError
-from worker.kafka_io import MAX_RECORD_BYTES, to_record
+from worker.kafka_io import MAX_RECORD_BYTES, ClientErrors, to_record
 from worker.replay import Replay, Selection, decide, describe, to_replay
 from worker.settings import WorkerSettings
 
@@ -107,6 +107,7 @@ def _consumer_config(settings: WorkerSettings, group: str) -> dict[str, Any]:
         **{
             "group.id": group,
             "log_level": 0,  # a broker away is one error at the end, not a reconnect per 50 ms
+            "error_cb": ClientErrors(settings.kafka),  # a refused login: one fatal error
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -122,6 +123,7 @@ def _producer_config(settings: WorkerSettings, transactional_id: str) -> dict[st
         **{
             "transactional.id": transactional_id,
             "log_level": 0,
+            "error_cb": ClientErrors(settings.kafka),
             "transaction.timeout.ms": settings.transaction_timeout_ms,
             "enable.idempotence": True,
             "acks": "all",
