@@ -518,3 +518,17 @@ def test_selectors_pick_the_worker_pods_and_ports(overlay: str) -> None:
         for endpoint in monitor["spec"]["endpoints"]:
             assert endpoint.get("path", "/metrics") == "/metrics"
             assert endpoint["port"] in service_ports, endpoint
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_dashboard_ships_as_a_configmap_grafana_loads(overlay: str) -> None:
+
+    dashboards = [
+        cm
+        for cm in of_kind(rendered(overlay), "ConfigMap")
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+    assert len(dashboards) == 1, "one ConfigMap labelled grafana_dashboard=1"
+    (text,) = dashboards[0]["data"].values()
+    shipped = REPO / "deploy" / "monitoring" / "grafana" / "support-router.json"
+    assert json.loads(text) == json.loads(shipped.read_text())
