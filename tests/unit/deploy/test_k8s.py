@@ -522,7 +522,6 @@ def test_selectors_pick_the_worker_pods_and_ports(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_dashboard_ships_as_a_configmap_grafana_loads(overlay: str) -> None:
-
     dashboards = [
         cm
         for cm in of_kind(rendered(overlay), "ConfigMap")
