@@ -28,6 +28,7 @@ __all__ = [
     "Committed",
     "Topics",
     "WorkerProc",
+    "committed_reader",
     "end_offsets",
     "kill",
     "make_topics",
@@ -188,9 +189,9 @@ class Committed:
     dead: list[tuple[str, dict[str, bytes]]]  # (key, headers)
 
 
-def read_committed(bootstrap: str, topics: Topics, expect: int, timeout: float = 120) -> Committed:
-    """Everything committed on the output topics, waiting until ``expect`` records arrived."""
-    c = Consumer(
+def committed_reader(bootstrap: str) -> Consumer:
+    """A consumer of its own group that reads committed records from the start."""
+    return Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{uuid.uuid4().hex}",
@@ -199,6 +200,11 @@ def read_committed(bootstrap: str, topics: Topics, expect: int, timeout: float =
             "enable.auto.commit": False,
         }
     )
+
+
+def read_committed(bootstrap: str, topics: Topics, expect: int, timeout: float = 120) -> Committed:
+    """Everything committed on the output topics, waiting until ``expect`` records arrived."""
+    c = committed_reader(bootstrap)
     c.subscribe(topics.outputs())
     out = Committed([], [])
     deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from schemas.messages import HEADER_REPLAY_OF
 from tests.chaos.faulty_worker import FAIL_MARKER
@@ -28,6 +28,7 @@ from tests.integration.raw_produce import produce_raw
 from tests.integration.worker.harness import (
     MALFORMED,
     Topics,
+    committed_reader,
     end_offsets,
     message,
     start_worker,
@@ -44,15 +45,7 @@ BAD = MALFORMED[:3]  # stages decode, decode, validate
 def read_all(bootstrap: str, topics: list[str], expect: int, timeout: float = 60) -> list[Record]:
     """Every committed record of ``topics``, until ``expect`` arrived and 3 s more (a
     duplicate would arrive then). Headers through worker.kafka_io: a bad key cannot crash it."""
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    c = committed_reader(bootstrap)
     c.subscribe(topics)
     out: list[Record] = []
     deadline, quiet_until = time.monotonic() + timeout, None

@@ -60,6 +60,18 @@ def test_redacted_masks_credentials_passed_through_client_config(
     assert settings.kafka.librdkafka()["sasl.password"] == SECRET
 
 
+def _worker_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``support-worker run`` with ``env`` added: what it prints before it would consume."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", "run"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     "env",
     [
@@ -70,14 +82,7 @@ def test_redacted_masks_credentials_passed_through_client_config(
     ],
 )
 def test_a_bad_setting_is_one_line_that_never_echoes_a_credential(env: dict[str, str]) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "run"],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _worker_run(env)
     assert out.returncode == 2, out.stderr
     assert SECRET not in out.stdout + out.stderr
     assert len(out.stderr.splitlines()) == 1 and "configuration error" in out.stderr
@@ -168,14 +173,7 @@ def test_a_bad_secure_setting_names_the_setting_never_the_secret(
 
 def test_password_and_password_file_together_is_one_config_error_line(tmp_path: Path) -> None:
     env = {**_secure_env(tmp_path), "SUPPORT_WORKER_KAFKA__SASL_PASSWORD": SECRET}
-    out = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "run"],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _worker_run(env)
     assert out.returncode == 2, out.stderr
     assert SECRET not in out.stdout + out.stderr
     [line] = out.stderr.splitlines()
