@@ -97,7 +97,7 @@ class CommittedTail:
             }
         )
         topics = [*routes, dlq]
-        meta = self.consumer.list_topics(timeout=30)
+        meta = self._metadata_with(topics, timeout_s=30)
         self.partitions = [
             TopicPartition(t, p, OFFSET_BEGINNING)
             for t in topics
@@ -107,6 +107,19 @@ class CommittedTail:
         self._meta = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-tail-meta"})
         self._thread = threading.Thread(target=self._run, name="chaos-tail", daemon=True)
         self._thread.start()
+
+    def _metadata_with(self, topics: list[str], timeout_s: float) -> Any:
+        """Cluster metadata once it lists every topic: topics created a moment ago can be
+        missing from the first answer of a broker that has not caught up."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            meta = self.consumer.list_topics(timeout=timeout_s)
+            missing = [t for t in topics if t not in meta.topics or meta.topics[t].error]
+            if not missing:
+                return meta
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics not in the cluster's metadata: {missing}")
+            time.sleep(0.2)
 
     def _run(self) -> None:
         while not self._stop.is_set():

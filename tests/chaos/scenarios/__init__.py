@@ -114,7 +114,9 @@ def run_scenario(ctx: Ctx, name: str) -> dict[str, Any]:
         }
         tails = {}
         for run in ctx.runs:
-            tails.update({f"{run.name}/{k}": v for k, v in run.fleet.log_tails().items()})
+            fleet = getattr(run, "fleet", None)  # absent when Run.__init__ failed part-way
+            if fleet is not None:
+                tails.update({f"{run.name}/{k}": v for k, v in fleet.log_tails().items()})
         result["tails"] = tails
     finally:
         ctx.close_runs()
