@@ -56,10 +56,13 @@ class Topics:
 
 
 def make_topics(
-    make_topic: Callable[..., str], partitions: int = 4, route_config: dict[str, str] | None = None
+    make_topic: Callable[..., str],
+    partitions: int = 4,
+    route_config: dict[str, str] | None = None,
+    inbound_config: dict[str, str] | None = None,
 ) -> Topics:
     return Topics(
-        inbound=make_topic("in", partitions),
+        inbound=make_topic("in", partitions, inbound_config),
         escalate=make_topic("esc", 2, route_config),
         auto_resolve=make_topic("auto", 2, route_config),
         more_info=make_topic("more", 2, route_config),
