@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas import PACKAGE_VERSION
-from worker.errors import ConfigError, ExitCode, ModelLoadError, TopicDriftError, WorkerError
+from worker.errors import (
+    ConfigError,
+    ExitCode,
+    ModelBrokenError,
+    ModelLoadError,
+    TopicDriftError,
+    WorkerError,
+)
 
 T = TypeVar("T")
 
@@ -229,6 +236,8 @@ def _classify(args: argparse.Namespace) -> int:
     items = intake([record], classifier, settings.max_text_chars)
     started_ms = time.time() * 1000
     result = infer(classifier, items, classifier.tokenize([PROBE_TEXT]).ids[0])
+    if result.model_broken:
+        raise ModelBrokenError("the model failed this message and the probe message too")
     ctx = codec.ResultContext(
         model=classifier.model_info,
         policy=policy.name,

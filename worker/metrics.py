@@ -101,15 +101,16 @@ class Metrics:
         items: Sequence[Item],
         outgoing: Sequence[Outgoing],
         results: Sequence[ItemResult],
-        inference_ms: float,
+        inference_ms: float | None,
         started_wall_ms: float,
         now_ms: float,
     ) -> None:
-        """Count one committed batch; the three sequences are aligned by index."""
+        """Count one committed batch; the three sequences are aligned by index (the
+        records the commit kept), ``inference_ms`` is the whole batch's."""
         self.batches.inc()
         self.batch_size.observe(len(items))
         self.batch_tokens.observe(sum(len(i.ids) for i in items))
-        if any(isinstance(r, Prediction) for r in results):
+        if inference_ms is not None:  # None: no forward pass classified anything
             self.inference_ms.observe(inference_ms)
         for item, out, result in zip(items, outgoing, results, strict=True):
             ts = item.record.timestamp_ms

@@ -229,7 +229,13 @@ class Pipeline:
     def _start(self, items: list[Item]) -> Flight:
         started_wall_ms = time.time() * 1000
         future = self._model_thread.submit(infer, self.classifier, items, self._probe)
+        # Counted when the passes ran, also for a batch an abort or a loss drops later.
+        future.add_done_callback(self._count_model_calls)
         return Flight(items, future, started_wall_ms)
+
+    def _count_model_calls(self, future: Future[BatchResult]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.metrics.model_calls.inc(future.result().model_calls)
 
     def _await(self, flight: Flight) -> None:
         if flight.result is None:
@@ -240,7 +246,6 @@ class Pipeline:
         self._await(flight)
         assert flight.result is not None
         result, items = flight.result, flight.items
-        self.metrics.model_calls.inc(result.model_calls)
         if result.model_broken:
             self._model_failed(result)
             return False
@@ -272,7 +277,12 @@ class Pipeline:
         now_ms = time.time() * 1000
         ms = result.inference_ms
         self.metrics.observe_batch(
-            kept, committed.outgoing, results, ms, flight.started_wall_ms, now_ms
+            kept,
+            committed.outgoing,
+            results,
+            ms if result.predicted else None,
+            flight.started_wall_ms,
+            now_ms,
         )
         debug = self.s.log_level == "debug"
         log_committed(kept, committed.outgoing, ms, result.predicted, self.s.log_text, debug)

@@ -118,6 +118,7 @@ def test_an_aborted_commit_drops_the_batch_in_flight_and_rewinds(smoke_artifact:
     pipeline._model_thread.shutdown(wait=True)
     # Batch 2 ran (it was in the model) but nothing of it was committed; batch 3 never ran.
     assert [e for e in events if e[0] == "infer"] == [("infer", 1), ("infer", 2)]
+    assert pipeline.metrics.model_calls._value.get() == 2  # batch 2's pass counts, dropped or not
     assert [e for e in events if e[0] == "commit"] == []
 
 
