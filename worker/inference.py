@@ -36,6 +36,7 @@ class Skipped(NamedTuple):
 
 
 ItemResult = Prediction | Failure | Skipped
+SKIPPED = Skipped()  # one value for every item the model never sees
 
 
 class BatchResult(NamedTuple):
@@ -53,7 +54,7 @@ class BatchResult(NamedTuple):
 
 def infer(model: Model, items: Sequence[Item], probe_ids: Sequence[int]) -> BatchResult:
     """Classify the items that need the model, isolating any message the model fails on."""
-    results: list[ItemResult] = [Skipped() for _ in items]
+    results: list[ItemResult] = [SKIPPED] * len(items)
     wanted = [n for n, item in enumerate(items) if item.ids]
     calls, total_ms = 0, 0.0
 

@@ -31,14 +31,15 @@ def needs_model(outcome: codec.Accepted | codec.Rejected) -> bool:
 def intake(records: Sequence[codec.Record], model: Model, max_text_chars: int) -> list[Item]:
     """One item per record, in order; every text the model needs in one tokenizer call."""
     outcomes = [codec.decode(r, max_text_chars) for r in records]
-    texts = [o.text for o in outcomes if isinstance(o, codec.Accepted) and needs_model(o)]
+    wanted = [needs_model(o) for o in outcomes]
+    texts = [o.text for o, w in zip(outcomes, wanted, strict=True) if w]  # type: ignore[union-attr]
     tokens = model.tokenize(texts)
     if len(tokens.ids) != len(texts):
         raise RuntimeError(f"the tokenizer returned {len(tokens.ids)} rows for {len(texts)}")
     it = iter(zip(tokens.ids, tokens.truncated, strict=True))
     items = []
-    for record, outcome in zip(records, outcomes, strict=True):
-        if needs_model(outcome):
+    for record, outcome, w in zip(records, outcomes, wanted, strict=True):
+        if w:
             ids, cut = next(it)
             items.append(Item(record, outcome, ids, cut))
         else:

@@ -48,6 +48,8 @@ def log_committed(
     so it is logged only with ``log_text`` too; it always travels with the dead letter.
     """
     for item, out in zip(items, outgoing, strict=True):
+        if out.stage is None and not debug:
+            continue  # a routed result, and no debug line to write: no work per message
         r = item.record
         where = {"topic": r.topic, "partition": r.partition, "offset": r.offset}
         if out.stage is not None:
