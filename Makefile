@@ -21,6 +21,9 @@ PYTEST_ARGS ?=
 DEBS ?= $(HOME)/.cache/support-router/debs
 TOOLS := .tools
 PROMTOOL := $(TOOLS)/usr/bin/promtool
+# The console's browser tests: Debian's chromium + chromium-driver and whichever of their
+# libraries this machine lacks, unpacked the same way (tools/unpack_debs.sh, ~150 MB).
+CHROMIUM := $(TOOLS)/.chromium-unpacked
 
 .PHONY: help install tools lint test chaos demo kafka-up kafka-down kafka-status clean
 
@@ -29,17 +32,17 @@ help:
 	@echo "make test        install, lint, start a broker, run every test, stop it"
 	@echo "make chaos       the fault suite on a broker of its own (< 30 min); runs/chaos/report.md"
 	@echo "make lint        ruff check, ruff format --check, mypy"
-	@echo "make tools       promtool into .tools/ from Debian's prometheus .deb (no root needed)"
+	@echo "make tools       promtool and chromium into .tools/ from Debian's .debs (no root needed)"
 	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
 	@echo "make kafka-down  stop it"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@mkdir -p $(WHEELHOUSE)
-	$(PIP_LOCAL) -e '.[dev]' 2>/dev/null || { \
+	$(PIP_LOCAL) -e '.[dev,console]' 2>/dev/null || { \
 	  $(PY) -m pip download --quiet --dest $(WHEELHOUSE) --find-links $(WHEELHOUSE) \
-	    '.[dev]' 'setuptools>=68' wheel && \
-	  $(PIP_LOCAL) -e '.[dev]'; }
+	    '.[dev,console]' 'setuptools>=68' wheel && \
+	  $(PIP_LOCAL) -e '.[dev,console]'; }
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -56,7 +59,11 @@ $(PROMTOOL):
 	@touch $@
 	@$@ --version | head -n 1
 
-tools: $(PROMTOOL)
+$(CHROMIUM): tools/unpack_debs.sh
+	tools/unpack_debs.sh $(TOOLS) $(DEBS) chromium chromium-driver
+	@touch $@
+
+tools: $(PROMTOOL) $(CHROMIUM)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -67,7 +74,7 @@ lint: $(STAMP)
 # and stops the one it started when pytest ends, pass or fail.
 # The manifests' test (tests/unit/deploy/test_k8s.py) renders them with `kubectl kustomize`:
 # kubectl must be on PATH (it is at /usr/bin/kubectl on the project's machines).
-test: $(STAMP) lint $(PROMTOOL)
+test: $(STAMP) lint $(PROMTOOL) $(CHROMIUM)
 	PATH="$(CURDIR)/$(TOOLS)/usr/bin:$$PATH" $(KAFKA) run -- $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Faults (SIGKILLs, a broker killed and frozen, poison, fuzz, a broken model) against real

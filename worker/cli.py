@@ -45,6 +45,37 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("text")
     classify.set_defaults(handler=_classify)
 
+    console = commands.add_parser(
+        "console",
+        help="a web page on the live pipeline: try a message, watch the routing "
+        "(the console extra: pip install 'support-router[console]')",
+        description="Serves one page. It produces typed messages to the inbound topic and shows "
+        "the result a worker commits; it streams rates, escalations, dead letters and lag. "
+        "Kafka, topics and the workers' group come from the worker's settings.",
+    )
+    console.add_argument("--config", type=Path, help="TOML settings file (kafka, topics)")
+    console.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default loopback: the page can "
+        "produce to the inbound topic, so expose it only behind your own access control)",
+    )
+    console.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    console.add_argument(
+        "--show-live-text",
+        action="store_true",
+        help="show the text of live traffic too (privacy: off, only the console's own "
+        "messages show their text)",
+    )
+    console.add_argument(
+        "--answer-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how long a tried message waits for a worker's answer",
+    )
+    console.set_defaults(handler=_console)
+
     topics = commands.add_parser("topics", help="manage the topics declared in deploy/topics.yaml")
     topic_cmds = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
     apply = topic_cmds.add_parser(
@@ -212,6 +243,27 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     logs.configure(settings.log_level)
     return service.run(settings)
+
+
+def _console(args: argparse.Namespace) -> int:
+    try:
+        from worker.console import serve
+    except ImportError as exc:  # the extra is not installed
+        raise ConfigError(
+            f"the console needs its extra: pip install 'support-router[console]' ({exc})"
+        ) from exc
+    from worker import logs
+    from worker.console.app import ConsoleSettings
+
+    settings = _settings(args.config)
+    logs.configure(settings.log_level)
+    console = ConsoleSettings(
+        host=args.host,
+        port=args.port,
+        show_live_text=args.show_live_text,
+        answer_timeout_s=args.answer_timeout,
+    )
+    return serve.run(console, settings)
 
 
 def _classify(args: argparse.Namespace) -> int:

@@ -1,0 +1,44 @@
+"""Runs the console: binds its socket (so port 0 works and the URL is known before the
+first request), announces the URL, and serves until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import socket
+
+import structlog
+import uvicorn
+
+from worker.console.app import ConsoleSettings, create_app
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger("console")
+
+
+def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
+    family = socket.AF_INET6 if ":" in cs.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((cs.host, cs.port))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    host = f"[{cs.host}]" if family == socket.AF_INET6 else cs.host
+    url = f"http://{host}:{port}/"
+    log.info(
+        "console_listening",
+        url=url,
+        port=port,
+        inbound=ws.topics.inbound,
+        group=ws.group_id,
+        show_live_text=cs.show_live_text,
+    )
+    print(f"support-worker console: {url}", flush=True)
+    config = uvicorn.Config(
+        create_app(cs, ws),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        # An open event stream would hold a graceful shutdown for ever: give it a second.
+        timeout_graceful_shutdown=1,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
