@@ -3,6 +3,7 @@ first request), announces the URL, and serves until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
+import signal
 import socket
 
 import structlog
@@ -40,5 +41,11 @@ def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
         # An open event stream would hold a graceful shutdown for ever: give it a second.
         timeout_graceful_shutdown=1,
     )
+    # uvicorn handles SIGINT/SIGTERM while it serves, then restores the handlers it found
+    # and raises the signal again; these make that second delivery a no-op, so a stop is
+    # a clean exit 0 as for the worker, not a death by signal.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda signum, frame: None)
     uvicorn.Server(config).run(sockets=[sock])
+    log.info("console_stopped")
     return 0

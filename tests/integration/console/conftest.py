@@ -1,0 +1,126 @@
+"""A worker and a console on topics of their own, shared by this package's tests.
+
+The worker runs the smoke artifact with max_text_chars 300, so that a text over the limit
+is short enough to type into the page.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.integration.worker.harness import Topics, make_topics, start_worker
+from tools import console_proc, worker_proc
+from tools.console_proc import ConsoleProc
+
+MAX_TEXT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    bootstrap: str
+    topics: Topics
+    group: str
+
+
+@pytest.fixture(scope="package")
+def pipeline(
+    kafka_bootstrap: str,
+    kafka_admin: AdminClient,
+    smoke_artifact: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pipeline]:
+    """Topics and one ready worker on them, for the whole package."""
+    names: list[str] = []
+
+    def make(prefix: str, partitions: int, config: dict[str, str] | None = None) -> str:
+        name = f"console-{prefix}.{uuid.uuid4().hex[:10]}"
+        fut = kafka_admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])
+        fut[name].result(timeout=30)
+        names.append(name)
+        return name
+
+    topics = make_topics(make, partitions=2)
+    tag = uuid.uuid4().hex[:8]
+    group = f"console-g-{tag}"
+    tmp = tmp_path_factory.mktemp("console-worker")
+    worker = start_worker(
+        kafka_bootstrap,
+        topics,
+        smoke_artifact,
+        tmp,
+        group=group,
+        txn_id=f"console-t-{tag}",
+        max_text_chars=str(MAX_TEXT_CHARS),
+    )
+    try:
+        worker.wait_ready()
+        yield Pipeline(kafka_bootstrap, topics, group)
+    finally:
+        worker.signal(signal.SIGTERM)
+        code = worker.wait(30)
+        for fut in kafka_admin.delete_topics(names).values():
+            fut.exception(timeout=30)
+    assert code == 0, worker.tail()
+
+
+def start_console(
+    p: Pipeline, tmp: Path, *args: str, group: str | None = None, model: Path = Path("unused")
+) -> ConsoleProc:
+    """A console on the pipeline's topics and (unless told otherwise) its worker group."""
+    env = worker_proc.worker_env(
+        p.bootstrap, p.topics.roles(), model, group=group or p.group, txn_id="console-unused"
+    )
+    proc = console_proc.start(env, tmp / f"console-{uuid.uuid4().hex[:6]}.log", args=args)
+    proc.wait_ready()
+    return proc
+
+
+@pytest.fixture(scope="package")
+def console(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProc]:
+    proc = start_console(pipeline, tmp_path_factory.mktemp("console"))
+    yield proc
+    assert proc.stop() == 0, proc.tail()
+
+
+def published(p: Pipeline, message_id: str, timeout: float = 30) -> tuple[str, dict[str, Any]]:
+    """What the worker committed for ``message_id``, read on its own: (topic, value) for a
+    result; (dlq topic, {"headers": ..., "value": ...}) for a dead letter."""
+    c = Consumer(
+        {
+            "bootstrap.servers": p.bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    c.subscribe(p.topics.outputs())
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for m in c.consume(500, timeout=0.5):
+                assert m.error() is None, m.error()
+                try:
+                    value = json.loads(m.value())
+                except ValueError:
+                    continue
+                if not isinstance(value, dict) or value.get("message_id") != message_id:
+                    continue
+                if m.topic() == p.topics.dlq:
+                    headers = {k: (v or b"").decode() for k, v in m.headers() or []}
+                    return m.topic(), {"headers": headers, "value": value}
+                return m.topic(), value
+    finally:
+        c.close()
+    raise AssertionError(f"nothing committed for {message_id} within {timeout} s")

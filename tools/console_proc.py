@@ -1,0 +1,100 @@
+"""A ``support-worker console`` process started from the checkout: for the demo, the
+console's integration and browser tests, and the screenshot (tools/console_shot.py).
+
+It binds port 0 unless told otherwise and announces its URL in its log
+(``console_listening``); ``wait_ready`` reads it and waits for ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools import REPO
+
+
+def start(
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    port: int = 0,
+    args: Sequence[str] = (),
+) -> ConsoleProc:
+    """``python -m worker.cli console`` with ``env`` (Kafka, topics and group as the
+    workers', e.g. tools.worker_proc.worker_env) and extra ``args``."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "console", "--port", str(port), *args],
+            cwd=REPO,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in a terminal reaches its parent only
+        )
+    return ConsoleProc(proc, log_path)
+
+
+@dataclass
+class ConsoleProc:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    url: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    def tail(self, n: int = 20) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def wait_ready(self, timeout: float = 60) -> str:
+        """The console's URL, once /healthz says it reads Kafka."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the console exited {self.proc.returncode}:\n{self.tail()}")
+            if not self.url:
+                self.url = self._announced()
+            if self.url and self.get("healthz")[0] == 200:
+                return self.url
+            time.sleep(0.2)
+        raise RuntimeError(f"the console was not ready in {timeout} s:\n{self.tail()}")
+
+    def _announced(self) -> str:
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"console_listening"' in line:
+                with contextlib.suppress(json.JSONDecodeError):
+                    return str(json.loads(line)["url"])
+        return ""
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self._call(urllib.request.Request(self.url + path))
+
+    def try_message(self, text: str, timeout: float = 30) -> tuple[int, Any]:
+        """POST /api/try as the page does; (status, JSON body)."""
+        req = urllib.request.Request(
+            self.url + "api/try",
+            data=json.dumps({"text": text}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        return self._call(req, timeout)
+
+    def _call(self, req: urllib.request.Request, timeout: float = 5) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+        except OSError:
+            return 0, None
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout)
