@@ -1,9 +1,10 @@
 """`make demo` (``python -m tools.demo``): broker + topics + a model (trained on the spot
-if missing) + the worker, a sample of varied messages, and a live view of every route
-topic and the DLQ.
+if missing) + the worker + the web console (``support-worker console``, its URL printed),
+a sample of varied messages, and a live view of every route topic and the DLQ here too.
 
-Ctrl-C stops the worker and the broker this demo started. With KAFKA_BOOTSTRAP_SERVERS
-set it uses that cluster and starts no broker.
+Ctrl-C stops the console, the worker and the broker this demo started. With
+KAFKA_BOOTSTRAP_SERVERS set it uses that cluster and starts no broker. DEMO_CONSOLE_PORT
+picks the console's port (default 8080).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import sys
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
 from schemas.messages import ROUTES
-from tools import KAFKA_TOOL, REPO
+from tools import KAFKA_TOOL, REPO, console_proc
 from worker.kafka_io import to_record
 from worker.settings import TopicNames
 
@@ -47,6 +49,17 @@ MALFORMED = b'{"message_id": "demo-malformed", "text": "missing the closing brac
 
 
 WORKER_LOG = REPO / ".kafka" / "demo-worker.log"
+CONSOLE_LOG = REPO / ".kafka" / "demo-console.log"
+GROUP = "support-router-demo"
+
+
+@dataclass(frozen=True)
+class Child:
+    """A process the demo started and watches: the worker, the console."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
 
 
 def say(msg: str) -> None:
@@ -119,14 +132,19 @@ def ensure_model() -> Path:
     return CURRENT
 
 
-def start_worker(bootstrap: str) -> subprocess.Popen[bytes]:
-    env = dict(
+def demo_env(bootstrap: str) -> dict[str, str]:
+    """The worker's and the console's: one cluster, the default topics, the demo's group."""
+    return dict(
         os.environ,
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         SUPPORT_WORKER_MODEL__PATH=str(CURRENT),
         SUPPORT_WORKER_ADMIN_PORT=str(ADMIN_PORT),
-        SUPPORT_WORKER_GROUP_ID="support-router-demo",
+        SUPPORT_WORKER_GROUP_ID=GROUP,
     )
+
+
+def start_worker(bootstrap: str) -> subprocess.Popen[bytes]:
+    env = demo_env(bootstrap)
     (REPO / ".kafka").mkdir(exist_ok=True)
     log = WORKER_LOG
     say(f"starting the worker (log: {log}, admin: http://127.0.0.1:{ADMIN_PORT}/metrics)")
@@ -178,17 +196,31 @@ def produce_samples(bootstrap: str, topic: str) -> None:
     say(f"produced {len(SAMPLES)} messages and 1 malformed record to {topic}")
 
 
-class WorkerDiedError(Exception):
-    """The demo's worker exited while the view was running."""
+def start_console(bootstrap: str) -> Child:
+    port = int(os.environ.get("DEMO_CONSOLE_PORT", "8080"))
+    proc = console_proc.start(demo_env(bootstrap), CONSOLE_LOG, port=port)
+    try:
+        url = proc.wait_ready(60)
+    except RuntimeError as exc:
+        sys.exit(f"the console did not start ({exc}); DEMO_CONSOLE_PORT picks another port")
+    print(f"\n\033[1;32m==> console: {url}\033[0m  (open it in a browser; log: {CONSOLE_LOG})\n")
+    return Child("console", proc.proc, CONSOLE_LOG)
 
 
-def check_alive(worker: subprocess.Popen[bytes], log: Path) -> None:
+class ChildDiedError(Exception):
+    """A process the demo started (the worker, the console) exited while it ran."""
+
+
+def check_alive(children: list[Child]) -> None:
     """A view of a dead worker would show nothing, forever: say so and stop instead."""
-    code = worker.poll()
-    if code is not None:
+    for child in children:
+        code = child.proc.poll()
+        if code is None:
+            continue
+        log = child.log
         tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
         lines = "\n".join(f"    {line[:160]}" for line in tail)
-        raise WorkerDiedError(f"the worker exited with {code}; last lines of {log}:\n{lines}")
+        raise ChildDiedError(f"the {child.name} exited with {code}; last lines of {log}:\n{lines}")
 
 
 def watch(
@@ -196,8 +228,7 @@ def watch(
     topics: list[str],
     dlq: str,
     inbound: str,
-    worker: subprocess.Popen[bytes],
-    log: Path,
+    children: list[Child],
 ) -> None:
     c = Consumer(
         {
@@ -210,12 +241,12 @@ def watch(
     c.subscribe([*topics, dlq])
     deadline = time.monotonic() + 30
     while not c.assignment() and time.monotonic() < deadline:
-        check_alive(worker, log)
+        check_alive(children)
         c.poll(0.2)  # be assigned (at the end of each topic) before anything is produced
     say("live view of " + ", ".join([*topics, dlq]) + " (Ctrl-C stops everything)")
     produce_samples(bootstrap, inbound)
     while True:
-        check_alive(worker, log)
+        check_alive(children)
         for m in c.consume(100, timeout=0.5):
             if m.error():
                 continue
@@ -241,28 +272,29 @@ def watch(
 def main() -> int:
     argparse.ArgumentParser(description=__doc__).parse_args()
     bootstrap, started_broker = broker()
-    worker: subprocess.Popen[bytes] | None = None
+    children: list[Child] = []
     code = 0
     try:
         apply_topics(
             bootstrap, local=started_broker or not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         )
         ensure_model()
-        worker = start_worker(bootstrap)
+        children.append(Child("worker", start_worker(bootstrap), WORKER_LOG))
+        children.append(start_console(bootstrap))
         topics = TopicNames()  # the defaults, as deploy/topics.yaml declares them
         names = [topics.for_route(route) for route in ROUTES]
-        watch(bootstrap, names, topics.dlq, topics.inbound, worker, WORKER_LOG)
+        watch(bootstrap, names, topics.dlq, topics.inbound, children)
     except KeyboardInterrupt:
         print()
         say("stopping")
-    except WorkerDiedError as exc:
+    except ChildDiedError as exc:
         say(str(exc))
         code = 1
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            exited = worker.wait(60)
-            say(f"worker exited with {exited}")
+        for child in reversed(children):  # the console first: it reads what the worker writes
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+                say(f"{child.name} exited with {child.proc.wait(60)}")
         if started_broker:
             subprocess.run([sys.executable, str(KAFKA_TOOL), "down"], check=False)
     return code

@@ -10,6 +10,7 @@ import structlog
 import uvicorn
 
 from worker.console.app import ConsoleSettings, create_app
+from worker.errors import ConfigError
 from worker.settings import WorkerSettings
 
 log = structlog.get_logger("console")
@@ -19,7 +20,11 @@ def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
     family = socket.AF_INET6 if ":" in cs.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((cs.host, cs.port))
+    try:
+        sock.bind((cs.host, cs.port))
+    except OSError as exc:  # in use, or not an address of this host
+        sock.close()
+        raise ConfigError(f"the console cannot listen on {cs.host}:{cs.port}: {exc}") from exc
     sock.listen(128)
     port = sock.getsockname()[1]
     host = f"[{cs.host}]" if family == socket.AF_INET6 else cs.host
