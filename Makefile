@@ -25,13 +25,14 @@ PROMTOOL := $(TOOLS)/usr/bin/promtool
 # libraries this machine lacks, unpacked the same way (tools/unpack_debs.sh, ~150 MB).
 CHROMIUM := $(TOOLS)/.chromium-unpacked
 
-.PHONY: help install tools lint test chaos demo kafka-up kafka-down kafka-status clean
+.PHONY: help install tools lint test chaos demo screenshot kafka-up kafka-down kafka-status clean
 
 help:
 	@echo "make demo        broker, topics, model, worker, sample traffic and a live view"
 	@echo "make test        install, lint, start a broker, run every test, stop it"
 	@echo "make chaos       the fault suite on a broker of its own (< 30 min); runs/chaos/report.md"
 	@echo "make lint        ruff check, ruff format --check, mypy"
+	@echo "make screenshot  docs/console.png: the console after a routed result (headless Chromium)"
 	@echo "make tools       promtool and chromium into .tools/ from Debian's .debs (no root needed)"
 	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
 	@echo "make kafka-down  stop it"
@@ -90,6 +91,11 @@ chaos: $(STAMP)
 # A developer tool (tools/demo.py), not part of the worker's package.
 demo: $(STAMP)
 	$(PY) -m tools.demo
+
+# docs/console.png, the README's picture of the console: a worker, a console and headless
+# Chromium on the demo's broker, topics and model (tools/console_shot.py).
+screenshot: $(STAMP) $(CHROMIUM)
+	$(PY) -m tools.console_shot
 
 kafka-up: $(STAMP)
 	@$(KAFKA) up
