@@ -22,9 +22,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"support-worker {PACKAGE_VERSION}"
 
 
-def test_help_lists_topics(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
-    assert "topics" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert all(c in out for c in ("run", "classify", "console", "topics", "dlq"))
 
 
 def test_topics_apply_against_an_unreachable_broker_fails_fast_naming_it() -> None:
@@ -130,3 +131,19 @@ def test_classify_prints_the_outbound_json(smoke_artifact: object) -> None:
     assert printed["topic"].startswith("support.")
     assert printed["value"]["message"]["text"] == "my card was declined!!"
     assert set(printed["value"]["predictions"]) == {"intent", "urgency", "sentiment", "action"}
+
+
+def test_console_on_a_port_in_use_is_a_configuration_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+
+    from worker.errors import ExitCode
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["console", "--port", str(port)]) == ExitCode.CONFIG
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err
