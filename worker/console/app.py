@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from schemas.messages import ROUTES
 from worker.console import views
-from worker.console.tap import GroupState, GroupWatch, Submitter, Tap
+from worker.console.tap import ClientErrors, GroupState, GroupWatch, Submitter, Tap
 from worker.console.window import Window
 from worker.settings import WorkerSettings
 
@@ -80,7 +80,8 @@ class Hub:
         self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.subscribers: set[asyncio.Queue[tuple[str, Any] | None]] = set()
         self.group: GroupState | None = None
-        self.tap_error: str | None = None
+        self.tap_error: str | None = None  # the tap stopped: the page is no longer live
+        self.kafka_error: str | None = None  # a client's latest error, while it is recent
 
     def remember(self, message_id: str) -> asyncio.Future[dict[str, Any]]:
         self.own[message_id] = None
@@ -126,6 +127,7 @@ class Hub:
             "group": None if self.group is None else asdict(self.group),
             "unreadable": self.window.unreadable,
             "tap_error": self.tap_error,
+            "kafka_error": self.kafka_error,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -165,9 +167,10 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         def on_group(group: GroupState) -> None:
             loop.call_soon_threadsafe(hub.on_group, group)
 
-        tap = Tap(ws, on_records)
-        watch = GroupWatch(ws, on_group)
-        submitter = Submitter(ws)
+        errors = ClientErrors(ws.kafka)
+        tap = Tap(ws, on_records, errors)
+        watch = GroupWatch(ws, on_group, errors)
+        submitter = Submitter(ws, errors)
         state.update(tap=tap, submitter=submitter)
         tap.start()
         watch.start()
@@ -176,6 +179,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
             while True:
                 await asyncio.sleep(1)
                 hub.tap_error = tap.error
+                hub.kafka_error = errors.recent()
                 hub.publish("stats", hub.stats())
 
         ticker = asyncio.create_task(tick())

@@ -30,6 +30,7 @@ from confluent_kafka.admin import AdminClient
 
 from schemas.messages import ROUTES
 from worker.console.views import Committed
+from worker.kafka_io import REFUSED, refused_message
 from worker.settings import KafkaSettings, WorkerSettings
 
 log = structlog.get_logger("console")
@@ -54,11 +55,13 @@ class Tap(threading.Thread):
         self,
         settings: WorkerSettings,
         on_records: Callable[[list[Committed]], None],
+        errors: ClientErrors,
         *,
         replay_s: float = 60.0,
     ) -> None:
         super().__init__(name="console-tap", daemon=True)
         self.s = settings
+        self.errors = errors
         self.topics = [settings.topics.for_route(r) for r in ROUTES] + [settings.topics.dlq]
         self.on_records = on_records
         self.replay_s = replay_s
@@ -70,7 +73,7 @@ class Tap(threading.Thread):
     def run(self) -> None:
         kafka = self.s.kafka
         consumer = Consumer(
-            kafka.librdkafka(
+            self.errors.client_config(
                 **{
                     # Required by the client, never joined: the tap assigns, it never subscribes.
                     "group.id": f"support-router-console-{uuid.uuid4().hex[:8]}",
@@ -80,33 +83,51 @@ class Tap(threading.Thread):
                     # The page shows latency: do not let an idle fetch sit on a new result
                     # for librdkafka's default 500 ms (20 fetches a second is nothing).
                     "fetch.wait.max.ms": 50,
-                    "error_cb": _client_error(kafka),
                 }
             )
         )
         try:
-            self._assign_new(consumer, since_ms=time.time() * 1000 - self.replay_s * 1000)
-            self.ready.set()
+            self._start(consumer)
             next_topics = time.monotonic() + 30
             while not self.stopping.is_set():
-                if time.monotonic() >= next_topics:  # partitions added since: from their start
-                    self._assign_new(consumer, since_ms=None)
-                    next_topics = time.monotonic() + 30
-                # consume() waits out its whole timeout unless it fills the batch: wait for
-                # the first record with poll(), then take whatever else is already here.
-                first = consumer.poll(0.2)
-                if first is None:
-                    continue
-                batch = [first, *consumer.consume(500, timeout=0)]
-                read_ms = time.time() * 1000
-                records = [_committed(msg, read_ms) for msg in batch if msg.error() is None]
-                if records:
-                    self.on_records(records)
-        except Exception as exc:  # noqa: BLE001 - reported on the page, the app stays up
+                try:
+                    if time.monotonic() >= next_topics:  # partitions added since: from 0
+                        next_topics = time.monotonic() + 30
+                        self._assign_new(consumer, since_ms=None)
+                    self._poll(consumer)
+                except KafkaException as exc:  # the cluster is away: say so, keep trying
+                    self.errors(exc.args[0])
+                    self.stopping.wait(1)
+        except Exception as exc:  # noqa: BLE001 - a defect: /healthz fails, the page says so
             self.error = kafka.scrub(f"{type(exc).__name__}: {exc}")
             log.error("console_tap_failed", error=self.error)
         finally:
             consumer.close()
+
+    def _start(self, consumer: Consumer) -> None:
+        """Assigned at the offsets of ``replay_s`` ago, retrying until the cluster answers."""
+        since_ms = time.time() * 1000 - self.replay_s * 1000
+        while not self.stopping.is_set():
+            try:
+                self._assign_new(consumer, since_ms=since_ms)
+            except KafkaException as exc:
+                self.errors(exc.args[0])
+                self.stopping.wait(2)
+                continue
+            self.ready.set()
+            return
+
+    def _poll(self, consumer: Consumer) -> None:
+        # consume() waits out its whole timeout unless it fills the batch: wait for the
+        # first record with poll(), then take whatever else is already here.
+        first = consumer.poll(0.2)
+        if first is None:
+            return
+        batch = [first, *consumer.consume(500, timeout=0)]
+        read_ms = time.time() * 1000
+        records = [_committed(msg, read_ms) for msg in batch if msg.error() is None]
+        if records:
+            self.on_records(records)
 
     def _assign_new(self, consumer: Consumer, since_ms: float | None) -> None:
         meta = consumer.list_topics(timeout=10)
@@ -144,23 +165,23 @@ class GroupWatch(threading.Thread):
         self,
         settings: WorkerSettings,
         on_group: Callable[[GroupState], None],
+        errors: ClientErrors,
         *,
         every_s: float = 2.0,
     ) -> None:
         super().__init__(name="console-group", daemon=True)
         self.s = settings
+        self.errors = errors
         self.on_group = on_group
         self.every_s = every_s
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        kafka = self.s.kafka
-        errors = _client_error(kafka)
-        admin = AdminClient(kafka.librdkafka(error_cb=errors))
+        admin = AdminClient(self.errors.client_config())
         # Never assigned and never subscribed: only metadata and watermark queries.
         consumer = Consumer(
-            kafka.librdkafka(
-                **{"group.id": f"support-router-console-{uuid.uuid4().hex[:8]}", "error_cb": errors}
+            self.errors.client_config(
+                **{"group.id": f"support-router-console-{uuid.uuid4().hex[:8]}"}
             )
         )
         try:
@@ -171,11 +192,49 @@ class GroupWatch(threading.Thread):
             consumer.close()
 
 
-def _client_error(kafka: KafkaSettings) -> Callable[[KafkaError], None]:
-    def log_it(err: KafkaError) -> None:
-        log.warning("console_kafka_error", error=kafka.scrub(str(err)))
+class ClientErrors:
+    """``error_cb`` for every client of the console: what the page shows, and the log.
 
-    return log_it
+    librdkafka reports an unreachable broker from each client, again on each reconnect
+    (measured: about 12 lines a second with the broker gone); each kind of error is
+    logged at most once per ``every_s``, with how many were held back. A refused
+    connection (credentials, TLS) is described as the worker describes it. The console
+    keeps running either way: it reconnects when the cluster does.
+    """
+
+    def __init__(self, kafka: KafkaSettings, every_s: float = 30.0) -> None:
+        self.kafka = kafka
+        self.every_s = every_s
+        self.last: tuple[float, str] | None = None  # (epoch s, text) of the latest error
+        self._logged: dict[int, float] = {}
+        self._held: dict[int, int] = {}
+        self._lock = threading.Lock()  # clients call back from their own threads
+
+    def __call__(self, err: KafkaError) -> None:
+        code = err.code()
+        text = self.kafka.scrub(err.str())
+        if code in REFUSED:
+            text = refused_message(self.kafka, code, text)
+        now = time.time()
+        with self._lock:
+            self.last = (now, text)
+            if now - self._logged.get(code, 0.0) < self.every_s:
+                self._held[code] = self._held.get(code, 0) + 1
+                return
+            self._logged[code] = now
+            held = self._held.pop(code, 0)
+        log.warning("console_kafka_error", code=err.name(), error=text, held_back=held)
+
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
+        """A console client's config: errors through this object, and librdkafka's own
+        log lines (a FAIL line per connection attempt, 20 a second per client measured
+        with the broker gone) only from level 2 (critical) up: they say what error_cb says.
+        """
+        return self.kafka.librdkafka(**{"error_cb": self, "log_level": 2, **overrides})
+
+    def recent(self, within_s: float = 15.0) -> str | None:
+        last = self.last
+        return last[1] if last is not None and time.time() - last[0] < within_s else None
 
 
 def group_state(
@@ -229,10 +288,10 @@ def _committed(msg: Any, read_ms: float) -> Committed:
 class Submitter:
     """Produces the console's own messages to the inbound topic (idempotent, acks=all)."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, errors: ClientErrors) -> None:
         self.s = settings
         self._producer = Producer(
-            settings.kafka.librdkafka(
+            errors.client_config(
                 **{"enable.idempotence": True, "linger.ms": 0, "client.id": "support-console"}
             )
         )

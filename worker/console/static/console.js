@@ -213,11 +213,10 @@ function renderStats(s) {
   const g = s.group;
   $("lag").textContent = g && g.lag !== null ? String(g.lag) : "—";
   $("workers").textContent = g && g.members !== null ? `workers: ${g.members} in ${g.group}` : "workers: ?";
-  if (s.tap_error) {
-    const live = $("stream-state");
-    live.textContent = `Kafka: ${s.tap_error}`;
-    live.className = "chip state-wait";
-  }
+  const trouble = s.tap_error || s.kafka_error;
+  const banner = $("kafka-error");
+  banner.hidden = !trouble;
+  banner.textContent = trouble ? `Kafka: ${trouble}` : "";
   drawChart(s.series);
 }
 
