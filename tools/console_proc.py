@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,30 @@ class ConsoleProc:
             return 0, None
 
     def stop(self, timeout: float = 15) -> int:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; its exit code."""
         if self.proc.poll() is None:
             self.proc.terminate()
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise RuntimeError(
+                f"the console ignored SIGTERM for {timeout} s:\n{self.tail()}"
+            ) from exc
+
+
+@contextlib.contextmanager
+def running(
+    env: Mapping[str, str], log_path: Path, *, port: int = 0, args: Sequence[str] = ()
+) -> Iterator[ConsoleProc]:
+    """A ready console, stopped on the way out however that is (a failed start, Ctrl-C);
+    the ``with`` body sees it exit 0 on SIGTERM or fails."""
+    proc = start(env, log_path, port=port, args=args)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        code = proc.stop()
+    if code != 0:
+        raise RuntimeError(f"the console exited {code}:\n{proc.tail()}")

@@ -1,11 +1,12 @@
 """``make screenshot`` (``python -m tools.console_shot``): docs/console.png, the console
 after a routed result, from a real broker, worker and console and headless Chromium.
 
-It uses the demo's broker (started here if none runs, and stopped after), topics and
-model (models/current, trained as `make demo` does if missing), with a worker and a
-console of its own (their own group, free ports), so a running `make demo` is not
-disturbed. Live traffic is the demo's samples, produced over a few seconds; the tried
-message is the notebook's "charged me TWICE" example.
+It uses the demo's broker (started here if none runs, and stopped after) and model
+(models/current, trained as `make demo` does if missing), on topics of its own (the
+five of deploy/topics.yaml with a unique suffix, deleted after), so a running
+`make demo` is neither disturbed nor replayed. Live traffic is the demo's samples,
+produced three times over a few seconds; the tried message is the notebook's "charged
+me TWICE" example.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -27,6 +29,64 @@ from tools import KAFKA_TOOL, REPO, browser, console_proc, demo, worker_proc
 from worker.settings import TopicNames
 
 TRIED = "WTF!!! You charged me TWICE for the same transaction!! FIX THIS IMMEDIATELY!"
+LOGS = REPO / ".kafka"
+
+
+@contextlib.contextmanager
+def own_topics(bootstrap: str, local: bool) -> Iterator[TopicNames]:
+    suffix = f".shot-{uuid.uuid4().hex[:6]}"
+    cmd = [sys.executable, "-m", "worker.cli", "topics", "apply", "--bootstrap-servers"]
+    cmd += [bootstrap, "--file", str(REPO / "deploy" / "topics.yaml"), "--name-suffix", suffix]
+    if local:
+        cmd += ["--replication-factor", "1"]
+    subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    topics = TopicNames(**{role: name + suffix for role, name in TopicNames().model_dump().items()})
+    try:
+        yield topics
+    finally:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for fut in admin.delete_topics(list(topics.model_dump().values())).values():
+            with contextlib.suppress(Exception):  # best effort: a leftover costs only disk
+                fut.result(timeout=30)
+
+
+@contextlib.contextmanager
+def worker(bootstrap: str, topics: dict[str, str], model: Path, tag: str) -> Iterator[str]:
+    """A ready worker of its own group on ``topics``; yields the group."""
+    group = f"support-router-shot-{tag}"
+    log = LOGS / "shot-worker.log"
+    proc = worker_proc.start(bootstrap, topics, model, log, group=group, txn_id=group)
+    try:
+        proc.wait_ready(120)
+        yield group
+    finally:
+        try:
+            proc.stop(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def shoot(url: str, bootstrap: str, inbound: str, out: Path, width: int, height: int) -> None:
+    driver = browser.chrome(width, height)
+    try:
+        driver.get(url)
+        WebDriverWait(driver, 20).until(
+            lambda d: d.find_element(By.ID, "stream-state").text == "live"
+        )
+        for _ in range(3):  # a few seconds of traffic for the live view
+            demo.produce_samples(bootstrap, inbound)
+            time.sleep(4)
+        box = driver.find_element(By.ID, "text")
+        box.clear()
+        box.send_keys(TRIED)
+        driver.find_element(By.ID, "submit").click()
+        result = driver.find_element(By.ID, "result")
+        WebDriverWait(driver, 30).until(lambda _: result.get_attribute("data-status") == "routed")
+        time.sleep(2)  # the next stats event redraws the chart with the last records
+        out.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(out))
+    finally:
+        driver.quit()
 
 
 def main() -> int:
@@ -37,68 +97,19 @@ def main() -> int:
     args = parser.parse_args()
 
     bootstrap, started_broker = demo.broker()
-    logs = REPO / ".kafka"
-    logs.mkdir(exist_ok=True)
-    procs: list[subprocess.Popen[bytes]] = []
+    LOGS.mkdir(exist_ok=True)
+    local = started_broker or not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     try:
-        demo.apply_topics(
-            bootstrap, local=started_broker or not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        )
         model = demo.ensure_model()
-        topics = TopicNames()
-        tag = uuid.uuid4().hex[:6]
-        env = worker_proc.worker_env(
-            bootstrap,
-            topics.model_dump(),
-            model,
-            group=f"support-router-shot-{tag}",
-            txn_id=f"support-router-shot-{tag}",
-        )
-        worker = worker_proc.WorkerProc(
-            subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "run"],
-                cwd=REPO,
-                env=env,
-                stdout=(logs / "shot-worker.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            ),
-            logs / "shot-worker.log",
-        )
-        procs.append(worker.proc)
-        worker.wait_ready(120)
-        console = console_proc.start(env, logs / "shot-console.log")
-        procs.append(console.proc)
-        url = console.wait_ready()
-        demo.say(f"worker and console ({url}) ready; producing the demo's samples")
-
-        driver = browser.chrome(args.width, args.height)
-        try:
-            driver.get(url)
-            WebDriverWait(driver, 20).until(
-                lambda d: d.find_element(By.ID, "stream-state").text == "live"
-            )
-            for _ in range(3):  # a few seconds of traffic for the live view
-                demo.produce_samples(bootstrap, topics.inbound)
-                time.sleep(4)
-            box = driver.find_element(By.ID, "text")
-            box.clear()
-            box.send_keys(TRIED)
-            driver.find_element(By.ID, "submit").click()
-            result = driver.find_element(By.ID, "result")
-            WebDriverWait(driver, 30).until(
-                lambda _: result.get_attribute("data-status") == "routed"
-            )
-            time.sleep(2)  # the next stats event redraws the chart with the last records
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            driver.save_screenshot(str(args.out))
-        finally:
-            driver.quit()
+        with own_topics(bootstrap, local) as topics:
+            roles = topics.model_dump()
+            with worker(bootstrap, roles, model, uuid.uuid4().hex[:6]) as group:
+                env = worker_proc.worker_env(bootstrap, roles, model, group=group, txn_id=group)
+                with console_proc.running(env, LOGS / "shot-console.log") as console:
+                    demo.say(f"worker and console ({console.url}) ready; producing the samples")
+                    shoot(console.url, bootstrap, topics.inbound, args.out, args.width, args.height)
         demo.say(f"wrote {args.out}")
     finally:
-        for proc in reversed(procs):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
         if started_broker:
             subprocess.run([sys.executable, str(KAFKA_TOOL), "down"], check=False)
     return 0

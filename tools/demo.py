@@ -201,8 +201,11 @@ def start_console(bootstrap: str) -> Child:
     proc = console_proc.start(demo_env(bootstrap), CONSOLE_LOG, port=port)
     try:
         url = proc.wait_ready(60)
-    except RuntimeError as exc:
-        sys.exit(f"the console did not start ({exc}); DEMO_CONSOLE_PORT picks another port")
+    except BaseException as exc:  # not ready, or Ctrl-C meanwhile: leave no console behind
+        proc.stop()
+        if isinstance(exc, RuntimeError):
+            sys.exit(f"the console did not start ({exc}); DEMO_CONSOLE_PORT picks another port")
+        raise
     print(f"\n\033[1;32m==> console: {url}\033[0m  (open it in a browser; log: {CONSOLE_LOG})\n")
     return Child("console", proc.proc, CONSOLE_LOG)
 
@@ -294,7 +297,11 @@ def main() -> int:
         for child in reversed(children):  # the console first: it reads what the worker writes
             if child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
-                say(f"{child.name} exited with {child.proc.wait(60)}")
+                try:
+                    say(f"{child.name} exited with {child.proc.wait(60)}")
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    say(f"{child.name} ignored SIGTERM for 60 s: killed")
         if started_broker:
             subprocess.run([sys.executable, str(KAFKA_TOOL), "down"], check=False)
     return code

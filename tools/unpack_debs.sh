@@ -12,16 +12,27 @@ dest=$1 cache=$2
 shift 2
 mkdir -p "$dest" "$cache"
 
-plan() { apt-get install --simulate --no-install-recommends "$@" 2>/dev/null | awk '/^Inst /{print $2}'; }
+# apt's plan: the packages it would install (Inst lines); fails, saying why, when apt does.
+plan() {
+  local out
+  out=$(apt-get install --simulate --no-install-recommends "$@" 2>&1) || { echo "$out" >&2; return 1; }
+  awk '/^Inst /{print $2}' <<<"$out"
+}
 
-wanted=$(plan "$@") || true
-if [ -z "$wanted" ] && ! apt-cache show "$1" >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq; wanted=$(plan "$@"); else
-    echo "unpack_debs: apt knows no package $1; run 'apt-get update' as root" >&2; exit 1
+if ! wanted=$(plan "$@"); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq  # empty package lists on a fresh machine
+    wanted=$(plan "$@")
+  else
+    echo "unpack_debs: apt cannot plan $*; if its package lists are empty, run 'apt-get update' as root" >&2
+    exit 1
   fi
 fi
-# Already installed system-wide: the named packages need nothing unpacked.
-[ -z "$wanted" ] && { echo "unpack_debs: $* installed on this machine"; exit 0; }
+if [ -z "$wanted" ]; then
+  dpkg -s "$@" >/dev/null 2>&1 || { echo "unpack_debs: apt plans nothing, yet $* are not installed" >&2; exit 1; }
+  echo "unpack_debs: $* installed on this machine"
+  exit 0
+fi
 missing=()
 for pkg in $wanted; do
   compgen -G "$cache/${pkg}_*.deb" >/dev/null || missing+=("$pkg")

@@ -60,7 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="bind address (default loopback: the page can "
         "produce to the inbound topic, so expose it only behind your own access control)",
     )
-    console.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    console.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
+    console.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the page is reached by, beyond loopback and --host (a proxy's, "
+        "a DNS name); requests naming any other host are refused (DNS rebinding)",
+    )
     console.add_argument(
         "--show-live-text",
         action="store_true",
@@ -245,6 +253,13 @@ def _run(args: argparse.Namespace) -> int:
     return service.run(settings)
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
+    return port
+
+
 def _console(args: argparse.Namespace) -> int:
     try:
         from worker.console import serve
@@ -253,7 +268,7 @@ def _console(args: argparse.Namespace) -> int:
             f"the console needs its extra: pip install 'support-router[console]' ({exc})"
         ) from exc
     from worker import logs
-    from worker.console.app import ConsoleSettings
+    from worker.console.hub import ConsoleSettings
 
     settings = _settings(args.config)
     logs.configure(settings.log_level)
@@ -262,6 +277,7 @@ def _console(args: argparse.Namespace) -> int:
         port=args.port,
         show_live_text=args.show_live_text,
         answer_timeout_s=args.answer_timeout,
+        allowed_hosts=tuple(args.allowed_host),
     )
     return serve.run(console, settings)
 

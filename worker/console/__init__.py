@@ -7,6 +7,9 @@ It never loads the model: everything it shows is what a worker published.
 
 - ``views``: pure; a committed record -> what the page shows (privacy applied here).
 - ``window``: pure; per-second counts and the recent lists.
-- ``tap``: the Kafka side (one read_committed consumer thread, lag, the producer).
-- ``app``: the Starlette app: the page, ``POST /api/try``, ``GET /api/events`` (SSE).
+- ``tap``: the Kafka side (the read_committed consumer thread, the group's lag, the
+  producer, one rate-limited error callback for them all).
+- ``hub``: on the event loop; the window, the tries waiting for answers, the streams.
+- ``app``: the Starlette app: the page, ``POST /api/try``, ``GET /api/events`` (SSE),
+  and the allowed-host check. ``serve``: binds, announces the URL, runs uvicorn.
 """

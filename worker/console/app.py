@@ -7,41 +7,46 @@
 - ``GET /api/events``: server-sent events. ``snapshot`` on connect, then ``records``
   (summaries of what was committed, per poll) and ``stats`` (every second).
 
-The Kafka side runs in a thread (``tap.Tap``); it hands each poll's records to this
-event loop, which alone touches the ``Hub``'s state.
+The Kafka side runs in threads (``tap``); they hand over to this event loop, which alone
+touches the ``Hub``. Every request must name an allowed host (DNS rebinding: a foreign
+page whose name resolves to 127.0.0.1 sends its own name), and a POST must be JSON from
+no foreign origin (a cross-site form cannot send that).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import orjson
+import structlog
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from schemas.messages import ROUTES
 from worker.console import views
+from worker.console.hub import ConsoleSettings, Hub
 from worker.console.tap import ClientErrors, GroupState, GroupWatch, Submitter, Tap
-from worker.console.window import Window
 from worker.settings import WorkerSettings
+
+log = structlog.get_logger("console")
 
 STATIC: Final = Path(__file__).parent / "static"
 MAX_BODY_BYTES: Final = 2 * 1024 * 1024
-MAX_OWN_IDS: Final = 10_000
-QUEUE_EVENTS: Final = 256  # a subscriber this far behind is dropped; EventSource reconnects
+LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # The notebook's demo examples (its Gradio page), one click each.
 SAMPLES: Final = (
@@ -56,105 +61,15 @@ SAMPLES: Final = (
 )
 
 
-@dataclass(frozen=True)
-class ConsoleSettings:
-    """The console's own switches (Kafka, topics and group come from WorkerSettings)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    show_live_text: bool = False  # live traffic's text on the page (privacy: off)
-    answer_timeout_s: float = 10.0
-    recent: int = 20
-    window_s: int = 300
-
-
-class Hub:
-    """What the page sees: the live window, pending tries, and the event subscribers."""
-
-    def __init__(self, cs: ConsoleSettings, ws: WorkerSettings) -> None:
-        self.cs = cs
-        self.route_of_topic = {ws.topics.for_route(r): r for r in ROUTES}
-        self.dlq = ws.topics.dlq
-        self.window = Window(cs.window_s, cs.recent)
-        self.own: OrderedDict[str, None] = OrderedDict()  # ids this console produced
-        self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.subscribers: set[asyncio.Queue[tuple[str, Any] | None]] = set()
-        self.group: GroupState | None = None
-        self.tap_error: str | None = None  # the tap stopped: the page is no longer live
-        self.kafka_error: str | None = None  # a client's latest error, while it is recent
-
-    def remember(self, message_id: str) -> asyncio.Future[dict[str, Any]]:
-        self.own[message_id] = None
-        while len(self.own) > MAX_OWN_IDS:
-            self.own.popitem(last=False)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.waiters[message_id] = fut
-        return fut
-
-    def on_records(self, records: list[views.Committed]) -> None:
-        now = time.time()
-        out = []
-        for rec in records:
-            if rec.topic == self.dlq:
-                view = views.dead_letter(rec)
-            else:
-                view = views.routed(rec, self.route_of_topic)
-            mid: str | None = view.get("message_id")
-            own = mid is not None and mid in self.own
-            if not (own or self.cs.show_live_text):
-                view = views.without_text(view)
-            summary = views.summary(view)
-            self.window.add(view, summary, now)
-            if view["kind"] == "unreadable":
-                continue
-            if own and mid is not None:
-                fut = self.waiters.pop(mid, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(view)
-                summary = {**summary, "own": True, "view": view}
-            out.append(summary)
-        if out:
-            self.publish("records", out)
-
-    def on_group(self, state: GroupState) -> None:
-        self.group = state
-
-    def stats(self) -> dict[str, Any]:
-        now = time.time()
-        return {
-            "series": self.window.series(now),
-            "low_confidence": self.window.low_confidence(now),
-            "group": None if self.group is None else asdict(self.group),
-            "unreadable": self.window.unreadable,
-            "tap_error": self.tap_error,
-            "kafka_error": self.kafka_error,
-        }
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            **self.stats(),
-            "escalations": list(self.window.escalations),
-            "dead_letters": list(self.window.dead_letters),
-        }
-
-    def subscribe(self) -> asyncio.Queue[tuple[str, Any] | None]:
-        q: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue(QUEUE_EVENTS)
-        self.subscribers.add(q)
-        return q
-
-    def publish(self, event: str, data: Any) -> None:
-        for q in list(self.subscribers):
-            try:
-                q.put_nowait((event, data))
-            except asyncio.QueueFull:  # too slow a reader: end its stream, it reconnects
-                self.subscribers.discard(q)
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    q.get_nowait()
-                q.put_nowait(None)
+def allowed_hosts(cs: ConsoleSettings) -> frozenset[str]:
+    """Loopback, the bound address unless it is a wildcard, and ``--allowed-host``s."""
+    bound = set() if cs.host in ("0.0.0.0", "::", "") else {cs.host.strip("[]").lower()}
+    return LOOPBACK | bound | {h.lower() for h in cs.allowed_hosts}
 
 
 def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
     hub = Hub(cs, ws)
+    hosts = allowed_hosts(cs)
     state: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
@@ -162,7 +77,11 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         loop = asyncio.get_running_loop()
 
         def on_records(records: list[views.Committed]) -> None:
-            loop.call_soon_threadsafe(hub.on_records, records)
+            loop.call_soon_threadsafe(take, records)
+
+        def take(records: list[views.Committed]) -> None:
+            tap.handoffs.release()
+            hub.on_records(records)
 
         def on_group(group: GroupState) -> None:
             loop.call_soon_threadsafe(hub.on_group, group)
@@ -172,6 +91,8 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         watch = GroupWatch(ws, on_group, errors)
         submitter = Submitter(ws, errors)
         state.update(tap=tap, submitter=submitter)
+        # serve.py's server calls this on SIGINT/SIGTERM, before it waits for connections.
+        app.state.end_streams = lambda: loop.call_soon_threadsafe(hub.end_streams)
         tap.start()
         watch.start()
 
@@ -179,6 +100,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
             while True:
                 await asyncio.sleep(1)
                 hub.tap_error = tap.error
+                hub.tap_unreadable = tap.unreadable
                 hub.kafka_error = errors.recent()
                 hub.publish("stats", hub.stats())
 
@@ -187,8 +109,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
             yield
         finally:
             ticker.cancel()
-            for q in list(hub.subscribers):
-                q.put_nowait(None)
+            hub.end_streams()
             tap.stopping.set()
             watch.stopping.set()
             await asyncio.to_thread(tap.join, 5)
@@ -199,7 +120,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def config(request: Request) -> Response:
-        return JSONResponse(
+        return _json(
             {
                 "samples": SAMPLES,
                 "show_live_text": cs.show_live_text,
@@ -212,7 +133,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         )
 
     async def try_message(request: Request) -> Response:
-        refused = _refuse(request)
+        refused = _refuse_post(request, hosts)
         if refused is not None:
             return refused
         body = bytearray()
@@ -245,33 +166,35 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         delivery = await asyncio.to_thread(state["submitter"].send, mid, value)
         if "error" in delivery:
             hub.waiters.pop(mid, None)
-            return JSONResponse(
-                {"status": "produce_failed", "message_id": mid, "error": delivery["error"]},
-                status_code=502,
+            return _json(
+                {"status": "produce_failed", "message_id": mid, "error": delivery["error"]}, 502
             )
         try:
             view = await asyncio.wait_for(asyncio.shield(answer), cs.answer_timeout_s)
         except TimeoutError:
             hub.waiters.pop(mid, None)
-            return JSONResponse(
-                {
-                    "status": "no_answer",
-                    "message_id": mid,
-                    "waited_s": cs.answer_timeout_s,
-                    "produced": delivery,
-                    "group": None if hub.group is None else asdict(hub.group),
-                }
-            )
-        return JSONResponse(
+            if not answer.done():
+                return _json(
+                    {
+                        "status": "no_answer",
+                        "message_id": mid,
+                        "waited_s": cs.answer_timeout_s,
+                        "produced": delivery,
+                        "group": None if hub.group is None else asdict(hub.group),
+                    }
+                )
+            view = answer.result()  # it came in the same step as the timeout
+        return _json(
             {"status": view["kind"], "message_id": mid, "produced": delivery, "view": view}
         )
 
     async def events(request: Request) -> Response:
         q = hub.subscribe()
+        if q is None:
+            return _error(503, "too many open event streams, or shutting down")
 
         async def stream() -> AsyncIterator[bytes]:
             try:
-                yield _sse("snapshot", hub.snapshot())
                 while True:
                     try:
                         item = await asyncio.wait_for(q.get(), 15)
@@ -280,7 +203,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
                         continue
                     if item is None:
                         return
-                    yield _sse(*item)
+                    yield item
             finally:
                 hub.subscribers.discard(q)
 
@@ -293,7 +216,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
     async def healthz(request: Request) -> Response:
         tap: Tap = state["tap"]
         ok = tap.ready.is_set() and tap.error is None
-        return JSONResponse({"ok": ok, "tap_error": tap.error}, status_code=200 if ok else 503)
+        return _json({"ok": ok, "tap_error": tap.error}, 200 if ok else 503)
 
     return Starlette(
         routes=[
@@ -304,24 +227,53 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
+        middleware=[Middleware(AllowedHosts, hosts=hosts)],
         lifespan=lifespan,
     )
 
 
-def _refuse(request: Request) -> Response | None:
-    """Only the page's own requests: JSON (a cross-site form cannot send it without a
-    preflight, which this app never grants), and no foreign Origin."""
+class AllowedHosts:
+    """Refuses a request whose Host header names no allowed host (421), on every path."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "")
+            if _hostname(host) not in self.hosts:
+                refusal = _error(421, "unknown Host: start the console with --allowed-host NAME")
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _hostname(netloc: str) -> str:
+    try:
+        return (urlsplit("//" + netloc).hostname or "").lower()
+    except ValueError:  # an unbalanced IPv6 bracket, say
+        return ""
+
+
+def _refuse_post(request: Request, hosts: frozenset[str]) -> Response | None:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         return _error(415, "send application/json")
     origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin is not None and _hostname(urlsplit(origin).netloc) not in hosts:
         return _error(403, "cross-origin request refused")
     return None
 
 
+def _json(data: Any, status: int = 200) -> Response:
+    """orjson: NaN and infinities become null; an unencodable answer is a 500 that says so."""
+    try:
+        body = orjson.dumps(data)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        body = orjson.dumps({"status": "error", "error": f"unencodable result: {exc}"})
+        status = 500
+    return Response(body, status_code=status, media_type="application/json")
+
+
 def _error(status: int, message: str) -> Response:
-    return JSONResponse({"status": "error", "error": message}, status_code=status)
-
-
-def _sse(event: str, data: Any) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return _json({"status": "error", "error": message}, status)

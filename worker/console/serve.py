@@ -5,15 +5,34 @@ from __future__ import annotations
 
 import signal
 import socket
+from types import FrameType
 
 import structlog
 import uvicorn
+from starlette.applications import Starlette
 
-from worker.console.app import ConsoleSettings, create_app
+from worker.console.app import create_app
+from worker.console.hub import ConsoleSettings
 from worker.errors import ConfigError
 from worker.settings import WorkerSettings
 
 log = structlog.get_logger("console")
+
+
+class ConsoleServer(uvicorn.Server):
+    """Ends the open event streams when the stop signal comes, before uvicorn waits for
+    its connections to close: else a page left open holds every stop for the grace
+    period and then has its stream cancelled with a traceback in the log."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        end_streams = getattr(self.app.state, "end_streams", None)
+        if end_streams is not None:
+            end_streams()  # loop.call_soon_threadsafe: safe from a signal handler
+        super().handle_exit(sig, frame)
 
 
 def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
@@ -38,12 +57,13 @@ def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
         show_live_text=cs.show_live_text,
     )
     print(f"support-worker console: {url}", flush=True)
+    app = create_app(cs, ws)
     config = uvicorn.Config(
-        create_app(cs, ws),
+        app,
         log_level="warning",
         access_log=False,
         lifespan="on",
-        # An open event stream would hold a graceful shutdown for ever: give it a second.
+        # The streams are ended on the signal (ConsoleServer); anything else gets a second.
         timeout_graceful_shutdown=1,
     )
     # uvicorn handles SIGINT/SIGTERM while it serves, then restores the handlers it found
@@ -51,6 +71,6 @@ def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
     # a clean exit 0 as for the worker, not a death by signal.
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, lambda signum, frame: None)
-    uvicorn.Server(config).run(sockets=[sock])
+    ConsoleServer(config, app).run(sockets=[sock])
     log.info("console_stopped")
     return 0

@@ -23,6 +23,7 @@ from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
+    Message,
     Producer,
     TopicPartition,
 )
@@ -30,10 +31,12 @@ from confluent_kafka.admin import AdminClient
 
 from schemas.messages import ROUTES
 from worker.console.views import Committed
-from worker.kafka_io import REFUSED, refused_message
+from worker.kafka_io import REFUSED, refused_message, to_record
 from worker.settings import KafkaSettings, WorkerSettings
 
 log = structlog.get_logger("console")
+
+MAX_HANDOFFS = 8  # batches of up to 501 records handed to the event loop, not yet taken
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class Tap(threading.Thread):
         self.ready = threading.Event()  # assigned: a message produced now will be seen
         self.stopping = threading.Event()
         self.error: str | None = None
+        self.unreadable = 0  # records that could not even be read (counted, skipped)
+        # Released by the event loop when it has taken a batch (``on_records``'s receiver).
+        self.handoffs = threading.BoundedSemaphore(MAX_HANDOFFS)
         self._assigned: set[tuple[str, int]] = set()
 
     def run(self) -> None:
@@ -83,6 +89,8 @@ class Tap(threading.Thread):
                     # The page shows latency: do not let an idle fetch sit on a new result
                     # for librdkafka's default 500 ms (20 fetches a second is nothing).
                     "fetch.wait.max.ms": 50,
+                    # A bounded prefetch: the console keeps up or stops reading for a while.
+                    "queued.max.messages.kbytes": 16 * 1024,
                 }
             )
         )
@@ -105,11 +113,11 @@ class Tap(threading.Thread):
             consumer.close()
 
     def _start(self, consumer: Consumer) -> None:
-        """Assigned at the offsets of ``replay_s`` ago, retrying until the cluster answers."""
-        since_ms = time.time() * 1000 - self.replay_s * 1000
+        """Assigned at the offsets of ``replay_s`` ago, retrying until the cluster answers
+        (``replay_s`` before the try that succeeds: a long outage is not replayed)."""
         while not self.stopping.is_set():
             try:
-                self._assign_new(consumer, since_ms=since_ms)
+                self._assign_new(consumer, since_ms=time.time() * 1000 - self.replay_s * 1000)
             except KafkaException as exc:
                 self.errors(exc.args[0])
                 self.stopping.wait(2)
@@ -125,8 +133,21 @@ class Tap(threading.Thread):
             return
         batch = [first, *consumer.consume(500, timeout=0)]
         read_ms = time.time() * 1000
-        records = [_committed(msg, read_ms) for msg in batch if msg.error() is None]
+        records = []
+        for msg in batch:
+            if msg.error() is not None:
+                continue
+            try:
+                records.append(committed(msg, read_ms))
+            except Exception as exc:  # noqa: BLE001 - untrusted bytes: count, never stop
+                self.unreadable += 1
+                log.warning("console_record_unreadable", error=f"{type(exc).__name__}: {exc}")
         if records:
+            # Backpressure: at most MAX_HANDOFFS batches wait for the event loop; beyond
+            # that the tap stops reading (it holds no group, so waiting costs nothing).
+            while not self.handoffs.acquire(timeout=0.5):
+                if self.stopping.is_set():
+                    return
             self.on_records(records)
 
     def _assign_new(self, consumer: Consumer, since_ms: float | None) -> None:
@@ -272,32 +293,39 @@ def group_state(
     return GroupState(group, members, state, lag, time.time() * 1000)
 
 
-def _committed(msg: Any, read_ms: float) -> Committed:
-    kind, ts = msg.timestamp()
-    return Committed(
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
-        timestamp_ms=ts if kind != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
-        value=msg.value(),
-        headers=list(msg.headers() or []),
-        read_ms=read_ms,
-    )
+def committed(msg: Message, read_ms: float) -> Committed:
+    """A consumed record as the views read it. Through the worker's own ``to_record``:
+    never ``Message.headers()``, which a header key that is not UTF-8 turns into a crash
+    of the process (worker/kafka_headers.py); such a key is left out here."""
+    r = to_record(msg)
+    return Committed(r.topic, r.partition, r.offset, r.timestamp_ms, r.value, r.headers, read_ms)
 
 
 class Submitter:
     """Produces the console's own messages to the inbound topic (idempotent, acks=all)."""
 
-    def __init__(self, settings: WorkerSettings, errors: ClientErrors) -> None:
+    def __init__(
+        self, settings: WorkerSettings, errors: ClientErrors, timeout_s: float = 10
+    ) -> None:
         self.s = settings
+        self.timeout_s = timeout_s
         self._producer = Producer(
             errors.client_config(
-                **{"enable.idempotence": True, "linger.ms": 0, "client.id": "support-console"}
+                **{
+                    "enable.idempotence": True,
+                    "linger.ms": 0,
+                    "client.id": "support-console",
+                    # librdkafka gives up on the record itself at this point, so "not sent"
+                    # on the page is final: the record cannot arrive later as a duplicate
+                    # of the one the user sends again.
+                    "message.timeout.ms": int(timeout_s * 1000),
+                }
             )
         )
 
-    def send(self, message_id: str, value: bytes, timeout: float = 10.0) -> dict[str, Any]:
-        """Blocks until the broker has the record; returns its coordinates and timestamp."""
+    def send(self, message_id: str, value: bytes) -> dict[str, Any]:
+        """Blocks until the broker has the record or librdkafka gave up on it; returns its
+        coordinates and timestamp, or ``error``."""
         done: dict[str, Any] = {}
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
@@ -316,9 +344,9 @@ class Submitter:
             )
         except (KafkaException, BufferError) as exc:  # e.g. larger than message.max.bytes
             return {"error": self.s.kafka.scrub(str(exc))}
-        self._producer.flush(timeout)
+        self._producer.flush(self.timeout_s + 5)  # the delivery report comes by then
         if not done:
-            done["error"] = f"not acknowledged within {timeout:.0f} s"
+            done["error"] = f"no delivery report within {self.timeout_s + 5:.0f} s"
         return done
 
     def close(self) -> None:

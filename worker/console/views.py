@@ -82,7 +82,7 @@ def routed(rec: Committed, route_of_topic: Mapping[str, str]) -> dict[str, Any]:
             "in_to_out_ms": _since(t.kafka_timestamp_ms, rec.timestamp_ms),
         },
         "at_ms": rec.timestamp_ms,
-        "text": text if isinstance(text, str) else None,
+        "text": text[:MAX_RAW_CHARS] if isinstance(text, str) else None,
         "raw": _raw(rec.value),
     }
     return view

@@ -2,8 +2,9 @@
 confidence rate, and the last escalations and dead letters. Pure; one thread uses it.
 
 Seconds are the records' Kafka timestamps, so a console started late still draws the
-minute it replays at startup in the right place. A timestamp outside the window (a
-producer's clock, a record from long ago) is counted in the second it was read instead.
+minute it replays at startup in the right place. A record older than the window is kept
+in the lists but not drawn (a rate of long ago is no rate now); one stamped in the future
+(a producer's clock ahead) is drawn at the second it was read.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Window:
             return
         self._prune(now_s)
         second = self._second(view.get("at_ms"), now_s)
-        counts = self._counts.setdefault(second, Counter())
+        counts = Counter[str]() if second is None else self._counts.setdefault(second, Counter())
         if kind == "dead_letter":
             counts[DLQ] += 1
             self.dead_letters.appendleft(summary)
@@ -69,9 +70,11 @@ class Window:
         counts = self._counts.get(second)
         return 0 if counts is None else counts[name]
 
-    def _second(self, at_ms: int | None, now_s: float) -> int:
-        if at_ms is None or not now_s - self.seconds < at_ms / 1000 <= now_s + 5:
+    def _second(self, at_ms: int | None, now_s: float) -> int | None:
+        if at_ms is None or at_ms / 1000 > now_s:
             return int(now_s)
+        if at_ms / 1000 <= now_s - self.seconds:
+            return None
         return int(at_ms / 1000)
 
     def _prune(self, now_s: float) -> None:

@@ -6,11 +6,13 @@ is short enough to type into the page.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,23 +76,53 @@ def pipeline(
     assert code == 0, worker.tail()
 
 
-def start_console(
-    p: Pipeline, tmp: Path, *args: str, group: str | None = None, model: Path = Path("unused")
-) -> ConsoleProc:
-    """A console on the pipeline's topics and (unless told otherwise) its worker group."""
+@contextlib.contextmanager
+def console_on(
+    p: Pipeline, tmp: Path, *args: str, group: str | None = None
+) -> Iterator[ConsoleProc]:
+    """A ready console on the pipeline's topics and (unless told otherwise) its worker
+    group; stopped after, however the test ends, and it must exit 0."""
     env = worker_proc.worker_env(
-        p.bootstrap, p.topics.roles(), model, group=group or p.group, txn_id="console-unused"
+        p.bootstrap, p.topics.roles(), Path("unused"), group=group or p.group, txn_id="unused"
     )
-    proc = console_proc.start(env, tmp / f"console-{uuid.uuid4().hex[:6]}.log", args=args)
-    proc.wait_ready()
-    return proc
+    with console_proc.running(env, tmp / f"console-{uuid.uuid4().hex[:6]}.log", args=args) as c:
+        yield c
 
 
 @pytest.fixture(scope="package")
 def console(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProc]:
-    proc = start_console(pipeline, tmp_path_factory.mktemp("console"))
-    yield proc
-    assert proc.stop() == 0, proc.tail()
+    with console_on(pipeline, tmp_path_factory.mktemp("console")) as c:
+        yield c
+
+
+def events(console: ConsoleProc, until: Callable[[str, Any], bool], timeout: float = 30) -> None:
+    """Reads the console's event stream until ``until(event, data)`` is true, for at most
+    ``timeout`` seconds in all (a stats event each second keeps the stream busy)."""
+    deadline = time.monotonic() + timeout
+    with urllib.request.urlopen(console.url + "api/events", timeout=timeout) as stream:
+        event = None
+        for raw in stream:
+            if time.monotonic() > deadline:
+                break
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and until(str(event), json.loads(line[6:])):
+                return
+    raise AssertionError(f"the event stream did not show it within {timeout} s")
+
+
+def group_seen(console: ConsoleProc) -> dict[str, Any]:
+    """The workers' group as the console's stats report it, once it has been looked up."""
+    seen: dict[str, Any] = {}
+
+    def until(event: str, data: Any) -> bool:
+        if event in ("snapshot", "stats") and data["group"] is not None:
+            seen.update(data["group"])
+        return bool(seen)
+
+    events(console, until)
+    return seen
 
 
 def published(p: Pipeline, message_id: str, timeout: float = 30) -> tuple[str, dict[str, Any]]:

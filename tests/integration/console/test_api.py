@@ -4,6 +4,7 @@ tried message is what the worker committed for it."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -16,8 +17,10 @@ from confluent_kafka import Producer
 from tests.integration.console.conftest import (
     MAX_TEXT_CHARS,
     Pipeline,
+    console_on,
+    events,
+    group_seen,
     published,
-    start_console,
 )
 from tools.console_proc import ConsoleProc
 
@@ -78,14 +81,15 @@ def test_with_no_worker_the_answer_says_so_within_the_timeout(
 ) -> None:
     lonely = replace(pipeline, topics=replace(pipeline.topics, inbound=make_topic("in", 1)))
     group = f"nobody-{uuid.uuid4().hex[:6]}"
-    console = start_console(lonely, tmp_path, "--answer-timeout", "2", group=group)
-    try:
+    with console_on(lonely, tmp_path, "--answer-timeout", "2", group=group) as console:
+        assert group_seen(console)["members"] == 0
+        started = time.monotonic()
         status, body = console.try_message("is anyone there?")
-    finally:
-        console.stop()
+        waited = time.monotonic() - started
     assert status == 200, body
     assert body["status"] == "no_answer"
     assert body["waited_s"] == 2
+    assert 2 <= waited < 10
     assert body["group"]["group"] == group
     assert body["group"]["members"] == 0
 
@@ -104,18 +108,6 @@ def test_only_the_page_s_own_requests_are_served(console: ConsoleProc) -> None:
     assert _post(console, b"{not json", json_ct)[0] == 400
     assert _post(console, b'{"text": 7}', json_ct)[0] == 400
     assert _post(console, b"x" * (2 * 1024 * 1024 + 1), json_ct)[0] == 413
-
-
-def _events(console: ConsoleProc, until: Callable[[str, Any], bool], timeout: float = 30) -> None:
-    """Reads the event stream until ``until(event, data)`` is true."""
-    with urllib.request.urlopen(console.url + "api/events", timeout=timeout) as stream:
-        event = None
-        for raw in stream:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: ") and until(str(event), json.loads(line[6:])):
-                return
 
 
 def _produce_over_limit(p: Pipeline, text: str) -> str:
@@ -141,7 +133,7 @@ def _live_dead_letter(console: ConsoleProc, p: Pipeline, text: str) -> tuple[Any
             seen.update({r["message_id"]: r for r in data if r.get("message_id")})
         return mid in seen and "stats" in seen
 
-    _events(console, until)
+    events(console, until)
     return seen[mid], seen["stats"]
 
 
@@ -155,12 +147,61 @@ def test_live_traffic_streams_without_its_text_unless_told(
     assert "own" not in record
     assert record["text"] is None and record["reason"] is None
     assert record["text_hidden"] is True
-    assert stats["group"] == {**stats["group"], "group": pipeline.group, "members": 1}
+    assert stats["group"]["group"] == pipeline.group
 
-    told = start_console(pipeline, tmp_path, "--show-live-text")
-    try:
+    with console_on(pipeline, tmp_path, "--show-live-text") as told:
         record, _ = _live_dead_letter(told, pipeline, secret)
-    finally:
-        told.stop()
     assert record["text"] == secret
     assert record["reason"] == f"text has {len(secret)} chars, limit {MAX_TEXT_CHARS}"
+
+
+def _get(console: ConsoleProc, path: str, headers: dict[str, str]) -> int:
+    req = urllib.request.Request(console.url + path, headers=headers)
+    return console._call(req)[0]
+
+
+def test_a_request_that_names_another_host_is_refused(console: ConsoleProc) -> None:
+    """DNS rebinding: a foreign page whose name resolves to 127.0.0.1 sends that name."""
+    port = console.url.rstrip("/").rsplit(":", 1)[1]
+    for path in ("", "api/config", "api/events", "static/console.js"):
+        assert _get(console, path, {"Host": f"attacker.example:{port}"}) == 421, path
+    assert _get(console, "api/config", {"Host": f"localhost:{port}"}) == 200
+    assert _get(console, "api/config", {"Host": f"127.0.0.1:{port}"}) == 200
+    rebound = {
+        "Host": f"attacker.example:{port}",
+        "Origin": f"http://attacker.example:{port}",
+        "Content-Type": "application/json",
+    }
+    assert _post(console, b'{"text": "x"}', rebound)[0] == 421
+    spoofed = {**rebound, "Host": f"127.0.0.1:{port}"}
+    assert _post(console, b'{"text": "x"}', spoofed)[0] == 403
+
+
+def test_a_stop_with_a_page_open_ends_its_stream_and_exits_0_at_once(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    with console_on(pipeline, tmp_path) as c:
+        stream = urllib.request.urlopen(c.url + "api/events", timeout=30)
+        assert stream.readline().startswith(b"event: snapshot")
+        started = time.monotonic()
+        c.proc.terminate()
+        assert c.proc.wait(10) == 0
+        took = time.monotonic() - started
+        rest = stream.read()  # the stream ended (EOF), it was not cut mid-event
+        stream.close()
+    assert took < 1.0, took  # not uvicorn's grace period, nor its cancellation
+    assert not rest or rest.endswith(b"\n\n")
+    log = c.log_path.read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log
+
+
+def test_a_committed_record_with_a_header_key_that_is_not_utf8_does_not_stop_the_tap(
+    console: ConsoleProc, pipeline: Pipeline
+) -> None:
+    from tests.integration.raw_produce import produce_raw
+
+    poison = b'{"message_id": "hdr-1", "text": "x"}'
+    produce_raw(pipeline.bootstrap, pipeline.topics.dlq, [(b"k", poison, [(b"\xff\xfe", b"v")])])
+    status, body = console.try_message("still there?")
+    assert status == 200 and body["status"] == "routed", body
+    assert console.get("healthz")[0] == 200

@@ -6,7 +6,9 @@ const ROUTES = ["escalate", "auto_resolve", "more_info"];
 const SERIES = [...ROUTES, "dead_letter"];
 const HEADS = ["intent", "urgency", "sentiment", "action"];
 const RECENT = 20;
-const state = { config: null, pending: null, late: null, escalations: [], deadLetters: [] };
+// late: the id of a try that got no answer in time; ownSeen: this page's recent own
+// results from the stream, for one that arrives before the try's answer is read.
+const state = { config: null, late: null, ownSeen: new Map(), escalations: [], deadLetters: [] };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -67,6 +69,8 @@ function renderAnswer(body, httpStatus) {
   if (body.status === "routed") return renderRouted(body.view);
   if (body.status === "dead_letter") return renderDeadLetter(body.view);
   if (body.status === "no_answer") {
+    const already = state.ownSeen.get(body.message_id);
+    if (already) return already.kind === "dead_letter" ? renderDeadLetter(already.view) : renderRouted(already.view);
     state.late = body.message_id;
     const g = body.group;
     const why = !g || g.members === null
@@ -174,6 +178,10 @@ function connect() {
     for (const r of JSON.parse(e.data)) {
       if (r.kind === "dead_letter") state.deadLetters.unshift(r);
       else if (r.route === "escalate") state.escalations.unshift(r);
+      if (r.own) {
+        state.ownSeen.set(r.message_id, r);
+        if (state.ownSeen.size > 50) state.ownSeen.delete(state.ownSeen.keys().next().value);
+      }
       // A result that came after the try gave up waiting: show it now.
       if (r.own && r.message_id === state.late) {
         state.late = null;

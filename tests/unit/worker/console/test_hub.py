@@ -3,8 +3,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
+
 from tests.unit.worker.console.records import dead, routed
-from worker.console.app import QUEUE_EVENTS, ConsoleSettings, Hub
+from worker.console.hub import MAX_SUBSCRIBERS, QUEUE_EVENTS, ConsoleSettings, Hub, Stream
+from worker.console.views import Committed
 from worker.settings import TopicNames, WorkerSettings
 
 TOPICS = TopicNames(escalate="r.escalate", auto_resolve="r.auto", more_info="r.more", dlq="r.dlq")
@@ -15,11 +18,18 @@ def hub(show_live_text: bool = False) -> Hub:
     return Hub(ConsoleSettings(show_live_text=show_live_text), ws)
 
 
-def events(q: asyncio.Queue[Any]) -> list[Any]:
-    out = []
+def events(q: Stream | None) -> list[Any]:
+    """Decoded events waiting in a stream (its end: None), after the snapshot."""
+    assert q is not None
+    out: list[Any] = []
     while not q.empty():
-        out.append(q.get_nowait())
-    return out
+        raw = q.get_nowait()
+        if raw is None:
+            out.append(None)
+            continue
+        head, data = raw.decode().rstrip("\n").split("\n")
+        out.append((head.removeprefix("event: "), orjson.loads(data.removeprefix("data: "))))
+    return [e for e in out if e is None or e[0] != "snapshot"]
 
 
 def test_the_console_s_own_message_resolves_its_try_with_text_others_come_without() -> None:
@@ -101,7 +111,62 @@ def test_a_subscriber_that_falls_behind_is_ended_not_waited_for() -> None:
             h.publish("stats", {})
         assert slow not in h.subscribers
         assert events(slow)[-1] is None  # its stream ends; EventSource reconnects
-        h.publish("stats", {})  # the others go on
-        assert h.snapshot()["escalations"] == []
+        fast = h.subscribe()
+        h.publish("stats", {"n": 1})  # the others go on
+        assert events(fast) == [("stats", {"n": 1})]
+
+    asyncio.run(go())
+
+
+def test_a_new_stream_opens_with_a_snapshot_of_what_is_already_there() -> None:
+    async def go() -> None:
+        h = hub()
+        h.on_records([routed("m-1"), dead(b"not json")])
+        q = h.subscribe()
+        assert q is not None
+        raw = q.get_nowait()
+        assert raw is not None and raw.startswith(b"event: snapshot\n")
+        snap = orjson.loads(raw.split(b"data: ", 1)[1])
+        assert [e["message_id"] for e in snap["escalations"]] == ["m-1"]
+        assert [e["stage"] for e in snap["dead_letters"]] == ["decode"]
+        assert q.empty()  # the records are in the snapshot only, not queued twice
+
+    asyncio.run(go())
+
+
+def test_streams_are_capped_and_end_at_shutdown() -> None:
+    async def go() -> None:
+        h = hub()
+        streams = [h.subscribe() for _ in range(MAX_SUBSCRIBERS)]
+        assert h.subscribe() is None
+        h.end_streams()
+        assert all(events(q)[-1] is None for q in streams)
+        assert not h.subscribers
+        assert h.subscribe() is None  # closing
+
+    asyncio.run(go())
+
+
+def test_an_event_that_cannot_be_encoded_is_dropped_not_sent_half() -> None:
+    async def go() -> None:
+        h = hub()
+        q = h.subscribe()
+        h.publish("stats", {"batch_size": 10**40})  # over 64 bits: orjson refuses
+        h.publish("stats", {"inference_ms": float("nan")})  # becomes null
+        assert events(q) == [("stats", {"inference_ms": None})]
+
+    asyncio.run(go())
+
+
+def test_a_record_the_views_choke_on_is_counted_and_the_rest_go_on() -> None:
+    async def go() -> None:
+        h = hub()
+        q = h.subscribe()
+        good = routed("m-2")
+        odd = Committed(**{**dead(b"x").__dict__, "headers": None})  # views raise on it
+        h.on_records([odd, good])
+        assert h.stats()["unreadable"] == 1
+        [(_, [record])] = events(q)
+        assert record["message_id"] == "m-2"
 
     asyncio.run(go())

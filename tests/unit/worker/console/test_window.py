@@ -30,11 +30,14 @@ def test_rates_are_per_second_by_route_in_steps_oldest_first() -> None:
     assert sum(s["rates"]["more_info"]) == 0
 
 
-def test_a_timestamp_outside_the_window_counts_when_it_was_read() -> None:
+def test_an_old_record_is_listed_not_drawn_and_a_future_one_is_drawn_now() -> None:
     w = Window(seconds=60)
-    add(w, routed("more_info", NOW - 3600))  # a replayed or mis-stamped record
-    add(w, routed("more_info", NOW + 3600))
-    assert w.series(NOW + 5)["rates"]["more_info"][-1] == 0.4
+    add(w, routed("escalate", NOW - 3600))  # replayed after an outage
+    add(w, routed("more_info", NOW + 3600))  # a producer's clock ahead
+    rates = w.series(NOW + 5)["rates"]
+    assert sum(rates["escalate"]) == 0
+    assert len(w.escalations) == 1
+    assert rates["more_info"][-1] == 0.2
 
 
 def test_low_confidence_rate_over_the_last_minute() -> None:

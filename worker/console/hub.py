@@ -1,0 +1,168 @@
+"""What the page sees, kept on the event loop: the live window, the tries waiting for an
+answer, and the event-stream subscribers. Only the loop's thread touches it (the Kafka
+threads hand over through ``loop.call_soon_threadsafe``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import orjson
+import structlog
+
+from schemas.messages import ROUTES
+from worker.console import views
+from worker.console.tap import GroupState
+from worker.console.window import Window
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger("console")
+
+MAX_OWN_IDS: Final = 10_000
+QUEUE_EVENTS: Final = 256  # a subscriber this far behind is dropped; EventSource reconnects
+MAX_SUBSCRIBERS: Final = 64
+
+Stream = asyncio.Queue[bytes | None]  # encoded events; None ends the stream
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The console's own switches (Kafka, topics and group come from WorkerSettings)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    show_live_text: bool = False  # live traffic's text on the page (privacy: off)
+    answer_timeout_s: float = 10.0
+    recent: int = 20
+    window_s: int = 300
+    allowed_hosts: tuple[str, ...] = ()  # Host/Origin names beyond loopback and --host
+
+
+class Hub:
+    def __init__(self, cs: ConsoleSettings, ws: WorkerSettings) -> None:
+        self.cs = cs
+        self.route_of_topic = {ws.topics.for_route(r): r for r in ROUTES}
+        self.dlq = ws.topics.dlq
+        self.window = Window(cs.window_s, cs.recent)
+        self.own: OrderedDict[str, None] = OrderedDict()  # ids this console produced
+        self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.subscribers: set[Stream] = set()
+        self.closing = False
+        self.group: GroupState | None = None
+        self.tap_error: str | None = None  # the tap stopped: the page is no longer live
+        self.kafka_error: str | None = None  # a client's latest error, while it is recent
+        self.tap_unreadable = 0  # records the tap could not even read
+
+    # -- tries ---------------------------------------------------------------------------
+
+    def remember(self, message_id: str) -> asyncio.Future[dict[str, Any]]:
+        """Registers a try before its message is produced, so no answer can come first."""
+        self.own[message_id] = None
+        while len(self.own) > MAX_OWN_IDS:
+            self.own.popitem(last=False)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiters[message_id] = fut
+        return fut
+
+    # -- what the tap read ---------------------------------------------------------------
+
+    def on_records(self, records: list[views.Committed]) -> None:
+        now = time.time()
+        out = []
+        for rec in records:
+            try:
+                summary = self._one(rec, now)
+            except Exception as exc:  # noqa: BLE001 - untrusted bytes: count, never stop
+                self.window.unreadable += 1
+                log.warning("console_record_unreadable", error=f"{type(exc).__name__}: {exc}")
+                continue
+            if summary is not None:
+                out.append(summary)
+        if out:
+            self.publish("records", out)
+
+    def _one(self, rec: views.Committed, now: float) -> dict[str, Any] | None:
+        if rec.topic == self.dlq:
+            view = views.dead_letter(rec)
+        else:
+            view = views.routed(rec, self.route_of_topic)
+        mid: str | None = view.get("message_id")
+        own = mid is not None and mid in self.own
+        if not (own or self.cs.show_live_text):
+            view = views.without_text(view)
+        summary = views.summary(view)
+        self.window.add(view, summary, now)
+        if view["kind"] == "unreadable":
+            return None
+        if own and mid is not None:
+            fut = self.waiters.pop(mid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(view)
+            summary = {**summary, "own": True, "view": view}
+        return summary
+
+    def on_group(self, state: GroupState) -> None:
+        self.group = state
+
+    # -- what the page gets --------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "series": self.window.series(now),
+            "low_confidence": self.window.low_confidence(now),
+            "group": None if self.group is None else asdict(self.group),
+            "unreadable": self.window.unreadable + self.tap_unreadable,
+            "tap_error": self.tap_error,
+            "kafka_error": self.kafka_error,
+        }
+
+    def subscribe(self) -> Stream | None:
+        """A new stream, its first event the snapshot: taken in the same step as joining,
+        so no record is in both. None when full or closing."""
+        if self.closing or len(self.subscribers) >= MAX_SUBSCRIBERS:
+            return None
+        q: Stream = asyncio.Queue(QUEUE_EVENTS)
+        snapshot = {
+            **self.stats(),
+            "escalations": list(self.window.escalations),
+            "dead_letters": list(self.window.dead_letters),
+        }
+        q.put_nowait(encode("snapshot", snapshot))
+        self.subscribers.add(q)
+        return q
+
+    def publish(self, event: str, data: Any) -> None:
+        try:
+            payload = encode(event, data)
+        except (TypeError, orjson.JSONEncodeError) as exc:  # e.g. an integer over 64 bits
+            log.warning("console_event_unencodable", event_name=event, error=str(exc))
+            return
+        for q in list(self.subscribers):
+            try:
+                q.put_nowait(payload)
+            except asyncio.QueueFull:  # too slow a reader: end its stream, it reconnects
+                self._end(q)
+
+    def end_streams(self) -> None:
+        """Ends every stream now (shutdown): the server need not wait for them."""
+        self.closing = True
+        for q in list(self.subscribers):
+            self._end(q)
+
+    def _end(self, q: Stream) -> None:
+        self.subscribers.discard(q)
+        with contextlib.suppress(asyncio.QueueEmpty):
+            q.get_nowait()
+        with contextlib.suppress(asyncio.QueueFull):
+            q.put_nowait(None)
+
+
+def encode(event: str, data: Any) -> bytes:
+    """One server-sent event. orjson writes NaN and infinities as null."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
