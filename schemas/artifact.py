@@ -54,6 +54,32 @@ class OutOfDistribution(_Frozen):
     fitted_rows: int = Field(gt=0)
 
 
+class VariantResult(_Frozen):
+    """One way to run the artifact (worker.model.variants), as the trainer scored it."""
+
+    scored: bool
+    allowed: bool = Field(
+        description="no head loses more than 0.5 points of accuracy against torch-fp32, "
+        "intent macro-F1 at most 1 point, on the full noisy test"
+    )
+    why: str | None = Field(default=None, description="why it was not scored")
+    file: str | None = Field(default=None, description="its ONNX file, relative to the artifact")
+    sha256: str | None = Field(default=None, min_length=64, max_length=64)
+    accuracy: dict[str, float] | None = Field(
+        default=None, description="per head, and intent_macro_f1"
+    )
+    change: dict[str, float] | None = Field(default=None, description="against torch-fp32")
+
+
+class Variants(_Frozen):
+    test: str = Field(description="the split they were scored on, e.g. test_noisy")
+    scored_on: int = Field(gt=0, description="messages")
+    token_lengths: list[int] = Field(
+        min_length=1, description="a sample of that split's token lengths: autotune's batches"
+    )
+    results: dict[str, VariantResult]
+
+
 class Manifest(_Frozen):
     format: Literal["support-router-model"]
     format_version: Literal[2]
@@ -73,6 +99,11 @@ class Manifest(_Frozen):
     ood: OutOfDistribution
     weights_sha256: str = Field(min_length=64, max_length=64)
     training: Training
+    variants: Variants | None = Field(
+        default=None,
+        description="support-trainer variants: the ONNX files and each way to "
+        "run the artifact, scored; none: torch as configured",
+    )
 
     @model_validator(mode="after")
     def _heads_match_the_contract(self) -> Manifest:

@@ -20,7 +20,7 @@ CLINC_FILE = clinc.default_path()
 # Fixtures that train or load a model. A test using one, directly or through another
 # fixture, is marked `model`; so `pytest tests/unit -m "not model"` trains and loads none.
 # A test that trains or loads one on its own is marked in its file (pytestmark, a decorator).
-MODEL_FIXTURES = frozenset({"smoke_artifact"})
+MODEL_FIXTURES = frozenset({"smoke_artifact", "variants_artifact"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,4 +36,18 @@ def smoke_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("artifact") / "smoke"
     assert main(["train", "--preset", "smoke", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def variants_artifact(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke artifact with its ONNX variants exported and scored (support-trainer
+    variants), in a copy of its own."""
+    import shutil
+
+    from trainer.cli import main
+
+    out = tmp_path_factory.mktemp("variants") / "smoke"
+    shutil.copytree(smoke_artifact, out)
+    assert main(["variants", "--model", str(out), "--preset", "smoke"]) == 0
     return out

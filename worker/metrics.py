@@ -78,6 +78,13 @@ class Metrics:
             "passes); the circuit breaker opens at model.failing_batches",
             registry=r,
         )
+        self.model_variant = Gauge(
+            "support_model_variant",
+            "1 for the variant this worker serves (model.variant; auto: the fastest allowed "
+            "one that autotune timed at startup)",
+            ["variant", "chosen_by"],
+            registry=r,
+        )
         # Exported once a source of readiness is given (track_readiness): until then the
         # worker has no readiness to report, and a constant 0 would read as "not ready".
         self.ready = Gauge(

@@ -16,7 +16,8 @@ from worker.errors import ExitCode, FatalKafkaError, ModelBrokenError, ModelLoad
 from worker.http_server import Health, HttpServer
 from worker.kafka_io import make_consumer, make_producer
 from worker.metrics import Metrics
-from worker.model.classifier import Classifier
+from worker.model.artifact import LoadedModel
+from worker.model.classifier import Classifier, resolve_device
 from worker.model.protocol import Model
 from worker.pipeline import Pipeline
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
@@ -57,7 +58,8 @@ def pin_tokenizer_threads() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def load_classifier(settings: WorkerSettings) -> Model:
+def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) -> Model:
+    """The model to serve: ``model.variant`` by name, or the fastest allowed (auto)."""
     from worker.model.artifact import load_artifact
     from worker.model.errors import ArtifactError
 
@@ -73,8 +75,48 @@ def load_classifier(settings: WorkerSettings) -> Model:
         loaded = load_artifact(settings.model.path)
     except ArtifactError as exc:
         raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
+    model, variant, chosen_by = _variant(loaded, settings)
+    if metrics is not None:
+        metrics.model_variant.labels(variant=variant, chosen_by=chosen_by).set(1)
+    return model
+
+
+def _variant(loaded: LoadedModel, settings: WorkerSettings) -> tuple[Model, str, str]:
+    """(model, its variant's name, how it was chosen: setting or autotune)."""
+    from worker.model import autotune, variants
+
     m = settings.model
-    return Classifier(loaded, m.device, m.dtype, m.quantize, m.padding_free, m.autocast)
+    device = str(resolve_device(m.device))
+    if m.variant == "torch" or (m.variant == "auto" and loaded.manifest.variants is None):
+        if m.variant == "auto":
+            log.info(
+                "model_variant",
+                variant="torch",
+                chosen_by="setting",
+                why="the artifact has no variant report (support-trainer variants)",
+            )
+        return (
+            Classifier(loaded, m.device, m.dtype, m.quantize, m.padding_free, m.autocast),
+            "torch",
+            "setting",
+        )
+    if m.variant != "auto":
+        reason = variants.unavailable(m.variant, loaded, device)
+        if reason is not None:
+            raise ModelLoadError(f"model.variant={m.variant} cannot run here: {reason}")
+        return variants.build(m.variant, loaded, device, m.threads), m.variant, "setting"
+    choice = autotune.autotune(
+        loaded, device, settings.batching.max_batch_size, m.threads, m.autotune_seconds
+    )
+    log.info(
+        "model_variant",
+        variant=choice.variant,
+        chosen_by="autotune",
+        msgs_per_s=choice.msgs_per_s,
+        skipped=choice.skipped,
+        batch_size=settings.batching.max_batch_size,
+    )
+    return choice.model, choice.variant, "autotune"
 
 
 def run(settings: WorkerSettings) -> int:
@@ -89,7 +131,7 @@ def run(settings: WorkerSettings) -> int:
     log.info("admin_listening", port=http_server.port)
 
     try:
-        classifier = load_classifier(settings)
+        classifier = load_classifier(settings, metrics)
         policy = build_policy(settings, artifact_thresholds(settings))
         classifier.warmup(min(8, settings.batching.max_batch_size))
         health.model_ready = True

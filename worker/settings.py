@@ -234,6 +234,24 @@ class ModelSettings(BaseModel):
     backend: Literal["torch", "null"] = Field(
         default="torch", description="null: fixed predictions, no torch (framework benchmarks)"
     )
+    variant: Literal[
+        "auto",
+        "torch",
+        "torch-fp32",
+        "torch-int8",
+        "torch-bf16",
+        "ort-fp32",
+        "ort-int8-dynamic",
+        "ort-int8-static",
+    ] = Field(
+        default="auto",
+        description="auto: time the artifact's allowed variants that run here at startup and "
+        "serve the fastest; torch: torch as dtype/quantize/autocast/padding_free say; or one "
+        "variant by name (worker.model.variants)",
+    )
+    autotune_seconds: float = Field(
+        default=1.0, gt=0, le=30, description="how long autotune times each variant"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     quantize: Literal["none", "int8"] = Field(

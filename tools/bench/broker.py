@@ -89,9 +89,21 @@ def worker_figures(n: int, first: float, seconds: float, sums: Sequence[float]) 
     }
 
 
+def served_variant(metrics_text: str) -> str | None:
+    """The variant a worker serves, from its support_model_variant metric."""
+    for line in metrics_text.splitlines():
+        if line.startswith("support_model_variant{") and line.rstrip().endswith(" 1.0"):
+            labels = line[line.index("{") + 1 : line.index("}")]
+            for pair in labels.split(","):
+                key, _, value = pair.partition("=")
+                if key == "variant":
+                    return value.strip('"')
+    return None
+
+
 def bench_worker(
     bootstrap: str, model: Path, texts: Sequence[str], env: dict[str, str]
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """D (and F with the null model): preload, start, time from ready to all committed.
 
     Also the worker's own mean batch size and forward-pass time, from its metrics: set
@@ -110,7 +122,9 @@ def bench_worker(
                 "support_inference_ms_sum",
                 "support_inference_ms_count",
             )
-            return worker_figures(len(texts), first, seconds, sums)
+            figures: dict[str, Any] = worker_figures(len(texts), first, seconds, sums)
+            figures["variant"] = served_variant(w.get("/metrics")[1])
+            return figures
         finally:
             w.stop()
     finally:

@@ -98,7 +98,7 @@ def bench_c(classifier: Classifier, texts: Sequence[str], batch: int) -> dict[st
     for x in inputs:
         started = perf_counter()
         classifier.forward(x)
-        if classifier.device.type == "cuda":
+        if str(classifier.device).startswith("cuda"):
             torch.cuda.synchronize()  # kernels run asynchronously; time them, not the launch
         times.append(perf_counter() - started)
     full = [t for chunk, t in zip(chunks, times, strict=True) if len(chunk) == batch] or times

@@ -34,7 +34,12 @@ def markdown(report: dict[str, Any]) -> str:
         ("F worker, null model", r.get("f_worker_null_model")),
         ("F bare consume->produce loop", r.get("f_bare_loop")),
     ]
-    lines = ["| measurement | msg/s |", "|---|---|"]
+    lines = []
+    cpu = report.get("machine", {}).get("cpu")
+    if cpu:
+        flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of them"
+        lines += [f"CPU: {cpu['model']}; flags: {flags}", ""]
+    lines += ["| measurement | msg/s |", "|---|---|"]
     lines += [f"| {name} | {v:,.0f} |" for name, v in rows if v is not None]
     if "c" in r:
         lines += ["", "| variant | accuracy change per head (points) |", "|---|---|"]
@@ -44,6 +49,30 @@ def markdown(report: dict[str, Any]) -> str:
             + " |"
             for name, v in r["c"].items()
         ]
+    if "auto" in r:
+        a = r["auto"]
+        timed = ", ".join(f"{k} {v:,.0f}" for k, v in a["autotune_msgs_per_s"].items())
+        lines += ["", f"auto picks **{a['variant']}** (autotune, msg/s on full batches: {timed})"]
+        lines += [f"- not timed: {k}: {v}" for k, v in a["skipped"].items()]
+    va = report.get("variants_accuracy")
+    if va:
+        heads = ["intent", "urgency", "sentiment", "action", "intent_macro_f1"]
+        lines += [
+            "",
+            f"accuracy on the full {va['test']} ({va['scored_on']} messages), change against "
+            "torch-fp32 in points (the manifest's `variants`)",
+            "",
+            "| variant | " + " | ".join(heads) + " | allowed |",
+            "|---|" + "---|" * (len(heads) + 1),
+        ]
+        for name, v in va["results"].items():
+            if not v["scored"]:
+                lines.append(f"| {name} | " + " | ".join("-" for _ in heads) + " | not scored |")
+                continue
+            cells = [f"{v['accuracy'][h]:.4f} ({100 * v['change'][h]:+.2f})" for h in heads]
+            lines.append(
+                f"| {name} | " + " | ".join(cells) + f" | {'yes' if v['allowed'] else 'no'} |"
+            )
     if "decode_us_per_msg" in r:
         lines += [
             "",

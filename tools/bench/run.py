@@ -24,6 +24,7 @@ from tools.bench.model import (
     length_stats,
     message_set,
 )
+from worker.model import autotune, variants
 from worker.model.artifact import load_artifact
 from worker.model.classifier import Classifier
 from worker.service import pin_tokenizer_threads
@@ -32,20 +33,27 @@ from worker.settings import BatchingSettings
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to run the same artifact: a Classifier's options and the worker's env."""
+    """One way to run the same artifact: a Classifier's options and the worker's env, or
+    one of worker.model.variants by name (``model_variant``: the ONNX Runtime ones)."""
 
     name: str
     quantize: str = "none"
     autocast: str = "none"
     padding_free: bool = True
+    model_variant: str | None = None
 
-    def classifier(self, model: Path, device: str, dtype: str) -> Classifier:
+    def classifier(self, model: Path, device: str, dtype: str) -> Any:
+        if self.model_variant is not None:
+            return variants.build(self.model_variant, load_artifact(model), device)  # type: ignore[arg-type]
         return Classifier(
             load_artifact(model), device, dtype, self.quantize, self.padding_free, self.autocast
         )
 
     def env(self) -> dict[str, str]:
+        if self.model_variant is not None:
+            return {"SUPPORT_WORKER_MODEL__VARIANT": self.model_variant}
         return {
+            "SUPPORT_WORKER_MODEL__VARIANT": "torch",
             "SUPPORT_WORKER_MODEL__QUANTIZE": self.quantize,
             "SUPPORT_WORKER_MODEL__AUTOCAST": self.autocast,
             "SUPPORT_WORKER_MODEL__PADDING_FREE": str(self.padding_free).lower(),
@@ -59,7 +67,25 @@ CPU_FAST = (
     Variant("int8, padding-free", quantize="int8"),
     Variant("bf16 autocast, padding-free", autocast="bfloat16"),
 )
+# The ONNX Runtime variants, where the artifact has their files (support-trainer variants).
+ORT = tuple(Variant(name, model_variant=name) for name in variants.ONNX_FILES)
+AUTO_ENV = {"SUPPORT_WORKER_MODEL__VARIANT": "auto"}
 MAX_ACCURACY_DROP = 0.005
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU's model name and the flags that decide which variant is fastest."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = variants.cpu_flags()
+    return {"model": name, "flags": {f: f in flags for f in CPU_FLAGS}}
 
 
 def _median(values: Sequence[float]) -> float:
@@ -102,6 +128,7 @@ def run(args: Any) -> dict[str, Any]:
     base.warmup(args.batch_size)
     report: dict[str, Any] = {
         "machine": {
+            "cpu": cpu(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
@@ -127,10 +154,18 @@ def run(args: Any) -> dict[str, Any]:
     )
 
     # C for every variant, with its accuracy change against the padded base precision.
-    variants = [PADDED, PACKED, *(CPU_FAST if base.device.type == "cpu" else ())]
+    here = [
+        v
+        for v in (*CPU_FAST, *ORT)
+        if v.model_variant is None or variants.unavailable(v.model_variant, loaded, "cpu") is None  # type: ignore[arg-type]
+    ]
+    if "bf16" in (variants.unavailable("torch-bf16", loaded, "cpu") or ""):
+        r["skipped_bf16"] = "this CPU has no bf16 instructions: autocast measured 9x slower"
+        here = [v for v in here if v.autocast != "bfloat16"]
+    runs_here = [PADDED, PACKED, *(here if base.device.type == "cpu" else ())]
     base_acc = head_accuracy(base, examples, args.batch_size)
     models: dict[str, Any] = {}
-    for v in variants:
+    for v in runs_here:
         clf = base if v is PADDED else v.classifier(args.model, args.device, args.dtype)
         clf.warmup(args.batch_size)
         runs = [bench_c(clf, texts, args.batch_size) for _ in range(repeats)]
@@ -152,7 +187,23 @@ def run(args: Any) -> dict[str, Any]:
     r["c_padding_fraction"] = c[PADDED.name]["padding_fraction"]
     r["c_full_batch_ms"] = c[PADDED.name]["full_batch_ms"]
     r["best_variant"] = best_variant(c)
-    best = next(v for v in variants if v.name == r["best_variant"])
+    best = next(v for v in runs_here if v.name == r["best_variant"])
+    # What MODEL__VARIANT=auto serves on this machine: the worker's own autotune.
+    if loaded.manifest.variants is not None:
+        report["variants_accuracy"] = loaded.manifest.variants.model_dump()
+    choice = autotune.autotune(loaded, str(base.device), args.batch_size, args.threads)
+    auto_name = {v.model_variant: v.name for v in ORT} | {
+        "torch-fp32": PACKED.name,
+        "torch-int8": "int8, padding-free",
+        "torch-bf16": "bf16 autocast, padding-free",
+    }
+    r["auto"] = {
+        "variant": choice.variant,
+        "c_name": auto_name.get(choice.variant),
+        "autotune_msgs_per_s": choice.msgs_per_s,
+        "skipped": choice.skipped,
+    }
+    del choice
 
     # Pydantic validation must not dominate: its cost per message beside the forward's.
     r["decode_us_per_msg"] = bench_decode(texts)
@@ -194,6 +245,7 @@ def run(args: Any) -> dict[str, Any]:
             keys = ("msgs_per_s", "mean_batch", "mean_inference_ms")
             return {
                 "runs": [x["msgs_per_s"] for x in runs],
+                "variant": runs[0]["variant"],
                 **{k: _median([x[k] for x in runs]) for k in keys},
             }
 
@@ -206,6 +258,8 @@ def run(args: Any) -> dict[str, Any]:
         }
         if best.name not in r["d"]:
             r["d"][best.name] = d(best.env())
+        r["d"]["auto"] = d(AUTO_ENV)
+        d_auto = r["d"]["auto"]["msgs_per_s"]
         r["d_worker"] = r["d"][PACKED.name]["msgs_per_s"]
         r["d_worker_best"] = r["d"][best.name]["msgs_per_s"]
         null = {**env, "SUPPORT_WORKER_MODEL__BACKEND": "null"}
@@ -228,9 +282,18 @@ def run(args: Any) -> dict[str, Any]:
             d_over_c_packed=r["d_worker"] / c[PACKED.name]["msgs_per_s"],
             d_over_a=r["d_worker"] / a,
             d_best_over_a=max(r["d_worker"], r["d_worker_best"]) / a,
+            d_auto_over_a=d_auto / a,
+            # D on auto against C of the variant that auto picked in this process.
+            d_over_c_auto=d_auto / c[r["auto"]["c_name"]]["msgs_per_s"]
+            if r["auto"]["c_name"] in c
+            else None,
             overlap_gain=r["d_worker"] / r["d"]["padding-free, no overlap"]["msgs_per_s"],
             f_over_bare=r["f_worker_null_model"] / r["f_bare_loop"],
             p99_over_budget=lat["p99_ms"] / budget,
         )
+    auto_c = r["auto"]["c_name"]
+    ratios["c_auto_over_c_fp32_padded"] = (
+        c[auto_c]["msgs_per_s"] / c[PADDED.name]["msgs_per_s"] if auto_c in c else None
+    )
     report["ratios"] = ratios
     return report

@@ -18,7 +18,7 @@ import torch
 from worker.model.artifact import LoadedModel
 from worker.model.network import quantize_int8
 from worker.model.packed import PackedClassifier, pack, supports, to_device
-from worker.model.protocol import BatchOutput
+from worker.model.protocol import BatchOutput, predict_texts
 from worker.model.text import Tokenized, pad, tokenize
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -138,27 +138,8 @@ class Classifier:
         return BatchOutput(self.heads, out_probs, out_top, elapsed_ms, unfamiliarity)
 
     def predict_texts(self, texts: Sequence[str], batch_size: int = 256) -> BatchOutput:
-        """Every text through ``tokenize`` and ``predict``, in batches of similar length,
-        returned in the order given (the trainer's evaluation scores with this)."""
-        if not texts:
-            empty = {h: np.zeros((0, len(ls)), dtype=np.float32) for h, ls in self.heads.items()}
-            return BatchOutput(self.heads, empty, {h: p.argmax(1) for h, p in empty.items()}, 0.0)
-        ids = self.tokenize(texts).ids
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        parts = [
-            self.predict([ids[i] for i in order[s : s + batch_size]])
-            for s in range(0, len(order), batch_size)
-        ]
-        inverse = np.empty(len(order), dtype=np.int64)
-        inverse[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
-        probs = {h: np.concatenate([p.probs[h] for p in parts])[inverse] for h in self.heads}
-        scores = (
-            np.concatenate([p.unfamiliarity for p in parts])[inverse]
-            if parts and parts[0].unfamiliarity is not None
-            else None
-        )
-        top = {h: p.argmax(axis=1) for h, p in probs.items()}
-        return BatchOutput(self.heads, probs, top, sum(p.inference_ms for p in parts), scores)
+        """protocol.predict_texts: in batches of similar length, in the order given."""
+        return predict_texts(self, texts, batch_size)
 
     def _to_device(self, array: np.ndarray) -> Any:
         tensor = torch.from_numpy(array)

@@ -55,3 +55,27 @@ def pad(batch_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np
         ids[row, : len(x)] = x
         mask[row, : len(x)] = 1
     return ids, mask
+
+
+def buckets(lengths: Sequence[int], waste: float = 0.2, min_rows: int = 8) -> list[list[int]]:
+    """Row indices in sub-batches of similar length, for backends that run padded.
+
+    Sorted by length and cut where padding the next (longer) row in would make the
+    sub-batch more than ``waste`` padding, once it has ``min_rows``: each extra run costs
+    a fixed overhead, each padded token as much as a real one. Every index once, in
+    order of length.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    out: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in order:
+        n = lengths[i]
+        if len(current) >= min_rows and 1 - (real + n) / (n * (len(current) + 1)) > waste:
+            out.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += n
+    if current:
+        out.append(current)
+    return out

@@ -191,7 +191,7 @@ def test_markdown_of_a_fixed_report() -> None:
     ]
 
 
-def test_memory_bench_runs_end_to_end(smoke_artifact: Path, tmp_path: Path) -> None:
+def test_memory_bench_runs_end_to_end(variants_artifact: Path, tmp_path: Path) -> None:
     """``python -m tools.bench --source memory``: the real pipeline, no broker."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
@@ -203,7 +203,7 @@ def test_memory_bench_runs_end_to_end(smoke_artifact: Path, tmp_path: Path) -> N
             "--source",
             "memory",
             "--model",
-            str(smoke_artifact),
+            str(variants_artifact),
             "--json",
             str(out),
             "--threads",
@@ -224,15 +224,34 @@ def test_memory_bench_runs_end_to_end(smoke_artifact: Path, tmp_path: Path) -> N
     assert r["memory_pipeline_no_overlap"] > 0 and r["decode_us_per_msg"] > 0
     assert 0 < r["c_padding_fraction"] < 1  # messages of different lengths pad
     variants = r["c"]
+    bf16 = (
+        result["machine"]["cpu"]["flags"]["avx512_bf16"]
+        or result["machine"]["cpu"]["flags"]["amx_bf16"]
+    )
     assert set(variants) == {
         "padded",
         "padding-free",
         "int8, padding-free",
-        "bf16 autocast, padding-free",
+        *(["bf16 autocast, padding-free"] if bf16 else []),
+        "ort-fp32",
+        "ort-int8-dynamic",
+        "ort-int8-static",
     }
+    # auto: what the worker's autotune picks among the allowed variants, each timed
+    auto = r["auto"]
+    assert auto["variant"] in auto["autotune_msgs_per_s"]
+    assert auto["autotune_msgs_per_s"][auto["variant"]] == max(auto["autotune_msgs_per_s"].values())
+    assert result["variants_accuracy"]["test"] == "test_noisy"
+    assert "| variant | intent |" in proc.stdout
     # The base against itself: no change, and so within the gate.
     assert set(variants["padded"]["accuracy_change"].values()) == {0.0}
     assert variants["padded"]["accuracy_ok"] is True
     assert variants[r["best_variant"]]["accuracy_ok"] is True
-    assert set(result["ratios"]) == {"decode_over_forward", "memory_over_c", "memory_over_c_packed"}
+    assert set(result["ratios"]) == {
+        "decode_over_forward",
+        "memory_over_c",
+        "memory_over_c_packed",
+        "c_auto_over_c_fp32_padded",
+    }
+    assert result["ratios"]["c_auto_over_c_fp32_padded"] > 0
     assert "| A notebook per-message |" in proc.stdout

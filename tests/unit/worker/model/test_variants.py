@@ -1,0 +1,100 @@
+"""Which variants may run, which can run here, and which autotune serves."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from worker.model import autotune, variants
+from worker.model.artifact import load_artifact
+from worker.model.protocol import BatchOutput
+
+
+def test_the_accuracy_rule() -> None:
+    ok = {"intent": -0.004, "urgency": 0.01, "sentiment": 0.0, "action": -0.005}
+    assert variants.allowed({**ok, "intent_macro_f1": -0.01})
+    assert not variants.allowed({**ok, "action": -0.0051, "intent_macro_f1": 0.0})
+    assert not variants.allowed({**ok, "intent_macro_f1": -0.0101})
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_not_a_candidate(
+    monkeypatch: pytest.MonkeyPatch, smoke_artifact: Path
+) -> None:
+    loaded = load_artifact(smoke_artifact)
+    monkeypatch.setattr(variants, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert "bf16" in (variants.unavailable("torch-bf16", loaded, "cpu") or "")
+    monkeypatch.setattr(variants, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert variants.unavailable("torch-bf16", loaded, "cpu") is None
+    assert "onnx/fp32.onnx" in (variants.unavailable("ort-fp32", loaded, "cpu") or "")
+    assert variants.unavailable("torch-int8", loaded, "cuda") is not None
+
+
+class Fake:
+    """A model that takes ``ms`` per batch."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms = ms
+        self.heads = {"intent": ("a", "b")}
+
+    def predict(self, batch_ids: list[list[int]]) -> BatchOutput:
+        time.sleep(self.ms / 1000)
+        p = {"intent": np.full((len(batch_ids), 2), 0.5)}
+        return BatchOutput(self.heads, p, {"intent": p["intent"].argmax(1)}, self.ms)
+
+
+def test_autotune_serves_the_fastest_allowed_variant_that_runs_here(
+    monkeypatch: pytest.MonkeyPatch, variants_artifact: Path
+) -> None:
+    loaded = load_artifact(variants_artifact)
+    report = loaded.manifest.variants
+    assert report is not None
+    results = dict(report.results)
+    # Make the fastest one not allowed: autotune must pass it over for the next fastest.
+    results["ort-int8-static"] = results["ort-int8-static"].model_copy(update={"allowed": False})
+    results["torch-int8"] = results["torch-int8"].model_copy(update={"allowed": True})
+    manifest = loaded.manifest.model_copy(
+        update={"variants": report.model_copy(update={"results": results})}
+    )
+    loaded.manifest = manifest
+    speed = {
+        "torch-fp32": 20,
+        "torch-int8": 8,
+        "ort-fp32": 12,
+        "ort-int8-dynamic": 5,
+        "ort-int8-static": 1,
+        "torch-bf16": 2,
+    }
+    built: list[str] = []
+
+    def fake_build(name: str, *args: Any) -> Fake:
+        built.append(name)
+        return Fake(speed[name])
+
+    monkeypatch.setattr(autotune, "build", fake_build)
+    monkeypatch.setattr(variants, "cpu_flags", lambda: frozenset({"avx2"}))
+    choice = autotune.autotune(loaded, "cpu", batch_size=16, seconds_each=0.05)
+    assert choice.variant == "ort-int8-dynamic"
+    assert "ort-int8-static" not in built  # not allowed: never built, never timed
+    assert "not allowed" in choice.skipped["ort-int8-static"]
+    assert "bf16" in choice.skipped.get("torch-bf16", "bf16")
+    assert set(choice.msgs_per_s) == set(built)
+    assert max(choice.msgs_per_s, key=choice.msgs_per_s.__getitem__) == "ort-int8-dynamic"
+
+
+def test_without_a_variant_report_autotune_serves_the_baseline(smoke_artifact: Path) -> None:
+    loaded = load_artifact(smoke_artifact)
+    assert loaded.manifest.variants is None
+    names, skipped = autotune.candidates(loaded, "cpu")
+    assert names == ["torch-fp32"]
+    assert "no variant report" in skipped["*"]
+
+
+def test_traffic_batches_take_their_lengths_from_the_sample() -> None:
+    batch = autotune.traffic_batch([7, 12, 30], batch_size=64, vocab=30522)
+    assert len(batch) == 64
+    assert {len(x) for x in batch} <= {7, 12, 30}
+    assert len({len(x) for x in batch}) == 3

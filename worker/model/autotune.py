@@ -1,0 +1,95 @@
+"""Which variant to serve: the allowed ones that run here, timed for a moment on batches
+shaped like real traffic, the fastest kept (``MODEL__VARIANT=auto``).
+
+Shaped like traffic: full batches (``max_batch_size`` messages) whose token lengths are
+drawn from the artifact's noisy-test sample (manifest ``variants.token_lengths``). The
+token ids are arbitrary vocabulary ids: speed does not depend on which words they are.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from worker.model.artifact import LoadedModel
+from worker.model.variants import BASELINE, Variant, build, unavailable
+
+
+@dataclass(frozen=True)
+class Choice:
+    variant: Variant
+    model: Any
+    msgs_per_s: dict[str, float]  # every candidate timed, by name
+    skipped: dict[str, str]  # not candidates here, and why
+
+
+def candidates(loaded: LoadedModel, device: str) -> tuple[list[Variant], dict[str, str]]:
+    """The artifact's allowed variants that run on this host, and why each other does not."""
+    report = loaded.manifest.variants
+    chosen: list[Variant] = []
+    skipped: dict[str, str] = {}
+    if report is None:
+        return [BASELINE], {"*": "the artifact has no variant report (support-trainer variants)"}
+    for name, result in report.results.items():
+        variant: Variant = name  # type: ignore[assignment]
+        if not result.allowed:
+            skipped[name] = "not allowed by its accuracy on the noisy test"
+            continue
+        reason = unavailable(variant, loaded, device)
+        if reason is not None:
+            skipped[name] = reason
+            continue
+        chosen.append(variant)
+    if BASELINE not in chosen and BASELINE not in skipped:
+        chosen.insert(0, BASELINE)
+    return chosen, skipped
+
+
+def traffic_batch(
+    lengths: Sequence[int], batch_size: int, vocab: int, seed: int = 0
+) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(np.asarray(lengths), size=batch_size)
+    low = min(1000, vocab - 1)
+    return [rng.integers(low, vocab, size=int(n)).tolist() for n in picks]
+
+
+def throughput(model: Any, batch: list[list[int]], seconds: float) -> float:
+    """Messages per second: the median of timed runs after two warm-up runs."""
+    model.predict(batch)
+    model.predict(batch)
+    times: list[float] = []
+    until = time.perf_counter() + seconds
+    while len(times) < 3 or time.perf_counter() < until:
+        started = time.perf_counter()
+        model.predict(batch)
+        times.append(time.perf_counter() - started)
+    return len(batch) / statistics.median(times)
+
+
+def autotune(
+    loaded: LoadedModel,
+    device: str,
+    batch_size: int,
+    threads: int | None = None,
+    seconds_each: float = 1.0,
+) -> Choice:
+    names, skipped = candidates(loaded, device)
+    report = loaded.manifest.variants
+    lengths = report.token_lengths if report is not None else [16]
+    batch = traffic_batch(lengths, batch_size, int(loaded.tokenizer.vocab_size))
+    speeds: dict[str, float] = {}
+    best: tuple[float, Variant, Any] | None = None
+    for name in names:
+        model = build(name, loaded, device, threads)
+        speeds[name] = round(throughput(model, batch, seconds_each), 1)
+        if best is None or speeds[name] > best[0]:
+            best = (speeds[name], name, model)
+        del model
+    assert best is not None
+    return Choice(best[1], best[2], speeds, skipped)

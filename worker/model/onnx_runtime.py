@@ -1,0 +1,124 @@
+"""ONNX Runtime: the artifact's network as the trainer exported it to ONNX (fp32, or int8
+quantized with calibration), run on length-bucketed padded sub-batches.
+
+ONNX Runtime runs padded [B, T] inputs. On short support messages one padded batch is a
+fifth to a half padding, so the batch runs as a few sub-batches of similar length
+(``text.buckets``): still one call of ``predict`` per batch, the unit the worker
+schedules, and the same outputs to float rounding (tests hold it to that).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worker.model.artifact import LoadedModel
+from worker.model.protocol import BatchOutput, predict_texts
+from worker.model.text import Tokenized, buckets, pad, tokenize
+
+INPUTS = ("input_ids", "attention_mask")
+OOD_OUTPUT = "ood"
+
+
+def session(file: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or 0  # 0: ORT's default, one per core
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+
+
+class OrtClassifier:
+    """The ``Model`` protocol over an ONNX file of the artifact (``variant`` names it)."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        file: Path,
+        variant: str,
+        threads: int | None = None,
+        bucketed: bool = True,
+    ) -> None:
+        m = self.manifest = loaded.manifest
+        self.variant = variant
+        self.session = session(file, threads)
+        self.tokenizer = loaded.tokenizer
+        self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
+        self.max_length = m.max_length
+        self.marker = m.casing_marker
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.bucketed = bucketed
+        self.device, self.dtype = "cpu", "int8" if "int8" in variant else "float32"
+        self.model_info = {
+            "name": m.name,
+            "version": m.version,
+            "content_hash": loaded.content_hash,
+        }
+        outputs = [o.name for o in self.session.get_outputs()]
+        missing = [h for h in self.heads if h not in outputs]
+        if missing:
+            raise ValueError(f"{file}: no output for head(s) {missing}")
+        self._outputs = [*self.heads, *([OOD_OUTPUT] if OOD_OUTPUT in outputs else [])]
+        self._splits = [len(labels) for labels in self.heads.values()]
+        self._temps = np.asarray(
+            [
+                m.temperatures[h]
+                for h, w in zip(self.heads, self._splits, strict=True)
+                for _ in range(w)
+            ],
+            dtype=np.float32,
+        )
+
+    @property
+    def precision(self) -> str:
+        return f"{self.variant}, {'length-bucketed' if self.bucketed else 'padded'}"
+
+    def tokenize(self, texts: Sequence[str]) -> Tokenized:
+        return tokenize(self.tokenizer, texts, self.max_length, self.marker)
+
+    def prepare(self, batch_ids: Sequence[Sequence[int]]) -> list[tuple[list[int], Any, Any]]:
+        """Each sub-batch's rows, and its padded ids and mask."""
+        groups = (
+            buckets([len(x) for x in batch_ids]) if self.bucketed else [list(range(len(batch_ids)))]
+        )
+        return [(rows, *pad([batch_ids[i] for i in rows], self.pad_id)) for rows in groups]
+
+    def forward(
+        self, prepared: list[tuple[list[int], Any, Any]]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits of all heads side by side [B, sum C] and OOD scores [B] (or None)."""
+        size = sum(len(rows) for rows, _, _ in prepared)
+        joined = np.empty((size, sum(self._splits)), dtype=np.float32)
+        ood = np.empty(size, dtype=np.float32) if OOD_OUTPUT in self._outputs else None
+        for rows, ids, mask in prepared:
+            out = self.session.run(self._outputs, {INPUTS[0]: ids, INPUTS[1]: mask})
+            joined[rows] = np.concatenate(out[: len(self.heads)], axis=1)
+            if ood is not None:
+                ood[rows] = out[-1]
+        return joined, ood
+
+    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
+        started = time.perf_counter()
+        joined, ood = self.forward(self.prepare(batch_ids))
+        scaled = joined / self._temps
+        probs, top, col = {}, {}, 0
+        for head, width in zip(self.heads, self._splits, strict=True):
+            part = scaled[:, col : col + width]
+            e = np.exp(part - part.max(axis=1, keepdims=True))
+            probs[head] = e / e.sum(axis=1, keepdims=True)
+            top[head] = probs[head].argmax(axis=1)
+            col += width
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return BatchOutput(self.heads, probs, top, elapsed_ms, ood)
+
+    def predict_texts(self, texts: Sequence[str], batch_size: int = 256) -> BatchOutput:
+        return predict_texts(self, texts, batch_size)
+
+    def warmup(self, batch_size: int = 8) -> None:
+        self.predict(self.tokenize(["warm up the model before the first message"] * batch_size).ids)

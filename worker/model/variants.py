@@ -1,0 +1,103 @@
+"""The ways to run one artifact (variants), which of them this host can run, and which
+the artifact allows.
+
+A variant is a backend and a precision: torch fp32 (padding-free), torch int8 (dynamic
+quantization), torch bf16 (autocast), and ONNX Runtime fp32 / int8 (dynamic, or static
+calibrated on validation data) from the ONNX files the trainer exports beside the
+weights. The trainer scores each on the full noisy test and records in the manifest
+whether it is *allowed*: no head loses more than 0.5 points of accuracy against torch
+fp32, and intent macro-F1 loses at most 1 point. ``MODEL__VARIANT=auto`` times the
+allowed ones that run here and serves the fastest (``autotune``).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+from worker.model.artifact import LoadedModel, sha256_file
+from worker.model.errors import ArtifactError
+
+Variant = Literal[
+    "torch-fp32", "torch-int8", "torch-bf16", "ort-fp32", "ort-int8-dynamic", "ort-int8-static"
+]
+VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
+BASELINE: Final[Variant] = "torch-fp32"
+# Beside model.safetensors; the manifest's ``variants`` records each file's sha256.
+ONNX_FILES: Final[dict[Variant, str]] = {
+    "ort-fp32": "onnx/fp32.onnx",
+    "ort-int8-dynamic": "onnx/int8-dynamic.onnx",
+    "ort-int8-static": "onnx/int8-static.onnx",
+}
+# The accuracy rule of a variant against the baseline, on the full noisy test.
+MAX_HEAD_ACCURACY_DROP: Final = 0.005
+MAX_INTENT_F1_DROP: Final = 0.01
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def unavailable(variant: Variant, loaded: LoadedModel, device: str) -> str | None:
+    """Why ``variant`` cannot run on this host (None: it can)."""
+    if variant in ONNX_FILES:
+        if device != "cpu":
+            return "ONNX Runtime variants run on the CPU here"
+        if not (loaded.path / ONNX_FILES[variant]).exists():
+            return f"the artifact has no {ONNX_FILES[variant]} (support-trainer variants)"
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "onnxruntime is not installed"
+        return None
+    if variant == "torch-int8" and device != "cpu":
+        return "dynamic int8 runs on the CPU"
+    if variant == "torch-bf16" and device == "cpu":
+        flags = cpu_flags()
+        if not flags & {"avx512_bf16", "amx_bf16"}:
+            # Measured on an AVX2-only EPYC: bf16 autocast 9x slower than fp32.
+            return "this CPU has no bf16 instructions (avx512_bf16, amx_bf16)"
+    return None
+
+
+def build(variant: Variant, loaded: LoadedModel, device: str, threads: int | None = None) -> Any:
+    """A ``Model`` running ``loaded`` as ``variant`` (check ``unavailable`` first)."""
+    if variant in ONNX_FILES:
+        from worker.model.onnx_runtime import OrtClassifier
+
+        file = loaded.path / ONNX_FILES[variant]
+        report = loaded.manifest.variants
+        result = report.results.get(variant) if report is not None else None
+        if result is not None and result.sha256 and sha256_file(file) != result.sha256:
+            raise ArtifactError(
+                f"{file}: sha256 differs from the manifest's variants.results.{variant}.sha256"
+            )
+        return OrtClassifier(loaded, file, variant, threads)
+    from worker.model.classifier import Classifier
+
+    if variant == "torch-int8":
+        return Classifier(loaded, device, "float32", quantize="int8")
+    if variant == "torch-bf16":
+        if device == "cpu":
+            return Classifier(loaded, device, "float32", autocast="bfloat16")
+        return Classifier(loaded, device, "bfloat16")
+    return Classifier(loaded, device, "float32")
+
+
+def allowed(change: dict[str, float]) -> bool:
+    """The accuracy rule, on a variant's change against the baseline (fractions: -0.01 is
+    one point): per head ``<head>`` accuracy, and ``intent_macro_f1``."""
+    heads = {k: v for k, v in change.items() if k != "intent_macro_f1"}
+    return all(d >= -MAX_HEAD_ACCURACY_DROP for d in heads.values()) and (
+        change.get("intent_macro_f1", 0.0) >= -MAX_INTENT_F1_DROP
+    )
