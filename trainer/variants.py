@@ -33,7 +33,7 @@ from worker.model.artifact import LoadedModel, load_artifact, sha256_file
 from worker.model.onnx_runtime import INPUTS, OOD_OUTPUT
 from worker.model.protocol import predict_texts
 from worker.model.text import pad
-from worker.model.variants import BASELINE, ONNX_FILES, VARIANTS, Variant, allowed, build
+from worker.model.variants import BASELINE, NO_BF16, ONNX_FILES, VARIANTS, Variant, allowed, build
 from worker.model.variants import unavailable as why_not
 
 OPSET = 18
@@ -154,6 +154,7 @@ def export_onnx(
     out: Path, calibration_texts: Sequence[str], log: Any = print
 ) -> dict[Variant, Path]:
     """Writes the three ONNX files of ``ONNX_FILES`` into the artifact ``out``."""
+    out = out.resolve()  # the quantizers run in a scratch working directory
     loaded = load_artifact(out)
     files = {v: out / f for v, f in ONNX_FILES.items()}
     started = time.monotonic()
@@ -212,11 +213,12 @@ def score_variants(
         if variant in ONNX_FILES and (out / ONNX_FILES[variant]).exists():
             entry["file"] = ONNX_FILES[variant]
             entry["sha256"] = sha256_file(out / ONNX_FILES[variant])
-        if reason is not None and variant != "torch-bf16":
+        if reason is not None and reason != NO_BF16:
             entry.update(scored=False, allowed=False, why=reason)
             report[variant] = entry
             continue
-        # bf16 is scored even where this CPU is slow at it: accuracy does not depend on speed.
+        # bf16 is scored even where this CPU lacks it (emulated, slowly): accuracy does not
+        # depend on speed, and the artifact may serve on a CPU that has it.
         started = time.monotonic()
         acc = score(build(variant, loaded, "cpu"), test)
         base = base or acc

@@ -243,6 +243,9 @@ class ModelSettings(BaseModel):
         "ort-fp32",
         "ort-int8-dynamic",
         "ort-int8-static",
+        "ov-fp32",
+        "ov-bf16",
+        "ov-int8-static",
     ] = Field(
         default="auto",
         description="auto: time the artifact's allowed variants that run here at startup and "

@@ -1,7 +1,9 @@
-"""ONNX Runtime: the artifact's network as the trainer exported it to ONNX (fp32, or int8
-quantized with calibration), run on length-bucketed padded sub-batches.
+"""The artifact's network as the trainer exported it to ONNX (fp32, or int8 quantized),
+run by ONNX Runtime or by OpenVINO on length-bucketed padded sub-batches.
 
-ONNX Runtime runs padded [B, T] inputs. On short support messages one padded batch is a
+Both runtimes read the same files: OpenVINO compiles the ONNX graph (the static int8
+one's QDQ pairs become its int8 kernels, VNNI/AMX where the CPU has them). Both run
+padded [B, T] inputs. On short support messages one padded batch is a
 fifth to a half padding, so the batch runs as a few sub-batches of similar length
 (``text.buckets``): still one call of ``predict`` per batch, the unit the worker
 schedules, and the same outputs to float rounding (tests hold it to that).
@@ -10,7 +12,7 @@ schedules, and the same outputs to float rounding (tests hold it to that).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +26,52 @@ INPUTS = ("input_ids", "attention_mask")
 OOD_OUTPUT = "ood"
 
 
-def session(file: Path, threads: int | None) -> Any:
+Run = Callable[[list[str], dict[str, np.ndarray]], list[np.ndarray]]
+
+
+def ort_runner(file: Path, threads: int | None) -> tuple[Run, list[str]]:
+    """(run, output names) of an ONNX Runtime session on the CPU."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or 0  # 0: ORT's default, one per core
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    return session.run, [o.name for o in session.get_outputs()]
 
 
-class OrtClassifier:
-    """The ``Model`` protocol over an ONNX file of the artifact (``variant`` names it)."""
+def openvino_runner(file: Path, threads: int | None, precision: str) -> tuple[Run, list[str]]:
+    """(run, output names) of an OpenVINO model compiled for the CPU, for latency: one
+    request at a time, as the worker sends them. ``precision`` is the inference precision
+    of what is not int8: OpenVINO's CPU default is bf16 wherever the CPU has bf16
+    instructions, so fp32 must be asked for."""
+    import openvino as ov
+
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(file), "CPU", config)
+    request = compiled.create_infer_request()
+    names = [next(iter(o.get_names())) for o in compiled.outputs]
+
+    def run(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = request.infer(feed)
+        by_name = {next(iter(k.get_names())): v for k, v in result.items()}
+        return [by_name[o] for o in outputs]
+
+    return run, names
+
+
+def runner(variant: str, file: Path, threads: int | None) -> tuple[Run, list[str]]:
+    if variant.startswith("ort-"):
+        return ort_runner(file, threads)
+    return openvino_runner(file, threads, "bf16" if variant == "ov-bf16" else "f32")
+
+
+class OnnxClassifier:
+    """The ``Model`` protocol over an ONNX file of the artifact; ``variant`` names it and
+    its prefix the runtime (ort-..., ov-...)."""
 
     def __init__(
         self,
@@ -47,20 +83,20 @@ class OrtClassifier:
     ) -> None:
         m = self.manifest = loaded.manifest
         self.variant = variant
-        self.session = session(file, threads)
+        self._run, outputs = runner(variant, file, threads)
         self.tokenizer = loaded.tokenizer
         self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
         self.max_length = m.max_length
         self.marker = m.casing_marker
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.bucketed = bucketed
-        self.device, self.dtype = "cpu", "int8" if "int8" in variant else "float32"
+        self.device = "cpu"
+        self.dtype = "int8" if "int8" in variant else variant.rsplit("-", 1)[1]
         self.model_info = {
             "name": m.name,
             "version": m.version,
             "content_hash": loaded.content_hash,
         }
-        outputs = [o.name for o in self.session.get_outputs()]
         missing = [h for h in self.heads if h not in outputs]
         if missing:
             raise ValueError(f"{file}: no output for head(s) {missing}")
@@ -97,7 +133,7 @@ class OrtClassifier:
         joined = np.empty((size, sum(self._splits)), dtype=np.float32)
         ood = np.empty(size, dtype=np.float32) if OOD_OUTPUT in self._outputs else None
         for rows, ids, mask in prepared:
-            out = self.session.run(self._outputs, {INPUTS[0]: ids, INPUTS[1]: mask})
+            out = self._run(self._outputs, {INPUTS[0]: ids, INPUTS[1]: mask})
             joined[rows] = np.concatenate(out[: len(self.heads)], axis=1)
             if ood is not None:
                 ood[rows] = out[-1]

@@ -2,17 +2,19 @@
 the artifact allows.
 
 A variant is a backend and a precision: torch fp32 (padding-free), torch int8 (dynamic
-quantization), torch bf16 (autocast), and ONNX Runtime fp32 / int8 (dynamic, or static
-calibrated on validation data) from the ONNX files the trainer exports beside the
-weights. The trainer scores each on the full noisy test and records in the manifest
-whether it is *allowed*: no head loses more than 0.5 points of accuracy against torch
-fp32, and intent macro-F1 loses at most 1 point. ``MODEL__VARIANT=auto`` times the
-allowed ones that run here and serves the fastest (``autotune``).
+quantization), torch bf16 (autocast), ONNX Runtime fp32 / int8 (dynamic, or static
+calibrated on validation data) and OpenVINO fp32 / bf16 / int8 static, from the ONNX files the
+trainer exports beside the weights. The trainer scores each on the full noisy test and
+records in the manifest whether it is *allowed*: no head loses more than 0.5 points of
+accuracy against torch fp32, and intent macro-F1 loses at most 1 point.
+``MODEL__VARIANT=auto`` times the allowed ones that run here and serves the fastest
+(``autotune``).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
@@ -20,7 +22,15 @@ from worker.model.artifact import LoadedModel, sha256_file
 from worker.model.errors import ArtifactError
 
 Variant = Literal[
-    "torch-fp32", "torch-int8", "torch-bf16", "ort-fp32", "ort-int8-dynamic", "ort-int8-static"
+    "torch-fp32",
+    "torch-int8",
+    "torch-bf16",
+    "ort-fp32",
+    "ort-int8-dynamic",
+    "ort-int8-static",
+    "ov-fp32",
+    "ov-bf16",
+    "ov-int8-static",
 ]
 VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
 BASELINE: Final[Variant] = "torch-fp32"
@@ -29,7 +39,14 @@ ONNX_FILES: Final[dict[Variant, str]] = {
     "ort-fp32": "onnx/fp32.onnx",
     "ort-int8-dynamic": "onnx/int8-dynamic.onnx",
     "ort-int8-static": "onnx/int8-static.onnx",
+    # OpenVINO compiles the same files (it has no kernels for the dynamic int8 graph's
+    # ops; the static graph's QDQ pairs become its int8 kernels).
+    "ov-fp32": "onnx/fp32.onnx",
+    "ov-bf16": "onnx/fp32.onnx",  # compiled to bf16 (CPUs with bf16 instructions)
+    "ov-int8-static": "onnx/int8-static.onnx",
 }
+RUNTIME_MODULES: Final = {"ort": "onnxruntime", "ov": "openvino"}
+NO_BF16: Final = "this CPU has no bf16 instructions (avx512_bf16, amx_bf16)"
 # The accuracy rule of a variant against the baseline, on the full noisy test.
 MAX_HEAD_ACCURACY_DROP: Final = 0.005
 MAX_INTENT_F1_DROP: Final = 0.01
@@ -50,30 +67,30 @@ def cpu_flags() -> frozenset[str]:
 
 def unavailable(variant: Variant, loaded: LoadedModel, device: str) -> str | None:
     """Why ``variant`` cannot run on this host (None: it can)."""
+    bf16 = variant in {"torch-bf16", "ov-bf16"} and device == "cpu"
+    if bf16 and not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        # Measured on an AVX2-only EPYC: torch's bf16 autocast 9x slower than fp32.
+        return NO_BF16
     if variant in ONNX_FILES:
         if device != "cpu":
-            return "ONNX Runtime variants run on the CPU here"
+            return "the ONNX variants run on the CPU here"
         if not (loaded.path / ONNX_FILES[variant]).exists():
             return f"the artifact has no {ONNX_FILES[variant]} (support-trainer variants)"
+        module = RUNTIME_MODULES[variant.split("-", 1)[0]]
         try:
-            import onnxruntime  # noqa: F401
+            importlib.import_module(module)
         except ImportError:
-            return "onnxruntime is not installed"
+            return f"{module} is not installed"
         return None
     if variant == "torch-int8" and device != "cpu":
         return "dynamic int8 runs on the CPU"
-    if variant == "torch-bf16" and device == "cpu":
-        flags = cpu_flags()
-        if not flags & {"avx512_bf16", "amx_bf16"}:
-            # Measured on an AVX2-only EPYC: bf16 autocast 9x slower than fp32.
-            return "this CPU has no bf16 instructions (avx512_bf16, amx_bf16)"
     return None
 
 
 def build(variant: Variant, loaded: LoadedModel, device: str, threads: int | None = None) -> Any:
     """A ``Model`` running ``loaded`` as ``variant`` (check ``unavailable`` first)."""
     if variant in ONNX_FILES:
-        from worker.model.onnx_runtime import OrtClassifier
+        from worker.model.onnx_runtime import OnnxClassifier
 
         file = loaded.path / ONNX_FILES[variant]
         report = loaded.manifest.variants
@@ -82,7 +99,7 @@ def build(variant: Variant, loaded: LoadedModel, device: str, threads: int | Non
             raise ArtifactError(
                 f"{file}: sha256 differs from the manifest's variants.results.{variant}.sha256"
             )
-        return OrtClassifier(loaded, file, variant, threads)
+        return OnnxClassifier(loaded, file, variant, threads)
     from worker.model.classifier import Classifier
 
     if variant == "torch-int8":

@@ -236,6 +236,9 @@ def test_memory_bench_runs_end_to_end(variants_artifact: Path, tmp_path: Path) -
         "ort-fp32",
         "ort-int8-dynamic",
         "ort-int8-static",
+        "ov-fp32",
+        *(["ov-bf16"] if bf16 else []),
+        "ov-int8-static",
     }
     # auto: what the worker's autotune picks among the allowed variants, each timed
     auto = r["auto"]

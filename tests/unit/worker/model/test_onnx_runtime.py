@@ -36,7 +36,14 @@ def ids(variants_artifact: Path) -> list[list[int]]:
 
 @pytest.mark.parametrize(
     ("variant", "atol"),
-    [("ort-fp32", 1e-4), ("ort-int8-dynamic", 0.08), ("ort-int8-static", 0.15)],
+    [
+        ("ort-fp32", 1e-4),
+        ("ort-int8-dynamic", 0.08),
+        ("ort-int8-static", 0.15),
+        ("ov-fp32", 1e-4),
+        ("ov-bf16", 0.05),
+        ("ov-int8-static", 0.15),
+    ],
 )
 def test_an_onnx_variant_matches_torch_fp32_within_its_precision(
     variants_artifact: Path, ids: list[list[int]], variant: str, atol: float
@@ -49,11 +56,13 @@ def test_an_onnx_variant_matches_torch_fp32_within_its_precision(
         assert out.probs[head].sum(1) == pytest.approx(1.0, abs=1e-5)
     assert ref.unfamiliarity is not None and out.unfamiliarity is not None
     # The OOD score reads the pooled embedding, which int8 moves by a few percent.
-    rtol = 1e-4 if variant == "ort-fp32" else 0.1
+    rtol = 1e-4 if variant.endswith("fp32") else 0.1
     np.testing.assert_allclose(out.unfamiliarity, ref.unfamiliarity, rtol=rtol, atol=1e-3)
 
 
-@pytest.mark.parametrize("variant", ["ort-fp32", "ort-int8-dynamic", "ort-int8-static"])
+@pytest.mark.parametrize(
+    "variant", ["ort-fp32", "ort-int8-dynamic", "ort-int8-static", "ov-fp32", "ov-int8-static"]
+)
 def test_batched_equals_one_by_one_and_bucketed_equals_one_padded_batch(
     variants_artifact: Path, ids: list[list[int]], variant: str
 ) -> None:
@@ -65,7 +74,7 @@ def test_batched_equals_one_by_one_and_bucketed_equals_one_padded_batch(
     # int8 quantizes activations per tensor, with a scale from the whole sub-batch
     # (dynamic) or at calibrated ranges (static): rows of other batches move the rounding;
     # fp32 holds to float error.
-    tol = 1e-5 if variant == "ort-fp32" else 3e-2
+    tol = 1e-5 if variant.endswith("fp32") else 3e-2
     for head in batched:
         np.testing.assert_allclose(batched[head], padded[head], atol=tol)
         np.testing.assert_allclose(

@@ -67,6 +67,9 @@ def test_autotune_serves_the_fastest_allowed_variant_that_runs_here(
         "ort-int8-dynamic": 5,
         "ort-int8-static": 1,
         "torch-bf16": 2,
+        "ov-fp32": 9,
+        "ov-bf16": 7,
+        "ov-int8-static": 6,
     }
     built: list[str] = []
 
