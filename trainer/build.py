@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,8 @@ from worker.model.artifact import load_artifact
 from worker.model.network import MahalanobisScorer
 from worker.model.text import CASING_MARKER
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE
+
+TEST_SPLITS = ("test_noisy", "test_clean")
 
 
 def examples_fingerprint(splits: dict[str, list[Example]], names: tuple[str, ...]) -> str:
@@ -114,7 +117,7 @@ def evaluate_artifact(out: Path, data: dict[str, list[Example]]) -> dict[str, An
     metrics.json."""
     classifier = evaluation.runtime(load_artifact(out))
     results, failures, caps, curves = [], {}, {}, {}
-    for name in ("test_noisy", "test_clean"):
+    for name in TEST_SPLITS:
         if not data.get(name):
             continue
         scored = evaluation.evaluate_sources(classifier, data[name], name)
@@ -147,7 +150,13 @@ def run(
 ) -> dict[str, Any]:
     """Train, calibrate, fit the OOD scorer and export to ``out``; returns the metrics
     written beside the model."""
+    started = time.monotonic()
     result = train(cfg, data["train"], data["val"])
+    _progress(
+        f"fitting the OOD scorer and the temperatures ({len(data['train'])} train and "
+        f"{len(data['val'])} validation rows)",
+        started,
+    )
     fitted = fit_after_training(result, data["train"], data["val"], cfg)
     config = result.model.encoder.config.to_dict()
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
@@ -183,6 +192,8 @@ def run(
         },
     }
     manifest = export(out, result.model, result.tokenizer, fields, metrics={}, model_card="")
+    tests = [f"{name} ({len(data[name])} rows)" for name in TEST_SPLITS if data.get(name)]
+    _progress(f"exported {out}; evaluating it on {' and '.join(tests) or 'nothing'}", started)
     evaluated = evaluate_artifact(out, data)
     metrics = {
         "model": {"name": manifest.name, "version": manifest.version},
@@ -200,7 +211,13 @@ def run(
     report.write_report(
         out / "report", evaluated["results"], extra, f"{manifest.name} {manifest.version}"
     )
+    _progress("done", started)
     return metrics
+
+
+def _progress(what: str, started: float) -> None:
+    """One line per step after training, so a long silent step is never a mystery."""
+    print(f"{what} ({time.monotonic() - started:.0f}s)", flush=True)
 
 
 def _json_safe(value: Any) -> Any:
@@ -274,5 +291,5 @@ def load_or_build(
     origin = ", ".join(f"{s}:{paths[s]}" if paths.get(s) else s for s in spec.sources)
     if spec.train_sources is not None:
         origin += f"; trained on {', '.join(spec.train_sources)}"
-    limit = f" (limit {spec.limit})" if spec.limit else ""
+    limit = f" (limit {spec.limit}, {spec.subset} train rows)" if spec.limit else ""
     return split_io.build(spec), origin + limit, spec.trained_collections()

@@ -12,7 +12,7 @@ from typing import Any
 
 from schemas import PACKAGE_VERSION
 from trainer.data import banking77, clinc
-from trainer.data.splits import DataSpec, Source
+from trainer.data.splits import SUBSETS, DataSpec, Source
 from trainer.errors import TrainerError
 from worker.model.errors import ArtifactError
 
@@ -149,6 +149,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mapping", help="CLINC's: support | seed | a JSON/YAML file")
     p.add_argument("--seed", type=int)
     p.add_argument("--limit", type=int, help="rows per split (demos)")
+    p.add_argument(
+        "--subset",
+        choices=SUBSETS,
+        help="how --limit picks train rows: random, or balanced over the labels "
+        "(default: the preset's)",
+    )
     p.add_argument("--synthetic-per-intent", type=int)
 
 
@@ -160,6 +166,7 @@ def _spec(args: argparse.Namespace, base: DataSpec | None = None) -> DataSpec:
         "mapping": args.mapping,
         "seed": args.seed,
         "limit": args.limit,
+        "subset": args.subset,
         "synthetic_per_intent": args.synthetic_per_intent,
         "clinc_path": args.clinc_path,
         "banking77_path": args.banking77_path,

@@ -33,17 +33,24 @@ PRESETS = {
         ),
         "tiny encoder, synthetic data, < 1 min on CPU",
     ),
-    # make demo: MiniLM on CLINC and Banking77 subsets, a few minutes on 2 CPU cores.
+    # make demo: MiniLM on CLINC and Banking77 subsets, about 6 minutes on 2 CPU cores.
+    # The train rows are a balanced subset (splits.balanced_subset): a random 2,500 held
+    # 6% angry and 6% high-urgency rows, and the model read the augmentation's templates
+    # and their "!" instead of the keywords ("This is ridiculous, someone stole my card"
+    # came out calm). Balanced, it follows the keywords anywhere (keyword probe: sentiment
+    # 0.69 -> 0.99), and 5 epochs instead of 3 keep the noisy test at or above the old
+    # preset's; docs/model.md, "The demo preset".
     "demo": Preset(
-        DataSpec(sources=ALL_SOURCES, limit=2500),
+        DataSpec(sources=ALL_SOURCES, limit=2500, subset="balanced"),
         TrainConfig(
             base_model="minilm",
-            epochs=3,
+            epochs=5,
             lr=1e-4,
             batch_size=32,
             max_length=64,
         ),
-        "MiniLM, 2,500 rows per split of CLINC and of Banking77, definitions, a few minutes on CPU",
+        "MiniLM, 2,500 label-balanced train rows of CLINC and of Banking77 each, definitions, "
+        "5 epochs: about 6 minutes on 2 CPU cores",
     ),
     # The full protocol of labels.md with the notebook's config2, except lr and epochs:
     # at the notebook's 3e-5 MiniLM reached intent macro-F1 0.907 on the noisy test, at

@@ -280,6 +280,12 @@ def train(
         else None
     )
 
+    print(
+        f"training {cfg.epochs} epochs of {len(sampler)} steps ({len(train_set)} rows, batch "
+        f"{cfg.batch_size}) on {device.type}, {torch.get_num_threads()} threads; validating "
+        f"on {len(val_set)} rows after each epoch ({time.monotonic() - started:.0f}s)",
+        flush=True,
+    )
     history: list[dict[str, Any]] = []
     best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
     for epoch in range(1, cfg.epochs + 1):
