@@ -19,6 +19,11 @@ from worker.model.errors import ArtifactError
 EXIT_FAILURE = 1
 
 
+# Presets whose training ends with `support-trainer variants`: the production one. The
+# demo's wait stays short, and the tests' smoke artifacts get theirs where they need them.
+VARIANTS_BY_DEFAULT = frozenset({"full"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="support-trainer",
@@ -68,7 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"])
     tr.add_argument("--threads", type=int, help="torch CPU threads")
+    tr.add_argument(
+        "--variants",
+        action=argparse.BooleanOptionalAction,
+        help="export the ONNX variants and score every variant on the noisy test (default: "
+        "with the full preset only; support-trainer variants does it for any artifact later)",
+    )
     tr.set_defaults(handler=_train)
+
+    va = commands.add_parser(
+        "variants",
+        help="export an artifact's ONNX variants (fp32, int8 dynamic, int8 static) and score "
+        "every variant on the full noisy test into its manifest",
+    )
+    _data_args(va)
+    va.add_argument("--model", type=Path, required=True, help="artifact dir (changed in place)")
+    va.add_argument("--preset", default="full", help="whose data to score on: smoke | demo | full")
+    va.add_argument("--data-dir", type=Path, help="as for train: the splits to use instead")
+    va.add_argument("--skip-invalid", action="store_true")
+    va.add_argument("--threads", type=int, help="torch CPU threads")
+    va.set_defaults(handler=_variants)
 
     ev = commands.add_parser(
         "evaluate",
@@ -236,7 +260,28 @@ def _train(args: argparse.Namespace) -> int:
             f"calibration {head}: T={c['temperature']:.3f} "
             f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}"
         )
+    if args.variants if args.variants is not None else args.preset in VARIANTS_BY_DEFAULT:
+        from trainer import variants
+
+        print(variants.table(variants.make(args.out, data)))
     print(f"artifact {args.out} (report: {args.out / 'report' / 'report.md'})")
+    return 0
+
+
+def _variants(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainer import build, variants
+    from trainer.presets import PRESETS
+
+    if args.preset not in PRESETS:
+        raise TrainerError(f"unknown preset {args.preset!r}; expected {', '.join(PRESETS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = _spec(args, PRESETS[args.preset].data)
+    data, origin, _ = build.load_or_build(spec, args.data_dir, skip_invalid=args.skip_invalid)
+    print(f"data {origin}", flush=True)
+    print(variants.table(variants.make(args.model, data)))
     return 0
 
 

@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only print torch.profiler's operator table per variant",
     )
+    p.add_argument(
+        "--bucketing",
+        action="store_true",
+        help="only compare, per ONNX variant, length-bucketed sub-batches with one padded batch",
+    )
     p.add_argument("--json", type=Path, help="write the JSON report here")
     return p
 
@@ -59,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             texts = [ex.text for ex in model.message_set(1000 if args.quick else 3000)[0]]
             print(f"## {variant.name} ({classifier.precision}), batch {args.batch_size}")
             print(model.profile_ops(classifier, texts, args.batch_size))
+        return 0
+    if args.bucketing:
+        print(run.bucketing(args))
         return 0
     result = run.run(args)
     text = json.dumps(result, indent=2)

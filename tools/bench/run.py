@@ -297,3 +297,34 @@ def run(args: Any) -> dict[str, Any]:
     )
     report["ratios"] = ratios
     return report
+
+
+def bucketing(args: Any) -> str:
+    """C per ONNX variant that runs here, length-bucketed against one padded batch, side
+    by side (medians of ``--repeats``), as a markdown table."""
+    loaded = load_artifact(args.model)
+    texts = [ex.text for ex in message_set(1000 if args.quick else 5000)[0]]
+    repeats = args.repeats or (1 if args.quick else 3)
+    lines = [
+        f"C msg/s, {len(texts)} messages in batches of {args.batch_size}, "
+        f"median of {repeats}; CPU {cpu()['model']}",
+        "",
+        "| variant | length-bucketed | one padded batch | bucketed / padded |",
+        "|---|---|---|---|",
+    ]
+    for v in ORT:
+        if variants.unavailable(v.model_variant, loaded, "cpu") is not None:  # type: ignore[arg-type]
+            continue
+        clf = v.classifier(args.model, "cpu", "float32")
+        clf.warmup(args.batch_size)
+        speed = {}
+        for bucketed in (True, False):
+            clf.bucketed = bucketed
+            speed[bucketed] = _median(
+                [bench_c(clf, texts, args.batch_size)["msgs_per_s"] for _ in range(repeats)]
+            )
+        lines.append(
+            f"| {v.name} | {speed[True]:,.0f} | {speed[False]:,.0f} | "
+            f"{speed[True] / speed[False]:.2f} |"
+        )
+    return "\n".join(lines)
