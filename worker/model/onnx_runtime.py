@@ -37,6 +37,9 @@ def ort_runner(file: Path, threads: int | None) -> tuple[Run, list[str]]:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or 0  # 0: ORT's default, one per core
     options.inter_op_num_threads = 1
+    # No busy-waiting between runs: the worker's own threads (librdkafka, tokenizer) and,
+    # during autotune, the variant timed next, need those cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
     return session.run, [o.name for o in session.get_outputs()]
 
