@@ -54,6 +54,20 @@ class OutOfDistribution(_Frozen):
     fitted_rows: int = Field(gt=0)
 
 
+# The ways to run one artifact (worker.model.variants), named in settings and manifests.
+ModelVariant = Literal[
+    "torch-fp32",
+    "torch-int8",
+    "torch-bf16",
+    "ort-fp32",
+    "ort-int8-dynamic",
+    "ort-int8-static",
+    "ov-fp32",
+    "ov-bf16",
+    "ov-int8-static",
+]
+
+
 class VariantResult(_Frozen):
     """One way to run the artifact (worker.model.variants), as the trainer scored it."""
 

@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from schemas.artifact import ModelVariant
 from schemas.messages import FallbackRoute, Route
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE
 
@@ -234,19 +235,7 @@ class ModelSettings(BaseModel):
     backend: Literal["torch", "null"] = Field(
         default="torch", description="null: fixed predictions, no torch (framework benchmarks)"
     )
-    variant: Literal[
-        "auto",
-        "torch",
-        "torch-fp32",
-        "torch-int8",
-        "torch-bf16",
-        "ort-fp32",
-        "ort-int8-dynamic",
-        "ort-int8-static",
-        "ov-fp32",
-        "ov-bf16",
-        "ov-int8-static",
-    ] = Field(
+    variant: Literal["auto", "torch"] | ModelVariant = Field(
         default="auto",
         description="auto: time the artifact's allowed variants that run here at startup and "
         "serve the fastest; torch: torch as dtype/quantize/autocast/padding_free say; or one "

@@ -16,22 +16,13 @@ from __future__ import annotations
 import functools
 import importlib
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, get_args
 
+from schemas.artifact import ModelVariant
 from worker.model.artifact import LoadedModel, sha256_file
 from worker.model.errors import ArtifactError
 
-Variant = Literal[
-    "torch-fp32",
-    "torch-int8",
-    "torch-bf16",
-    "ort-fp32",
-    "ort-int8-dynamic",
-    "ort-int8-static",
-    "ov-fp32",
-    "ov-bf16",
-    "ov-int8-static",
-]
+Variant = ModelVariant
 VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
 BASELINE: Final[Variant] = "torch-fp32"
 # Beside model.safetensors; the manifest's ``variants`` records each file's sha256.
