@@ -294,6 +294,9 @@ def _classify(args: argparse.Namespace) -> int:
     from worker.outgoing import to_outgoing
 
     settings = _settings(args.config)
+    from worker import logs
+
+    logs.configure(settings.log_level)  # on stderr: stdout holds only the JSON
     if args.model:
         model = settings.model.model_copy(update={"path": args.model})
         settings = settings.model_copy(update={"model": model})

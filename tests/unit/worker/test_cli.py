@@ -133,9 +133,9 @@ def test_classify_prints_the_outbound_json(smoke_artifact: object) -> None:
     assert set(printed["value"]["predictions"]) == {"intent", "urgency", "sentiment", "action"}
 
 
-def test_console_on_a_port_in_use_is_a_configuration_error(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_console_on_a_port_in_use_is_a_configuration_error() -> None:
+    """In a process of its own: the console configures structlog for its process, which
+    in pytest's would keep writing to a captured stream after the test closed it."""
     import socket
 
     from worker.errors import ExitCode
@@ -144,6 +144,13 @@ def test_console_on_a_port_in_use_is_a_configuration_error(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["console", "--port", str(port)]) == ExitCode.CONFIG
-    err = capsys.readouterr().err
-    assert f"cannot listen on 127.0.0.1:{port}" in err
+        proc = subprocess.run(
+            [sys.executable, "-m", "worker.cli", "console", "--port", str(port)],
+            cwd=REPO,
+            env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == ExitCode.CONFIG, proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
