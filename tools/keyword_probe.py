@@ -1,12 +1,12 @@
 """Rule keywords where the augmentation never puts them: what the noisy test cannot see.
 
-In the training and test sets every "ridiculous" comes from the prefix "This is
-ridiculous!", every "unacceptable" and "worst" from a suffix ending in "!", and "now"
-mostly from "Fix this NOW!". A model can score well on the noisy test by reading the
-template and the "!" instead of the keyword, then call "This is ridiculous, someone
-stole my card" calm. This writes a labelled JSONL of the test parts' raw texts (never
-trained on) with one such phrase put before or after them, without "!", labelled by
-labels.md's rules from the final text:
+In the training and test sets nearly every "ridiculous", "unacceptable" and "worst"
+comes from the prefix "This is ridiculous!" or a suffix ending in "!" (the raw texts
+hold 3, 1 and 1 of them in 33,853), and half of the "now"s from "Fix this NOW!". A
+model can score well on the noisy test by reading the template and the "!" instead of
+the keyword, then call "This is ridiculous, someone stole my card" calm. This writes a
+labelled JSONL of the test parts' raw texts (never trained on) with one such phrase put
+before or after them, without "!", labelled by labels.md's rules from the final text:
 
     python -m tools.keyword_probe --out /tmp/keyword_probe.jsonl
     support-trainer evaluate --model DIR --data /tmp/keyword_probe.jsonl

@@ -173,9 +173,10 @@ def balanced_subset(examples: list[Example], n: int, rng: random.Random) -> list
     give), and within an intent, strata of (urgency, sentiment) with square-root shares;
     drawn at random within a stratum, returned in their given order.
 
-    The rare labels come from keywords the augmentation adds (labels.md): a random
-    2,500-row draw holds about 6% angry and 6% high-urgency rows, too few for a short run
-    to learn "ridiculous" -> angry away from the one template it comes in. The square
+    The rare labels come from keywords, angry almost only from the ones the augmentation
+    adds (labels.md): a random 2,500-row draw holds about 6% angry and 6% high-urgency
+    rows, too few for a short run to learn "ridiculous" -> angry away from the one
+    template it comes in. The square
     root doubles them and keeps the common calm rows the majority. The intent mix is not
     touched: shifting it toward the support intents cost general questions (they were
     escalated) more than it bought."""
