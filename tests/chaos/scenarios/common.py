@@ -221,7 +221,10 @@ class Run:
         }
 
         def deliberate(death: dict[str, Any]) -> str:
-            events = [e for e in self.deliberate_exits if f'"event": "{e}"' in death["tail"]]
+            # The whole log, not the tail: a worker that logs many failures on its way out
+            # (model-down under load) pushes its one deliberate line out of the last 25.
+            text = Path(death["log"]).read_text(errors="replace")
+            events = [e for e in self.deliberate_exits if f'"event": "{e}"' in text]
             return events[0] if events and (death["exit_code"] or 0) > 0 else ""
 
         unplanned = [d for d in self.fleet.deaths if not deliberate(d)]
