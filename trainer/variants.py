@@ -11,6 +11,11 @@ accuracy rule allows it (worker.model.variants).
   fp32: everything but MatMuls (LayerNorm, softmax, GELU, the additive attention mask),
   the word-embedding gather, the OOD scorer and the heads (the last layers decide the
   labels).
+- OpenVINO int8 static (IR): NNCF, OpenVINO's quantizer, on the fp32 graph, with the
+  same calibration messages (its transformer preset: symmetric per-channel weights,
+  activations at their observed ranges, and a fast bias correction). Kept in fp32: the
+  OOD scorer and the heads; NNCF's transformer rules also keep the softmax, LayerNorm and
+  GELU out of int8.
 """
 
 from __future__ import annotations
@@ -29,11 +34,20 @@ from schemas.artifact import MANIFEST_FILE
 from trainer import scoring
 from trainer.data.records import Example
 from trainer.evaluation import label_ids
-from worker.model.artifact import LoadedModel, load_artifact, sha256_file
+from worker.model.artifact import LoadedModel, load_artifact
 from worker.model.onnx_runtime import INPUTS, OOD_OUTPUT
 from worker.model.protocol import predict_texts
 from worker.model.text import pad
-from worker.model.variants import BASELINE, NO_BF16, ONNX_FILES, VARIANTS, Variant, allowed, build
+from worker.model.variants import (
+    BASELINE,
+    NO_BF16,
+    RUNTIME_FILES,
+    VARIANTS,
+    Variant,
+    allowed,
+    build,
+    file_sha256,
+)
 from worker.model.variants import unavailable as why_not
 
 OPSET = 18
@@ -117,15 +131,13 @@ class _Calibration:
         return None if nxt is None else {INPUTS[0]: nxt[0], INPUTS[1]: nxt[1]}
 
 
-def quantize_static(src: Path, dst: Path, loaded: LoadedModel, texts: Sequence[str]) -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static as ort_static
-
-    clf = build(BASELINE, loaded, "cpu")
-    ids = clf.tokenize(list(texts)).ids
+def calibration_batches(
+    loaded: LoadedModel, texts: Sequence[str]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Whole batches of 32 messages, padded to the longest message of the set (ONNX
+    Runtime's percentile calibrator stacks every batch's activations: one shape for all)."""
+    ids = build(BASELINE, loaded, "cpu").tokenize(list(texts)).ids
     pad_id = int(loaded.tokenizer.pad_token_id)
-    # The percentile calibrator stacks every batch's activations: one shape for all, so
-    # whole batches of 32, padded to the longest message of the set.
     width = max(len(x) for x in ids)
     padded = [[*x, *([pad_id] * (width - len(x)))] for x in ids]
     batches = []
@@ -133,6 +145,14 @@ def quantize_static(src: Path, dst: Path, loaded: LoadedModel, texts: Sequence[s
         batch, _ = pad(padded[s : s + 32], pad_id)
         mask = (batch != pad_id).astype(np.int64)
         batches.append((batch, mask))
+    return batches
+
+
+def quantize_static(src: Path, dst: Path, loaded: LoadedModel, texts: Sequence[str]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_static
+
+    batches = calibration_batches(loaded, texts)
     ort_static(
         str(src),
         str(dst),
@@ -153,10 +173,11 @@ def quantize_static(src: Path, dst: Path, loaded: LoadedModel, texts: Sequence[s
 def export_onnx(
     out: Path, calibration_texts: Sequence[str], log: Any = print
 ) -> dict[Variant, Path]:
-    """Writes the three ONNX files of ``ONNX_FILES`` into the artifact ``out``."""
+    """Writes the files of ``RUNTIME_FILES`` into the artifact ``out``: three ONNX
+    files and one OpenVINO IR."""
     out = out.resolve()  # the quantizers run in a scratch working directory
     loaded = load_artifact(out)
-    files = {v: out / f for v, f in ONNX_FILES.items()}
+    files = {v: out / f for v, f in RUNTIME_FILES.items()}
     started = time.monotonic()
     export_fp32(loaded, files["ort-fp32"])
     log(f"exported ONNX fp32 ({time.monotonic() - started:.0f}s)")
@@ -169,7 +190,33 @@ def export_onnx(
             f"quantized it to int8, static, calibrated on {len(calibration_texts)} validation "
             f"messages ({time.monotonic() - started:.0f}s)"
         )
+    quantize_openvino(files["ort-fp32"], files["ov-int8-static"], loaded, calibration_texts)
+    log(f"quantized it to int8 for OpenVINO with NNCF ({time.monotonic() - started:.0f}s)")
     return files
+
+
+def quantize_openvino(src: Path, dst: Path, loaded: LoadedModel, texts: Sequence[str]) -> None:
+    """NNCF's static int8 of the fp32 ONNX graph, saved as OpenVINO IR (``dst``: .xml)."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(src))
+    keep = [
+        op.get_friendly_name()
+        for op in model.get_ops()
+        if op.get_type_name() == "MatMul" and not op.get_friendly_name().startswith("/encoder/")
+    ]  # the OOD scorer's and the heads' GEMMs
+    batches = calibration_batches(loaded, texts)
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset([{INPUTS[0]: ids, INPUTS[1]: mask} for ids, mask in batches]),
+        model_type=nncf.ModelType.TRANSFORMER,
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(batches),
+        ignored_scope=nncf.IgnoredScope(names=keep, validate=False),
+    )
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(dst))
 
 
 class _cwd:  # noqa: N801 - used as a context manager, like contextlib.chdir
@@ -210,9 +257,9 @@ def score_variants(
     for variant in VARIANTS:
         reason = why_not(variant, loaded, "cpu")
         entry: dict[str, Any] = {}
-        if variant in ONNX_FILES and (out / ONNX_FILES[variant]).exists():
-            entry["file"] = ONNX_FILES[variant]
-            entry["sha256"] = sha256_file(out / ONNX_FILES[variant])
+        if variant in RUNTIME_FILES and (out / RUNTIME_FILES[variant]).exists():
+            entry["file"] = RUNTIME_FILES[variant]
+            entry["sha256"] = file_sha256(out / RUNTIME_FILES[variant])
         if reason is not None and reason != NO_BF16:
             entry.update(scored=False, allowed=False, why=reason)
             report[variant] = entry
@@ -243,11 +290,14 @@ def score_variants(
     return {"test": split, "scored_on": len(test), "token_lengths": sample, "results": report}
 
 
-def record(out: Path, report: dict[str, Any]) -> None:
-    """Writes ``report`` into the artifact's manifest as ``variants``."""
+def record(out: Path, report: dict[str, Any] | None) -> None:
+    """Writes ``report`` into the artifact's manifest as ``variants`` (None: removes it)."""
     file = out / MANIFEST_FILE
     manifest = json.loads(file.read_text())
-    manifest["variants"] = report
+    if report is None:
+        manifest.pop("variants", None)
+    else:
+        manifest["variants"] = report
     file.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -255,6 +305,7 @@ def make(out: Path, data: dict[str, list[Example]], log: Any = print) -> dict[st
     """Export, score on the noisy test (the validation split if there is none), record."""
     split = "test_noisy" if data.get("test_noisy") else "val"
     calibration = [ex.text for ex in data["val"][:CALIBRATION_MESSAGES]]
+    record(out, None)  # an earlier report describes the files about to be replaced
     export_onnx(out, calibration, log)
     report = score_variants(out, data[split], split, log)
     record(out, report)

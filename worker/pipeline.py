@@ -42,6 +42,7 @@ from worker.kafka_io import to_record
 from worker.logs import log_committed
 from worker.metrics import Metrics
 from worker.model.protocol import Model
+from worker.model_thread import model_executor
 from worker.outgoing import to_outgoing
 from worker.positions import first_offsets, names, seek_to_committed
 from worker.routing import RoutingPolicy
@@ -76,6 +77,7 @@ class Pipeline:
         metrics: Metrics,
         health: Health,
         clock: Callable[[], float] = time.monotonic,
+        model_thread: ThreadPoolExecutor | None = None,
     ) -> None:
         self.s = settings
         self.classifier = classifier
@@ -95,7 +97,9 @@ class Pipeline:
         self.committer = Committer(settings, producer, consumer, metrics, health)
         self.broken_batches = 0  # in a row; the circuit breaker opens at model.failing_batches
         self._probe = classifier.tokenize([PROBE_TEXT]).ids[0]
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        # The thread that loaded and warmed the model, so that one OpenMP pool serves it
+        # (worker.model_thread).
+        self._model_thread = model_thread or model_executor()
         # Wait this long for a forward pass before keeping the group alive by polling.
         self._poll_slice_s = settings.max_poll_interval_ms / 1000 / 4
 

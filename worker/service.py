@@ -7,6 +7,7 @@ the consumer subscribes only once the model has answered a dummy batch.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
@@ -19,6 +20,7 @@ from worker.metrics import Metrics
 from worker.model.artifact import LoadedModel
 from worker.model.classifier import Classifier, resolve_device
 from worker.model.protocol import Model
+from worker.model_thread import model_executor
 from worker.pipeline import Pipeline
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
 from worker.settings import WorkerSettings
@@ -56,6 +58,19 @@ def pin_tokenizer_threads() -> None:
     the int8 worker was faster and steadier without it).
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def start_model(settings: WorkerSettings, metrics: Metrics) -> tuple[Model, ThreadPoolExecutor]:
+    """The model to serve, loaded, autotuned and warmed up on the thread that will run
+    every forward pass (worker.model_thread), and that thread."""
+    model_thread = model_executor()
+    try:
+        classifier = model_thread.submit(load_classifier, settings, metrics).result()
+        model_thread.submit(classifier.warmup, min(8, settings.batching.max_batch_size)).result()
+    except BaseException:
+        model_thread.shutdown(wait=False)
+        raise
+    return classifier, model_thread
 
 
 def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) -> Model:
@@ -131,9 +146,8 @@ def run(settings: WorkerSettings) -> int:
     log.info("admin_listening", port=http_server.port)
 
     try:
-        classifier = load_classifier(settings, metrics)
+        classifier, model_thread = start_model(settings, metrics)
         policy = build_policy(settings, artifact_thresholds(settings))
-        classifier.warmup(min(8, settings.batching.max_batch_size))
         health.model_ready = True
         log.info(
             "model_ready",
@@ -153,6 +167,7 @@ def run(settings: WorkerSettings) -> int:
             make_producer(settings),
             metrics,
             health,
+            model_thread=model_thread,
         )
         stopper.pipeline = pipeline
         try:

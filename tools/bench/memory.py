@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import Any
 
@@ -98,8 +99,16 @@ class _MemoryConsumer:
         return [TopicPartition("memory", 0)]  # every MemoryMessage's partition: all owned
 
 
-def bench_memory(classifier: Model, texts: Sequence[str], batching: BatchingSettings) -> float:
-    """The worker's pipeline on in-memory records: no broker, same code from decode to bytes."""
+def bench_memory(
+    classifier: Model,
+    texts: Sequence[str],
+    batching: BatchingSettings,
+    model_thread: ThreadPoolExecutor | None = None,
+) -> float:
+    """The worker's pipeline on in-memory records: no broker, same code from decode to bytes.
+
+    ``model_thread``: the thread that built and warmed ``classifier`` (worker.model_thread).
+    """
     settings = WorkerSettings(mode="at_least_once", batching=batching)
     producer = _MemoryProducer()
     pipeline = Pipeline(
@@ -110,6 +119,7 @@ def bench_memory(classifier: Model, texts: Sequence[str], batching: BatchingSett
         producer,  # type: ignore[arg-type]
         Metrics(),
         Health(stale_after_s=60),
+        model_thread=model_thread,
     )
     msgs = [
         MemoryMessage(i, orjson.dumps({"message_id": f"m{i}", "text": t}))

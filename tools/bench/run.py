@@ -6,10 +6,10 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -27,8 +27,11 @@ from tools.bench.model import (
 from worker.model import autotune, variants
 from worker.model.artifact import load_artifact
 from worker.model.classifier import Classifier
+from worker.model_thread import model_executor
 from worker.service import pin_tokenizer_threads
 from worker.settings import BatchingSettings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ CPU_FAST = (
     Variant("bf16 autocast, padding-free", autocast="bfloat16"),
 )
 # The ONNX Runtime variants, where the artifact has their files (support-trainer variants).
-ORT = tuple(Variant(name, model_variant=name) for name in variants.ONNX_FILES)
+ORT = tuple(Variant(name, model_variant=name) for name in variants.RUNTIME_FILES)
 AUTO_ENV = {"SUPPORT_WORKER_MODEL__VARIANT": "auto"}
 MAX_ACCURACY_DROP = 0.005
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
@@ -120,12 +123,19 @@ def run(args: Any) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     pin_tokenizer_threads()  # as the worker does, so memory and C see the same setup
+    # Every model call of this process on one thread, as in the worker (worker.model_thread):
+    # the memory pipeline's forward passes then share one OpenMP pool with C's.
+    model_thread = model_executor()
+
+    def on_model(fn: Callable[..., T], *fn_args: Any) -> T:
+        return model_thread.submit(fn, *fn_args).result()
+
     loaded = load_artifact(args.model)
-    base = PADDED.classifier(args.model, args.device, args.dtype)
+    base = on_model(PADDED.classifier, args.model, args.device, args.dtype)
     n = 1000 if quick else 5000
     examples, source = message_set(n)
     texts = [ex.text for ex in examples]
-    base.warmup(args.batch_size)
+    on_model(base.warmup, args.batch_size)
     report: dict[str, Any] = {
         "machine": {
             "cpu": cpu(),
@@ -147,10 +157,10 @@ def run(args: Any) -> dict[str, Any]:
     }
     r = report["results"]
     r["a_notebook_per_message"] = _median(
-        [bench_a(loaded, texts[: 200 if quick else 1000]) for _ in range(repeats)]
+        [on_model(bench_a, loaded, texts[: 200 if quick else 1000]) for _ in range(repeats)]
     )
     r["b_notebook_batch"] = _median(
-        [bench_b(loaded, texts, args.batch_size) for _ in range(repeats)]
+        [on_model(bench_b, loaded, texts, args.batch_size) for _ in range(repeats)]
     )
 
     # C for every variant, with its accuracy change against the padded base precision.
@@ -163,13 +173,13 @@ def run(args: Any) -> dict[str, Any]:
         r["skipped_bf16"] = "this CPU has no bf16 instructions: autocast measured 9x slower"
         here = [v for v in here if v.autocast != "bfloat16"]
     runs_here = [PADDED, PACKED, *(here if base.device.type == "cpu" else ())]
-    base_acc = head_accuracy(base, examples, args.batch_size)
+    base_acc = on_model(head_accuracy, base, examples, args.batch_size)
     models: dict[str, Any] = {}
     for v in runs_here:
-        clf = base if v is PADDED else v.classifier(args.model, args.device, args.dtype)
-        clf.warmup(args.batch_size)
-        runs = [bench_c(clf, texts, args.batch_size) for _ in range(repeats)]
-        acc = base_acc if v is PADDED else head_accuracy(clf, examples, args.batch_size)
+        clf = base if v is PADDED else on_model(v.classifier, args.model, args.device, args.dtype)
+        on_model(clf.warmup, args.batch_size)
+        runs = [on_model(bench_c, clf, texts, args.batch_size) for _ in range(repeats)]
+        acc = base_acc if v is PADDED else on_model(head_accuracy, clf, examples, args.batch_size)
         change = accuracy_change(acc, base_acc)
         models[v.name] = clf
         r.setdefault("c", {})[v.name] = {
@@ -191,7 +201,7 @@ def run(args: Any) -> dict[str, Any]:
     # What MODEL__VARIANT=auto serves on this machine: the worker's own autotune.
     if loaded.manifest.variants is not None:
         report["variants_accuracy"] = loaded.manifest.variants.model_dump()
-    choice = autotune.autotune(loaded, str(base.device), args.batch_size, args.threads)
+    choice = on_model(autotune.autotune, loaded, str(base.device), args.batch_size, args.threads)
     auto_name = {v.model_variant: v.name for v in ORT} | {
         "torch-fp32": PACKED.name,
         "torch-int8": "int8, padding-free",
@@ -210,9 +220,11 @@ def run(args: Any) -> dict[str, Any]:
     forward_us = 1e6 / c[PACKED.name]["msgs_per_s"]
     no_overlap = batching.model_copy(update={"overlap": False})
     packed = models[PACKED.name]
-    r["memory_pipeline"] = _median([bench_memory(packed, texts, batching) for _ in range(repeats)])
+    r["memory_pipeline"] = _median(
+        [bench_memory(packed, texts, batching, model_thread) for _ in range(repeats)]
+    )
     r["memory_pipeline_no_overlap"] = _median(
-        [bench_memory(packed, texts, no_overlap) for _ in range(repeats)]
+        [bench_memory(packed, texts, no_overlap, model_thread) for _ in range(repeats)]
     )
     ratios: dict[str, float | None] = {
         "decode_over_forward": r["decode_us_per_msg"] / forward_us,
@@ -312,17 +324,20 @@ def bucketing(args: Any) -> str:
         "| variant | length-bucketed | one padded batch | bucketed / padded |",
         "|---|---|---|---|",
     ]
+    model_thread = model_executor()  # one thread for the model, as in the worker
     for v in ORT:
         if variants.unavailable(v.model_variant, loaded, "cpu") is not None:  # type: ignore[arg-type]
             continue
-        clf = v.classifier(args.model, "cpu", "float32")
-        clf.warmup(args.batch_size)
+        clf = model_thread.submit(v.classifier, args.model, "cpu", "float32").result()
+        model_thread.submit(clf.warmup, args.batch_size).result()
         speed = {}
         for bucketed in (True, False):
             clf.bucketed = bucketed
-            speed[bucketed] = _median(
-                [bench_c(clf, texts, args.batch_size)["msgs_per_s"] for _ in range(repeats)]
-            )
+            runs = [
+                model_thread.submit(bench_c, clf, texts, args.batch_size).result()
+                for _ in range(repeats)
+            ]
+            speed[bucketed] = _median([x["msgs_per_s"] for x in runs])
         lines.append(
             f"| {v.name} | {speed[True]:,.0f} | {speed[False]:,.0f} | "
             f"{speed[True] / speed[False]:.2f} |"

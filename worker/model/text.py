@@ -46,9 +46,12 @@ def tokenize(
     return Tokenized(cut, truncated)
 
 
-def pad(batch_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ids and attention mask [B, T], padded to the batch's longest member."""
-    width = max(len(x) for x in batch_ids)
+def pad(
+    batch_ids: Sequence[Sequence[int]], pad_id: int, multiple: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and attention mask [B, T], padded to the batch's longest member, rounded up to
+    a ``multiple`` of tokens."""
+    width = -(-max(len(x) for x in batch_ids) // multiple) * multiple
     ids = np.full((len(batch_ids), width), pad_id, dtype=np.int64)  # [B, T]
     mask = np.zeros((len(batch_ids), width), dtype=np.int64)
     for row, x in enumerate(batch_ids):

@@ -14,6 +14,7 @@ accuracy against torch fp32, and intent macro-F1 loses at most 1 point.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 from pathlib import Path
 from typing import Any, Final, get_args
@@ -26,15 +27,17 @@ Variant = ModelVariant
 VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
 BASELINE: Final[Variant] = "torch-fp32"
 # Beside model.safetensors; the manifest's ``variants`` records each file's sha256.
-ONNX_FILES: Final[dict[Variant, str]] = {
+RUNTIME_FILES: Final[dict[Variant, str]] = {
     "ort-fp32": "onnx/fp32.onnx",
     "ort-int8-dynamic": "onnx/int8-dynamic.onnx",
     "ort-int8-static": "onnx/int8-static.onnx",
-    # OpenVINO compiles the same files (it has no kernels for the dynamic int8 graph's
-    # ops; the static graph's QDQ pairs become its int8 kernels).
+    # OpenVINO compiles the fp32 ONNX file itself.
     "ov-fp32": "onnx/fp32.onnx",
     "ov-bf16": "onnx/fp32.onnx",  # compiled to bf16 (CPUs with bf16 instructions)
-    "ov-int8-static": "onnx/int8-static.onnx",
+    # OpenVINO IR quantized by NNCF, OpenVINO's own quantizer: its int8 graph is what the
+    # CPU plugin fuses into int8 kernels (2,300 msg/s here), where ONNX Runtime's QDQ
+    # graph compiled by OpenVINO ran at 1,250 (docs/benchmarks.md).
+    "ov-int8-static": "openvino/int8-static.xml",
 }
 RUNTIME_MODULES: Final = {"ort": "onnxruntime", "ov": "openvino"}
 NO_BF16: Final = "this CPU has no bf16 instructions (avx512_bf16, amx_bf16)"
@@ -62,11 +65,11 @@ def unavailable(variant: Variant, loaded: LoadedModel, device: str) -> str | Non
     if bf16 and not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
         # Measured on an AVX2-only EPYC: torch's bf16 autocast 9x slower than fp32.
         return NO_BF16
-    if variant in ONNX_FILES:
+    if variant in RUNTIME_FILES:
         if device != "cpu":
             return "the ONNX variants run on the CPU here"
-        if not (loaded.path / ONNX_FILES[variant]).exists():
-            return f"the artifact has no {ONNX_FILES[variant]} (support-trainer variants)"
+        if not (loaded.path / RUNTIME_FILES[variant]).exists():
+            return f"the artifact has no {RUNTIME_FILES[variant]} (support-trainer variants)"
         module = RUNTIME_MODULES[variant.split("-", 1)[0]]
         try:
             importlib.import_module(module)
@@ -80,13 +83,13 @@ def unavailable(variant: Variant, loaded: LoadedModel, device: str) -> str | Non
 
 def build(variant: Variant, loaded: LoadedModel, device: str, threads: int | None = None) -> Any:
     """A ``Model`` running ``loaded`` as ``variant`` (check ``unavailable`` first)."""
-    if variant in ONNX_FILES:
+    if variant in RUNTIME_FILES:
         from worker.model.onnx_runtime import OnnxClassifier
 
-        file = loaded.path / ONNX_FILES[variant]
+        file = loaded.path / RUNTIME_FILES[variant]
         report = loaded.manifest.variants
         result = report.results.get(variant) if report is not None else None
-        if result is not None and result.sha256 and sha256_file(file) != result.sha256:
+        if result is not None and result.sha256 and file_sha256(file) != result.sha256:
             raise ArtifactError(
                 f"{file}: sha256 differs from the manifest's variants.results.{variant}.sha256"
             )
@@ -100,6 +103,16 @@ def build(variant: Variant, loaded: LoadedModel, device: str, threads: int | Non
             return Classifier(loaded, device, "float32", autocast="bfloat16")
         return Classifier(loaded, device, "bfloat16")
     return Classifier(loaded, device, "float32")
+
+
+def file_sha256(file: Path) -> str:
+    """A variant file's sha256; an OpenVINO IR's covers its weights (.bin) too."""
+    if file.suffix != ".xml":
+        return sha256_file(file)
+    h = hashlib.sha256()
+    for part in (file, file.with_suffix(".bin")):
+        h.update(bytes.fromhex(sha256_file(part)))
+    return h.hexdigest()
 
 
 def allowed(change: dict[str, float]) -> bool:

@@ -94,3 +94,21 @@ def test_an_onnx_file_that_does_not_match_the_manifest_is_refused(
     (copy / "onnx" / "fp32.onnx").write_bytes(b"not the exported model")
     with pytest.raises(ArtifactError, match="sha256"):
         build("ort-fp32", load_artifact(copy), "cpu")
+
+
+def test_an_openvino_ir_whose_weights_were_changed_is_refused(
+    variants_artifact: Path, tmp_path: Path
+) -> None:
+    """The IR's hash covers its .bin: the graph file alone would miss changed weights."""
+    import shutil
+
+    from worker.model.errors import ArtifactError
+
+    copy = tmp_path / "art"
+    shutil.copytree(variants_artifact, copy)
+    weights = copy / "openvino" / "int8-static.bin"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256"):
+        build("ov-int8-static", load_artifact(copy), "cpu")

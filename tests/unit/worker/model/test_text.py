@@ -38,3 +38,11 @@ def test_buckets_keep_small_batches_whole_and_never_leave_one_empty() -> None:
     assert buckets([3, 40, 2], min_rows=8) == [[2, 0, 1]]
     assert buckets([]) == []
     assert buckets([5] * 100) == [list(range(100))]
+
+
+def test_pad_rounds_the_width_up_to_a_multiple_and_masks_the_extra_tokens() -> None:
+    ids, mask = pad([[5, 6, 7, 8, 9], [5]], pad_id=0, multiple=4)
+    assert ids.shape == mask.shape == (2, 8)
+    assert ids[0].tolist() == [5, 6, 7, 8, 9, 0, 0, 0]
+    assert mask.sum(axis=1).tolist() == [5, 1]
+    assert pad([[5, 6, 7, 8]], pad_id=0, multiple=4)[0].shape == (1, 4)
