@@ -11,8 +11,9 @@ schedules, and the same outputs to float rounding (tests hold it to that).
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,50 +27,89 @@ INPUTS = ("input_ids", "attention_mask")
 OOD_OUTPUT = "ood"
 
 
-Run = Callable[[list[str], dict[str, np.ndarray]], list[np.ndarray]]
+Feed = dict[str, np.ndarray]
 
 
-def ort_runner(file: Path, threads: int | None) -> tuple[Run, list[str]]:
-    """(run, output names) of an ONNX Runtime session on the CPU."""
-    import onnxruntime as ort
+class OrtRunner:
+    """An ONNX Runtime session on the CPU: one sub-batch at a time, on all its threads."""
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or 0  # 0: ORT's default, one per core
-    options.inter_op_num_threads = 1
-    # No busy-waiting between runs: the worker's own threads (librdkafka, tokenizer) and,
-    # during autotune, the variant timed next, need those cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-    return session.run, [o.name for o in session.get_outputs()]
+    parallel = 1  # sub-batches run at once
 
+    def __init__(self, file: Path, threads: int | None) -> None:
+        import onnxruntime as ort
 
-def openvino_runner(file: Path, threads: int | None, precision: str) -> tuple[Run, list[str]]:
-    """(run, output names) of an OpenVINO model compiled for the CPU, for latency: one
-    request at a time, as the worker sends them. ``precision`` is the inference precision
-    of what is not int8: OpenVINO's CPU default is bf16 wherever the CPU has bf16
-    instructions, so fp32 must be asked for."""
-    import openvino as ov
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or 0  # 0: ORT's default, one per core
+        options.inter_op_num_threads = 1
+        # No busy-waiting between runs: the worker's own threads (librdkafka, tokenizer)
+        # and, during autotune, the variant timed next, need those cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self._session.get_outputs()]
 
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    compiled = ov.Core().compile_model(str(file), "CPU", config)
-    request = compiled.create_infer_request()
-    names = [next(iter(o.get_names())) for o in compiled.outputs]
-
-    def run(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        result = request.infer(feed)
-        by_name = {next(iter(k.get_names())): v for k, v in result.items()}
-        return [by_name[o] for o in outputs]
-
-    return run, names
+    def run(self, outputs: list[str], feeds: Sequence[Feed]) -> list[list[np.ndarray]]:
+        return [self._session.run(outputs, feed) for feed in feeds]
 
 
-def runner(variant: str, file: Path, threads: int | None) -> tuple[Run, list[str]]:
+class OpenVinoRunner:
+    """An OpenVINO model compiled for the CPU as one single-threaded stream per thread,
+    the sub-batches of a batch spread over the streams.
+
+    Measured here (2 cores, int8, model only): 2,520-2,660 msg/s against 2,190 for one
+    stream on both threads. Separate streams never wait for each other between layers,
+    so a stream whose core is taken by another thread (the consumer, the broker) holds
+    up only its own sub-batch. ``precision`` is the inference precision of what is not
+    int8: OpenVINO's CPU default is bf16 wherever the CPU has bf16 instructions, so fp32
+    must be asked for.
+    """
+
+    def __init__(self, file: Path, threads: int | None, precision: str) -> None:
+        import openvino as ov
+
+        self.parallel = threads or len(os.sched_getaffinity(0))
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": self.parallel,
+            "INFERENCE_NUM_THREADS": self.parallel,  # one per stream
+            "INFERENCE_PRECISION_HINT": precision,
+        }
+        compiled = ov.Core().compile_model(str(file), "CPU", config)
+        self.outputs = [next(iter(o.get_names())) for o in compiled.outputs]
+        self._queue = ov.AsyncInferQueue(compiled, self.parallel)
+
+    def run(self, outputs: list[str], feeds: Sequence[Feed]) -> list[list[np.ndarray]]:
+        index = [self.outputs.index(o) for o in outputs]
+        results: list[list[np.ndarray]] = [[] for _ in feeds]
+
+        def done(request: Any, n: int) -> None:
+            # Copies: the request's buffers are reused for the next sub-batch it runs.
+            results[n] = [np.array(request.get_output_tensor(i).data) for i in index]
+
+        self._queue.set_callback(done)
+        for n, feed in enumerate(feeds):
+            self._queue.start_async(feed, n)
+        self._queue.wait_all()
+        return results
+
+
+def runner(variant: str, file: Path, threads: int | None) -> OrtRunner | OpenVinoRunner:
     if variant.startswith("ort-"):
-        return ort_runner(file, threads)
-    return openvino_runner(file, threads, "bf16" if variant == "ov-bf16" else "f32")
+        return OrtRunner(file, threads)
+    return OpenVinoRunner(file, threads, "bf16" if variant == "ov-bf16" else "f32")
+
+
+def spread(groups: list[list[int]], parallel: int) -> list[list[int]]:
+    """At least ``parallel`` sub-batches where there are rows enough: the largest halved."""
+    groups = [g for g in groups if g]
+    while len(groups) < parallel:
+        largest = max(groups, key=len)
+        if len(largest) < 2:
+            break
+        groups.remove(largest)
+        half = len(largest) // 2
+        groups += [largest[:half], largest[half:]]
+    return groups
 
 
 class OnnxClassifier:
@@ -86,7 +126,8 @@ class OnnxClassifier:
     ) -> None:
         m = self.manifest = loaded.manifest
         self.variant = variant
-        self._run, outputs = runner(variant, file, threads)
+        self._runner = runner(variant, file, threads)
+        outputs = self._runner.outputs
         self.tokenizer = loaded.tokenizer
         self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
         self.max_length = m.max_length
@@ -131,6 +172,8 @@ class OnnxClassifier:
         groups = (
             buckets([len(x) for x in batch_ids]) if self.bucketed else [list(range(len(batch_ids)))]
         )
+        if self.bucketed:
+            groups = spread(groups, self._runner.parallel)
         return [
             (rows, *pad([batch_ids[i] for i in rows], self.pad_id, self._width_multiple))
             for rows in groups
@@ -143,8 +186,8 @@ class OnnxClassifier:
         size = sum(len(rows) for rows, _, _ in prepared)
         joined = np.empty((size, sum(self._splits)), dtype=np.float32)
         ood = np.empty(size, dtype=np.float32) if OOD_OUTPUT in self._outputs else None
-        for rows, ids, mask in prepared:
-            out = self._run(self._outputs, {INPUTS[0]: ids, INPUTS[1]: mask})
+        feeds = [{INPUTS[0]: ids, INPUTS[1]: mask} for _, ids, mask in prepared]
+        for (rows, _, _), out in zip(prepared, self._runner.run(self._outputs, feeds), strict=True):
             joined[rows] = np.concatenate(out[: len(self.heads)], axis=1)
             if ood is not None:
                 ood[rows] = out[-1]
