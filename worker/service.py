@@ -119,7 +119,10 @@ def _variant(loaded: LoadedModel, settings: WorkerSettings) -> tuple[Model, str,
         reason = variants.unavailable(m.variant, loaded, device)
         if reason is not None:
             raise ModelLoadError(f"model.variant={m.variant} cannot run here: {reason}")
-        return variants.build(m.variant, loaded, device, m.threads), m.variant, "setting"
+        model = variants.build(m.variant, loaded, device, m.threads)
+        batch = settings.batching.max_batch_size
+        autotune.settle(model, m.variant, loaded, batch, 3 * m.autotune_seconds)
+        return model, m.variant, "setting"
     choice = autotune.autotune(
         loaded, device, settings.batching.max_batch_size, m.threads, m.autotune_seconds
     )

@@ -242,7 +242,11 @@ class ModelSettings(BaseModel):
         "variant by name (worker.model.variants)",
     )
     autotune_seconds: float = Field(
-        default=1.0, gt=0, le=30, description="how long autotune times each variant"
+        default=1.0,
+        gt=0,
+        le=30,
+        description="how long autotune times each variant (an OpenVINO variant then runs 3x as "
+        "long on distinct traffic-shaped batches, to prepare its kernels for their shapes)",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

@@ -101,3 +101,26 @@ def test_traffic_batches_take_their_lengths_from_the_sample() -> None:
     assert len(batch) == 64
     assert {len(x) for x in batch} <= {7, 12, 30}
     assert len({len(x) for x in batch}) == 3
+
+
+class ShapeLog(Fake):
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def predict(self, batch_ids: list[list[int]]) -> BatchOutput:
+        self.shapes.append(tuple(len(x) for x in batch_ids))
+        return super().predict(batch_ids)
+
+
+def test_settle_runs_openvino_on_distinct_traffic_batches_and_nothing_else(
+    variants_artifact: Path,
+) -> None:
+    """OpenVINO prepares kernels per shape: settle shows it many shapes before serving."""
+    loaded = load_artifact(variants_artifact)
+    ov, torch_ = ShapeLog(), ShapeLog()
+    assert autotune.settle(ov, "ov-int8-static", loaded, 32, seconds=0.2) == len(ov.shapes) > 3
+    assert len(set(ov.shapes)) == len(ov.shapes)  # a new batch each time
+    assert all(len(s) == 32 for s in ov.shapes)
+    assert autotune.settle(torch_, "torch-int8", loaded, 32, seconds=0.2) == 0
+    assert torch_.shapes == []
