@@ -43,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only compare, per ONNX variant, length-bucketed sub-batches with one padded batch",
     )
+    p.add_argument(
+        "--profile-worker",
+        metavar="VARIANT",
+        help="only profile one worker serving VARIANT on the broker: CPU, context switches "
+        "and page faults per thread, and its forward pass against the variant's alone",
+    )
+    p.add_argument(
+        "--omp-pools",
+        metavar="VARIANT",
+        help="only time VARIANT's forward pass on one thread, on the main thread, and "
+        "warmed on the main thread but run on another (worker/model_thread.py)",
+    )
     p.add_argument("--json", type=Path, help="write the JSON report here")
     return p
 
@@ -64,6 +76,20 @@ def main(argv: list[str] | None = None) -> int:
             texts = [ex.text for ex in model.message_set(1000 if args.quick else 3000)[0]]
             print(f"## {variant.name} ({classifier.precision}), batch {args.batch_size}")
             print(model.profile_ops(classifier, texts, args.batch_size))
+        return 0
+    if args.profile_worker or args.omp_pools:
+        import os
+
+        from tools.bench import profile
+
+        if args.omp_pools:
+            print(profile.omp_pools(args.model, args.omp_pools, args.batch_size))
+            return 0
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+        n = 5000 if args.quick else 15000
+        print(
+            profile.profile_worker(bootstrap, args.model, args.profile_worker, n, args.batch_size)
+        )
         return 0
     if args.bucketing:
         print(run.bucketing(args))

@@ -112,3 +112,14 @@ def test_an_openvino_ir_whose_weights_were_changed_is_refused(
     weights.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="sha256"):
         build("ov-int8-static", load_artifact(copy), "cpu")
+
+
+def test_spread_gives_each_stream_a_sub_batch_where_there_are_rows_enough() -> None:
+    from worker.model.onnx_runtime import spread
+
+    assert spread([[0, 1, 2, 3, 4]], 2) == [[0, 1], [2, 3, 4]]
+    assert spread([[7], [0, 1, 2, 3]], 3) == [[7], [0, 1], [2, 3]]
+    assert spread([[0]], 2) == [[0]]  # one row: nothing to spread
+    assert spread([[0, 1], [2, 3], [4, 5]], 2) == [[0, 1], [2, 3], [4, 5]]
+    rows = spread([[0, 1, 2], [3, 4, 5, 6]], 4)
+    assert sorted(r for g in rows for r in g) == list(range(7)) and len(rows) == 4

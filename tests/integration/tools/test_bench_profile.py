@@ -1,0 +1,21 @@
+"""`python -m tools.bench --profile-worker` on the real broker, with the smoke artifact."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tools.bench import profile
+
+
+def test_the_worker_profile_accounts_for_the_model_threads_and_the_broker(
+    kafka_bootstrap: str, variants_artifact: Path
+) -> None:
+    table = profile.profile_worker(kafka_bootstrap, variants_artifact, "torch-fp32", 600, 32)
+    first = table.splitlines()[0]
+    assert re.match(r"variant torch-fp32: [\d,]+ msg/s end to end over [\d,]+ messages", first)
+    assert "ms in the worker" in table and "ms alone" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "/" in line]
+    # The main thread and the model thread at least, each with its CPU share.
+    assert len(rows) >= 2
+    assert sum(float(r.split("|")[3]) for r in rows) > 0.3  # cores, all threads together
