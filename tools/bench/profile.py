@@ -117,7 +117,7 @@ def profile_worker(bootstrap: str, model: Path, variant: str, n: int, batch: int
             w.stop()
     finally:
         broker._drop(bootstrap, topics)
-    done = n - first
+    done = n - int(first)
     threads = difference(after, before)
     total = sum(t["cpu_s"] for t in threads.values())
     lines = [
