@@ -1,13 +1,15 @@
 """The one thread that runs the model: loading, autotune, warm-up and every forward pass.
 
-torch's CPU kernels run on OpenMP (libgomp). libgomp keeps a pool of worker threads for
-each thread that starts a parallel region, and once it manages more threads than there
-are CPUs it stops spinning at the barriers between operators and sleeps on a futex
-instead (its throttled spin count). A model warmed up on the main thread and then served
-from the pipeline's model thread had two pools: on 2 cores every barrier of a forward
-pass became a sleep and a wake-up (10,000 context switches a second), and a batch took
-43 ms in the worker against 31 ms alone (docs/benchmarks.md, "Where D lost to C").
-Everything that runs the model goes through this one thread, so one pool serves it.
+torch's CPU kernels run on OpenMP (libgomp), which keeps a pool of worker threads for
+each thread that starts a parallel region; once it manages more threads than there are
+CPUs, its threads sleep at the barriers between operators instead of spinning. The
+worker used to load and warm the model on the main thread and serve it from another,
+so two pools: on the broker with torch int8 (``python -m tools.bench --profile-worker
+torch-int8``, docs/benchmarks.md), the model's two threads then made 3,100 and 4,100
+voluntary context switches a second and used 1.48 cores; on one thread, 1 and 80, and
+1.87 cores, for 1,551-1,573 msg/s against 1,530-1,533. A small gain, bought with CPU
+that was idle. Timed alone, with nothing else running, both layouts are as fast
+(``--omp-pools``).
 """
 
 from __future__ import annotations
