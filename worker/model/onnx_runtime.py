@@ -168,12 +168,12 @@ class OnnxClassifier:
         return tokenize(self.tokenizer, texts, self.max_length, self.marker)
 
     def prepare(self, batch_ids: Sequence[Sequence[int]]) -> list[tuple[list[int], Any, Any]]:
-        """Each sub-batch's rows, and its padded ids and mask."""
+        """Each sub-batch's rows, and its padded ids and mask: by length, or (not
+        ``bucketed``) the batch as it came, split only so that every stream has rows."""
         groups = (
             buckets([len(x) for x in batch_ids]) if self.bucketed else [list(range(len(batch_ids)))]
         )
-        if self.bucketed:
-            groups = spread(groups, self._runner.parallel)
+        groups = spread(groups, self._runner.parallel)
         return [
             (rows, *pad([batch_ids[i] for i in rows], self.pad_id, self._width_multiple))
             for rows in groups
