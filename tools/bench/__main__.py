@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only compare, per ONNX variant, length-bucketed sub-batches with one padded batch",
     )
     p.add_argument(
+        "--shapes",
+        metavar="VARIANT",
+        help="only time VARIANT on message sets of unseen shapes, then on one again: "
+        "widths as they come, rounded up to 4, and rounded after autotune.settle",
+    )
+    p.add_argument(
         "--profile-worker",
         metavar="VARIANT",
         help="only profile one worker serving VARIANT on the broker: CPU, context switches "
@@ -90,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             profile.profile_worker(bootstrap, args.model, args.profile_worker, n, args.batch_size)
         )
+        return 0
+    if args.shapes:
+        print(run.shapes(args, args.shapes))
         return 0
     if args.bucketing:
         print(run.bucketing(args))

@@ -20,7 +20,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tools.bench import broker
 from tools.bench.model import bench_c, message_set
@@ -81,7 +81,9 @@ def profile_worker(bootstrap: str, model: Path, variant: str, n: int, batch: int
     """The table of ``--profile-worker``."""
     texts = [ex.text for ex in message_set(n)[0]]
     alone_thread = model_executor()
-    clf = alone_thread.submit(variants.build, variant, load_artifact(model), "cpu").result()
+    clf = alone_thread.submit(
+        variants.build, cast(variants.Variant, variant), load_artifact(model), "cpu"
+    ).result()
     alone_thread.submit(clf.warmup, batch).result()
     alone = [alone_thread.submit(bench_c, clf, texts, batch).result() for _ in range(2)]
     del clf

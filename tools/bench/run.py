@@ -313,7 +313,10 @@ def run(args: Any) -> dict[str, Any]:
 
 def bucketing(args: Any) -> str:
     """C per ONNX variant that runs here, length-bucketed against one padded batch, side
-    by side (medians of ``--repeats``), as a markdown table."""
+    by side (medians of ``--repeats``), as a markdown table; for OpenVINO also bucketed
+    on one stream over every core instead of a stream per core."""
+    from worker.model.onnx_runtime import OnnxClassifier
+
     loaded = load_artifact(args.model)
     texts = [ex.text for ex in message_set(1000 if args.quick else 5000)[0]]
     repeats = args.repeats or (1 if args.quick else 3)
@@ -321,25 +324,76 @@ def bucketing(args: Any) -> str:
         f"C msg/s, {len(texts)} messages in batches of {args.batch_size}, "
         f"median of {repeats}; CPU {cpu()['model']}",
         "",
-        "| variant | length-bucketed | one padded batch | bucketed / padded |",
-        "|---|---|---|---|",
+        "| variant | length-bucketed | one padded batch | bucketed / padded "
+        "| bucketed, one stream (OpenVINO) |",
+        "|---|---|---|---|---|",
     ]
     model_thread = model_executor()  # one thread for the model, as in the worker
+
+    def c_of(clf: Any) -> float:
+        model_thread.submit(clf.warmup, args.batch_size).result()
+        runs = [
+            model_thread.submit(bench_c, clf, texts, args.batch_size).result()
+            for _ in range(repeats)
+        ]
+        return _median([x["msgs_per_s"] for x in runs])
+
     for v in ORT:
-        if variants.unavailable(v.model_variant, loaded, "cpu") is not None:  # type: ignore[arg-type]
+        name: variants.Variant = v.model_variant  # type: ignore[assignment]
+        if variants.unavailable(name, loaded, "cpu") is not None:
             continue
         clf = model_thread.submit(v.classifier, args.model, "cpu", "float32").result()
-        model_thread.submit(clf.warmup, args.batch_size).result()
         speed = {}
         for bucketed in (True, False):
             clf.bucketed = bucketed
-            runs = [
-                model_thread.submit(bench_c, clf, texts, args.batch_size).result()
-                for _ in range(repeats)
-            ]
-            speed[bucketed] = _median([x["msgs_per_s"] for x in runs])
+            speed[bucketed] = c_of(clf)
+        one_stream = "-"
+        if name.startswith("ov-"):
+            file = loaded.path / variants.RUNTIME_FILES[name]
+            single = model_thread.submit(OnnxClassifier, loaded, file, name, None, True, 1)
+            one_stream = f"{c_of(single.result()):,.0f}"
         lines.append(
             f"| {v.name} | {speed[True]:,.0f} | {speed[False]:,.0f} | "
-            f"{speed[True] / speed[False]:.2f} |"
+            f"{speed[True] / speed[False]:.2f} | {one_stream} |"
         )
+    return "\n".join(lines)
+
+
+def shapes(args: Any, variant: variants.Variant) -> str:
+    """C of ``variant`` on message sets of shapes it has not seen, then on one again.
+
+    OpenVINO prepares its kernels once per input shape. Three fresh sets of 3,000
+    messages, then the first set again, for padded widths as they come, rounded up to 4
+    tokens (the worker's), and rounded with ``autotune.settle`` before.
+    """
+    loaded = load_artifact(args.model)
+    sets = [[ex.text for ex in message_set(3000, seed=s)[0]] for s in (1, 2, 3)]
+    model_thread = model_executor()
+    seconds = 3.0  # settle's time with the default MODEL__AUTOTUNE_SECONDS
+    lines = [
+        f"{variant}: C msg/s on three fresh sets of 3,000 messages, then the first again; "
+        f"CPU {cpu()['model']}",
+        "",
+        "| widths | settled first | fresh 1 | fresh 2 | fresh 3 | first set again |",
+        "|---|---|---|---|---|---|",
+    ]
+    for multiple, settled in ((1, False), (4, False), (4, True)):
+        clf = model_thread.submit(variants.build, variant, loaded, "cpu").result()
+        clf.width_multiple = multiple
+        model_thread.submit(clf.warmup, args.batch_size).result()
+        if settled:
+            model_thread.submit(
+                autotune.settle, clf, variant, loaded, args.batch_size, seconds
+            ).result()
+        rates = [
+            model_thread.submit(bench_c, clf, t, args.batch_size).result()["msgs_per_s"]
+            for t in (*sets, sets[0])
+        ]
+        widths = "as they come" if multiple == 1 else f"rounded up to {multiple}"
+        lines.append(
+            f"| {widths} | {'yes, ' + str(seconds) + ' s' if settled else 'no'} | "
+            + " | ".join(f"{r:,.0f}" for r in rates)
+            + " |"
+        )
+        del clf
     return "\n".join(lines)

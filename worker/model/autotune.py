@@ -104,9 +104,8 @@ def settle(
     """An OpenVINO variant, run on distinct traffic-shaped batches for ``seconds``; how
     many (0 for the others, which need none of it).
 
-    OpenVINO prepares its kernels once per input shape: on shapes it had not seen, int8
-    ran at 2,070 msg/s over the first 3,000 messages, and at 2,360 after 100 such batches
-    (3.6 s).
+    OpenVINO prepares its kernels once per input shape, so it runs slower on the first
+    thousands of messages of unseen shapes (`python -m tools.bench --shapes`).
     """
     report = loaded.manifest.variants
     if not variant.startswith("ov-") or report is None:

@@ -54,24 +54,27 @@ class OrtRunner:
 
 class OpenVinoRunner:
     """An OpenVINO model compiled for the CPU as one single-threaded stream per thread,
-    the sub-batches of a batch spread over the streams.
+    the sub-batches of a batch spread over the streams (``streams=1``: one stream on
+    every thread, for comparison: ``python -m tools.bench --bucketing``).
 
-    Measured here (2 cores, int8, model only): 2,520-2,660 msg/s against 2,190 for one
-    stream on both threads. Separate streams never wait for each other between layers,
-    so a stream whose core is taken by another thread (the consumer, the broker) holds
-    up only its own sub-batch. ``precision`` is the inference precision of what is not
-    int8: OpenVINO's CPU default is bf16 wherever the CPU has bf16 instructions, so fp32
-    must be asked for.
+    Separate streams never wait for each other between layers, so a stream whose core is
+    taken by another thread (the consumer, the broker) holds up only its own sub-batch;
+    on the bench they also ran faster alone (docs/benchmarks.md). ``precision`` is the
+    inference precision of what is not int8: OpenVINO's CPU default is bf16 wherever the
+    CPU has bf16 instructions, so fp32 must be asked for.
     """
 
-    def __init__(self, file: Path, threads: int | None, precision: str) -> None:
+    def __init__(
+        self, file: Path, threads: int | None, precision: str, streams: int | None = None
+    ) -> None:
         import openvino as ov
 
-        self.parallel = threads or len(os.sched_getaffinity(0))
+        cores = threads or len(os.sched_getaffinity(0))
+        self.parallel = streams or cores
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": "THROUGHPUT",
             "NUM_STREAMS": self.parallel,
-            "INFERENCE_NUM_THREADS": self.parallel,  # one per stream
+            "INFERENCE_NUM_THREADS": cores,  # shared by the streams: one each by default
             "INFERENCE_PRECISION_HINT": precision,
         }
         compiled = ov.Core().compile_model(str(file), "CPU", config)
@@ -93,10 +96,12 @@ class OpenVinoRunner:
         return results
 
 
-def runner(variant: str, file: Path, threads: int | None) -> OrtRunner | OpenVinoRunner:
+def runner(
+    variant: str, file: Path, threads: int | None, streams: int | None = None
+) -> OrtRunner | OpenVinoRunner:
     if variant.startswith("ort-"):
         return OrtRunner(file, threads)
-    return OpenVinoRunner(file, threads, "bf16" if variant == "ov-bf16" else "f32")
+    return OpenVinoRunner(file, threads, "bf16" if variant == "ov-bf16" else "f32", streams)
 
 
 def spread(groups: list[list[int]], parallel: int) -> list[list[int]]:
@@ -123,10 +128,11 @@ class OnnxClassifier:
         variant: str,
         threads: int | None = None,
         bucketed: bool = True,
+        streams: int | None = None,
     ) -> None:
         m = self.manifest = loaded.manifest
         self.variant = variant
-        self._runner = runner(variant, file, threads)
+        self._runner = runner(variant, file, threads, streams)
         outputs = self._runner.outputs
         self.tokenizer = loaded.tokenizer
         self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
@@ -135,10 +141,9 @@ class OnnxClassifier:
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.bucketed = bucketed
         # OpenVINO prepares its kernels once per input shape, which costs a run or two:
-        # over 12,000 messages of unseen shapes, int8 ran at 1,540-1,970 msg/s against
-        # 2,320 on shapes it had seen. Widths rounded up to 4 tokens leave it a quarter of
-        # the shapes to learn (1,700-2,130, then 2,200), for at most 3 padded tokens a row.
-        self._width_multiple = 4 if variant.startswith("ov-") else 1
+        # widths rounded up to 4 tokens leave it a quarter of the shapes to learn, for at
+        # most 3 padded tokens a row (`python -m tools.bench --shapes`, docs/benchmarks.md).
+        self.width_multiple = 4 if variant.startswith("ov-") else 1
         self.device = "cpu"
         self.dtype = "int8" if "int8" in variant else variant.rsplit("-", 1)[1]
         self.model_info = {
@@ -175,7 +180,7 @@ class OnnxClassifier:
         )
         groups = spread(groups, self._runner.parallel)
         return [
-            (rows, *pad([batch_ids[i] for i in rows], self.pad_id, self._width_multiple))
+            (rows, *pad([batch_ids[i] for i in rows], self.pad_id, self.width_multiple))
             for rows in groups
         ]
 

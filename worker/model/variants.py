@@ -35,8 +35,8 @@ RUNTIME_FILES: Final[dict[Variant, str]] = {
     "ov-fp32": "onnx/fp32.onnx",
     "ov-bf16": "onnx/fp32.onnx",  # compiled to bf16 (CPUs with bf16 instructions)
     # OpenVINO IR quantized by NNCF, OpenVINO's own quantizer: its int8 graph is what the
-    # CPU plugin fuses into int8 kernels (2,300 msg/s here), where ONNX Runtime's QDQ
-    # graph compiled by OpenVINO ran at 1,250 (docs/benchmarks.md).
+    # CPU plugin fuses into int8 kernels. ONNX Runtime's QDQ graph compiled by OpenVINO
+    # ran at half its speed (docs/benchmarks.md, "Performance II").
     "ov-int8-static": "openvino/int8-static.xml",
 }
 RUNTIME_MODULES: Final = {"ort": "onnxruntime", "ov": "openvino"}
