@@ -38,3 +38,16 @@ def test_difference_counts_a_thread_that_started_in_between_from_zero() -> None:
         "a/1": {"cpu_s": 0.5, "minor_faults": 4.0},
         "b/2": {"cpu_s": 0.25, "minor_faults": 3.0},
     }
+
+
+def test_an_environment_spec_names_the_variant_its_variables_and_the_broker_niceness() -> None:
+    from tools.bench.envs import parse
+
+    assert parse("torch-int8") == ({"SUPPORT_WORKER_MODEL__VARIANT": "torch-int8"}, None)
+    env, nice = parse("ov-fp32:OMP_WAIT_POLICY=ACTIVE,BROKER_NICE=19,MALLOC_ARENA_MAX=1")
+    assert env == {
+        "SUPPORT_WORKER_MODEL__VARIANT": "ov-fp32",
+        "OMP_WAIT_POLICY": "ACTIVE",
+        "MALLOC_ARENA_MAX": "1",
+    }
+    assert nice == 19
