@@ -76,15 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--variants",
         action=argparse.BooleanOptionalAction,
-        help="export the ONNX variants and score every variant on the noisy test (default: "
+        help="export the ONNX and OpenVINO variants and score every variant on the noisy test "
+        "(default: "
         "with the full preset only; support-trainer variants does it for any artifact later)",
     )
     tr.set_defaults(handler=_train)
 
     va = commands.add_parser(
         "variants",
-        help="export an artifact's ONNX variants (fp32, int8 dynamic, int8 static) and score "
-        "every variant on the full noisy test into its manifest",
+        help="export an artifact's ONNX files (fp32, int8 dynamic, int8 static) and OpenVINO "
+        "int8 IR (NNCF), and score every variant on the full noisy test into its manifest",
     )
     _data_args(va)
     va.add_argument("--model", type=Path, required=True, help="artifact dir (changed in place)")
