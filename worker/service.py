@@ -90,7 +90,10 @@ def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) ->
         loaded = load_artifact(settings.model.path)
     except ArtifactError as exc:
         raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
-    model, variant, chosen_by = _variant(loaded, settings)
+    try:
+        model, variant, chosen_by = _variant(loaded, settings)
+    except ArtifactError as exc:  # a variant's file, checked when it is built
+        raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
     if metrics is not None:
         metrics.model_variant.labels(variant=variant, chosen_by=chosen_by).set(1)
     return model

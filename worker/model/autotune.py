@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from worker.model.artifact import LoadedModel
+from worker.model.errors import ArtifactError
 from worker.model.variants import BASELINE, Variant, build, unavailable
 
 
@@ -73,6 +74,18 @@ def throughput(model: Any, batch: list[list[int]], seconds: float) -> float:
     return len(batch) / statistics.median(times)
 
 
+def _timed(
+    name: Variant,
+    loaded: LoadedModel,
+    device: str,
+    threads: int | None,
+    batch: list[list[int]],
+    seconds: float,
+) -> float:
+    """One variant built, timed, and released on return."""
+    return throughput(build(name, loaded, device, threads), batch, seconds)
+
+
 def autotune(
     loaded: LoadedModel,
     device: str,
@@ -86,11 +99,17 @@ def autotune(
     batch = traffic_batch(lengths, batch_size, int(loaded.tokenizer.vocab_size))
     speeds: dict[str, float] = {}
     for name in names:
-        # One at a time: a runtime's idle thread pool must not slow the next one timed.
-        model = build(name, loaded, device, threads)
-        speeds[name] = round(throughput(model, batch, seconds_each), 1)
-        del model
-        gc.collect()
+        try:
+            speeds[name] = round(_timed(name, loaded, device, threads, batch, seconds_each), 1)
+        except ArtifactError:
+            raise  # a file that is not what the trainer wrote: the artifact is refused
+        except Exception as exc:  # noqa: BLE001 - a runtime that cannot run it here
+            # One variant failing on this host (a runtime's compile, a removed torch API)
+            # leaves the others; the worker serves the fastest of what runs.
+            skipped[name] = f"failed here: {type(exc).__name__}: {exc}"[:300]
+        gc.collect()  # one at a time: an idle runtime must not slow the next one timed
+    if not speeds:
+        raise ArtifactError(f"no variant of this artifact runs here: {skipped}")
     fastest = max(speeds, key=speeds.__getitem__)
     variant: Variant = fastest  # type: ignore[assignment]
     model = build(variant, loaded, device, threads)

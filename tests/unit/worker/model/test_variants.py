@@ -124,3 +124,27 @@ def test_settle_runs_openvino_on_distinct_traffic_batches_and_nothing_else(
     assert all(len(s) == 32 for s in ov.shapes)
     assert autotune.settle(torch_, "torch-int8", loaded, 32, seconds=0.2) == 0
     assert torch_.shapes == []
+
+
+def test_a_variant_that_fails_here_is_skipped_and_a_changed_file_refuses_the_artifact(
+    monkeypatch: pytest.MonkeyPatch, variants_artifact: Path
+) -> None:
+    from worker.model.errors import ArtifactError
+
+    loaded = load_artifact(variants_artifact)
+    speed = {"torch-fp32": 20, "ort-int8-dynamic": 2, "ov-int8-static": 5}
+    failing = {"ort-int8-dynamic": RuntimeError("compile failed on this CPU")}
+
+    def fake_build(name: str, *args: Any) -> Fake:
+        if name in failing:
+            raise failing[name]
+        return Fake(speed.get(name, 30))
+
+    monkeypatch.setattr(autotune, "build", fake_build)
+    choice = autotune.autotune(loaded, "cpu", batch_size=8, seconds_each=0.02)
+    assert choice.variant == "ov-int8-static"  # the fastest of those that ran
+    assert choice.skipped["ort-int8-dynamic"].startswith("failed here: RuntimeError")
+    assert "ort-int8-dynamic" not in choice.msgs_per_s
+    failing["ov-int8-static"] = ArtifactError("sha256 differs")
+    with pytest.raises(ArtifactError, match="sha256"):
+        autotune.autotune(loaded, "cpu", batch_size=8, seconds_each=0.02)
