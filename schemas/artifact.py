@@ -77,8 +77,15 @@ class VariantResult(_Frozen):
         "intent macro-F1 at most 1 point, on the full noisy test"
     )
     why: str | None = Field(default=None, description="why it was not scored")
-    file: str | None = Field(default=None, description="its ONNX file, relative to the artifact")
-    sha256: str | None = Field(default=None, min_length=64, max_length=64)
+    file: str | None = Field(
+        default=None, description="its ONNX file or OpenVINO IR (.xml), relative to the artifact"
+    )
+    sha256: str | None = Field(
+        default=None,
+        min_length=64,
+        max_length=64,
+        description="of the file; an IR's covers its .bin too (worker.model.variants.file_sha256)",
+    )
     accuracy: dict[str, float] | None = Field(
         default=None, description="per head, and intent_macro_f1"
     )
@@ -115,8 +122,8 @@ class Manifest(_Frozen):
     training: Training
     variants: Variants | None = Field(
         default=None,
-        description="support-trainer variants: the ONNX files and each way to "
-        "run the artifact, scored; none: torch as configured",
+        description="support-trainer variants: the ONNX files, the OpenVINO IR and each way "
+        "to run the artifact, scored; none: torch as configured",
     )
 
     @model_validator(mode="after")

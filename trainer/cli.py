@@ -8,13 +8,16 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas import PACKAGE_VERSION
 from trainer.data import banking77, clinc
 from trainer.data.splits import SUBSETS, DataSpec, Source
 from trainer.errors import TrainerError
 from worker.model.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from trainer.presets import Preset  # imported lazily: it pulls in torch
 
 EXIT_FAILURE = 1
 
@@ -214,13 +217,18 @@ def _build_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from trainer import build, report
+def _preset(name: str) -> Preset:
     from trainer.presets import PRESETS
 
-    if args.preset not in PRESETS:
-        raise TrainerError(f"unknown preset {args.preset!r}; expected {', '.join(PRESETS)}")
-    preset = PRESETS[args.preset]
+    if name not in PRESETS:
+        raise TrainerError(f"unknown preset {name!r}; expected {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer import build, report
+
+    preset = _preset(args.preset)
     spec = _spec(args, preset.data)
     cfg = build.with_overrides(
         preset.train,
@@ -273,13 +281,11 @@ def _variants(args: argparse.Namespace) -> int:
     import torch
 
     from trainer import build, variants
-    from trainer.presets import PRESETS
 
-    if args.preset not in PRESETS:
-        raise TrainerError(f"unknown preset {args.preset!r}; expected {', '.join(PRESETS)}")
+    preset = _preset(args.preset)
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec = _spec(args, PRESETS[args.preset].data)
+    spec = _spec(args, preset.data)
     data, origin, _ = build.load_or_build(spec, args.data_dir, skip_invalid=args.skip_invalid)
     print(f"data {origin}", flush=True)
     print(variants.table(variants.make(args.model, data)))

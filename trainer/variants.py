@@ -20,6 +20,7 @@ accuracy rule allows it (worker.model.variants).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -37,9 +38,8 @@ from trainer.evaluation import label_ids
 from worker.model.artifact import LoadedModel, load_artifact
 from worker.model.onnx_runtime import INPUTS, OOD_OUTPUT
 from worker.model.protocol import predict_texts
-from worker.model.text import pad
+from worker.model.text import pad, tokenize
 from worker.model.variants import (
-    BASELINE,
     NO_BF16,
     RUNTIME_FILES,
     VARIANTS,
@@ -131,12 +131,18 @@ class _Calibration:
         return None if nxt is None else {INPUTS[0]: nxt[0], INPUTS[1]: nxt[1]}
 
 
+def _token_ids(loaded: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
+    """The worker's token ids for ``texts`` (casing marker, truncation), without a model."""
+    m = loaded.manifest
+    return tokenize(loaded.tokenizer, list(texts), m.max_length, m.casing_marker).ids
+
+
 def calibration_batches(
     loaded: LoadedModel, texts: Sequence[str]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Whole batches of 32 messages, padded to the longest message of the set (ONNX
     Runtime's percentile calibrator stacks every batch's activations: one shape for all)."""
-    ids = build(BASELINE, loaded, "cpu").tokenize(list(texts)).ids
+    ids = _token_ids(loaded, texts)
     pad_id = int(loaded.tokenizer.pad_token_id)
     width = max(len(x) for x in ids)
     padded = [[*x, *([pad_id] * (width - len(x)))] for x in ids]
@@ -170,7 +176,7 @@ def quantize_static(src: Path, dst: Path, loaded: LoadedModel, texts: Sequence[s
     )
 
 
-def export_onnx(
+def export_files(
     out: Path, calibration_texts: Sequence[str], log: Any = print
 ) -> dict[Variant, Path]:
     """Writes the files of ``RUNTIME_FILES`` into the artifact ``out``: three ONNX
@@ -182,7 +188,7 @@ def export_onnx(
     export_fp32(loaded, files["ort-fp32"])
     log(f"exported ONNX fp32 ({time.monotonic() - started:.0f}s)")
     # onnxruntime's quantizers write scratch files into the working directory.
-    with tempfile.TemporaryDirectory() as scratch, _cwd(Path(scratch)):
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
         quantize_dynamic(files["ort-fp32"], files["ort-int8-dynamic"])
         log(f"quantized it to int8, dynamic ({time.monotonic() - started:.0f}s)")
         quantize_static(files["ort-fp32"], files["ort-int8-static"], loaded, calibration_texts)
@@ -217,21 +223,6 @@ def quantize_openvino(src: Path, dst: Path, loaded: LoadedModel, texts: Sequence
     )
     dst.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, str(dst))
-
-
-class _cwd:  # noqa: N801 - used as a context manager, like contextlib.chdir
-    def __init__(self, path: Path) -> None:
-        self.path, self.old = path, Path.cwd()
-
-    def __enter__(self) -> None:
-        import os
-
-        os.chdir(self.path)
-
-    def __exit__(self, *exc: object) -> None:
-        import os
-
-        os.chdir(self.old)
 
 
 def score(model: Any, examples: Sequence[Example]) -> dict[str, float]:
@@ -283,9 +274,7 @@ def score_variants(
             + f" ({'allowed' if entry['allowed'] else 'not allowed'}, "
             f"{time.monotonic() - started:.0f}s)"
         )
-    lengths = [
-        len(x) for x in build(BASELINE, loaded, "cpu").tokenize([ex.text for ex in test]).ids
-    ]
+    lengths = [len(x) for x in _token_ids(loaded, [ex.text for ex in test])]
     sample = [lengths[i] for i in np.random.default_rng(0).permutation(len(lengths))[:256]]
     return {"test": split, "scored_on": len(test), "token_lengths": sample, "results": report}
 
@@ -306,7 +295,7 @@ def make(out: Path, data: dict[str, list[Example]], log: Any = print) -> dict[st
     split = "test_noisy" if data.get("test_noisy") else "val"
     calibration = [ex.text for ex in data["val"][:CALIBRATION_MESSAGES]]
     record(out, None)  # an earlier report describes the files about to be replaced
-    export_onnx(out, calibration, log)
+    export_files(out, calibration, log)
     report = score_variants(out, data[split], split, log)
     record(out, report)
     return report
@@ -318,6 +307,7 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"variants scored on {report['scored_on']} {report['test']} messages "
         "(change against torch-fp32, points)",
+        "",
         "| variant | " + " | ".join(heads) + " | allowed |",
         "|---|" + "---|" * (len(heads) + 1),
     ]

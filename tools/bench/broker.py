@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,33 @@ def served_variant(metrics_text: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def preloaded_worker(
+    bootstrap: str, model: Path, texts: Sequence[str], env: dict[str, str]
+) -> Iterator[WorkerProc]:
+    """A ready worker of its own group on topics of its own, ``texts`` waiting for it;
+    stopped and the topics dropped on the way out."""
+    topics = _topics(bootstrap, partitions=4)
+    try:
+        _preload(bootstrap, topics["inbound"], texts)
+        w = _start(bootstrap, topics, model, env)
+        try:
+            w.wait_ready(timeout=180)
+            yield w
+        finally:
+            w.stop()
+    finally:
+        _drop(bootstrap, topics)
+
+
+BATCH_METRICS = (
+    "support_batch_size_sum",
+    "support_batch_size_count",
+    "support_inference_ms_sum",
+    "support_inference_ms_count",
+)
+
+
 def bench_worker(
     bootstrap: str, model: Path, texts: Sequence[str], env: dict[str, str]
 ) -> dict[str, Any]:
@@ -109,26 +137,13 @@ def bench_worker(
     Also the worker's own mean batch size and forward-pass time, from its metrics: set
     beside C's, they show how much the model slows down when it shares the machine.
     """
-    topics = _topics(bootstrap, partitions=4)
-    try:
-        _preload(bootstrap, topics["inbound"], texts)
-        w = _start(bootstrap, topics, model, env)
-        try:
-            w.wait_ready(timeout=120)
-            first, seconds = w.wait_committed(len(texts))
-            sums = w.metrics(
-                "support_batch_size_sum",
-                "support_batch_size_count",
-                "support_inference_ms_sum",
-                "support_inference_ms_count",
-            )
-            figures: dict[str, Any] = worker_figures(len(texts), first, seconds, sums)
-            figures["variant"] = served_variant(w.get("/metrics")[1])
-            return figures
-        finally:
-            w.stop()
-    finally:
-        _drop(bootstrap, topics)
+    with preloaded_worker(bootstrap, model, texts, env) as w:
+        first, seconds = w.wait_committed(len(texts))
+        figures: dict[str, Any] = worker_figures(
+            len(texts), first, seconds, w.metrics(*BATCH_METRICS)
+        )
+        figures["variant"] = served_variant(w.get("/metrics")[1])
+        return figures
 
 
 def bench_bare(bootstrap: str, texts: Sequence[str], batch: int) -> float:

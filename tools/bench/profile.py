@@ -89,43 +89,26 @@ def profile_worker(bootstrap: str, model: Path, variant: str, n: int, batch: int
     del clf
     alone_thread.shutdown()
 
-    topics = broker._topics(bootstrap, partitions=4)
     jvm = broker_pid()
-    try:
-        broker._preload(bootstrap, topics["inbound"], texts)
-        w = broker._start(bootstrap, topics, model, {"SUPPORT_WORKER_MODEL__VARIANT": variant})
-        try:
-            w.wait_ready(timeout=180)
-            while w.committed() < 1:
-                time.sleep(0.1)
-            pid = w.proc.pid
-            before, jvm_before, started = (
-                task_counters(pid),
-                process_cpu(jvm or pid),
-                time.monotonic(),
-            )
-            first = w.committed()
-            while w.committed() < n:
-                time.sleep(0.1)
-            wall = time.monotonic() - started
-            after, jvm_after = task_counters(pid), process_cpu(jvm or pid)
-            sums = w.metrics(
-                "support_inference_ms_sum",
-                "support_inference_ms_count",
-                "support_batch_size_sum",
-                "support_batch_size_count",
-            )
-        finally:
-            w.stop()
-    finally:
-        broker._drop(bootstrap, topics)
+    env = {"SUPPORT_WORKER_MODEL__VARIANT": variant}
+    with broker.preloaded_worker(bootstrap, model, texts, env) as w:
+        while w.committed() < 1:
+            time.sleep(0.1)
+        pid = w.proc.pid
+        before, jvm_before, started = task_counters(pid), process_cpu(jvm or pid), time.monotonic()
+        first = w.committed()
+        while w.committed() < n:
+            time.sleep(0.1)
+        wall = time.monotonic() - started
+        after, jvm_after = task_counters(pid), process_cpu(jvm or pid)
+        sizes, batches, ms, passes = w.metrics(*broker.BATCH_METRICS)
     done = n - int(first)
     threads = difference(after, before)
     total = sum(t["cpu_s"] for t in threads.values())
     lines = [
         f"variant {variant}: {done / wall:,.0f} msg/s end to end over {done:,} messages "
-        f"({wall:.1f} s); mean batch {sums[2] / max(sums[3], 1):.1f}",
-        f"forward per batch: {sums[0] / max(sums[1], 1):.1f} ms in the worker, "
+        f"({wall:.1f} s); mean batch {sizes / max(batches, 1):.1f}",
+        f"forward per batch: {ms / max(passes, 1):.1f} ms in the worker, "
         f"{statistics.median(a['full_batch_ms'] for a in alone):.1f} ms alone (median full "
         f"batch of {batch}); C alone "
         f"{statistics.median(a['msgs_per_s'] for a in alone):,.0f} msg/s",

@@ -56,23 +56,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"- not timed: {k}: {v}" for k, v in a["skipped"].items()]
     va = report.get("variants_accuracy")
     if va:
-        heads = ["intent", "urgency", "sentiment", "action", "intent_macro_f1"]
-        lines += [
-            "",
-            f"accuracy on the full {va['test']} ({va['scored_on']} messages), change against "
-            "torch-fp32 in points (the manifest's `variants`)",
-            "",
-            "| variant | " + " | ".join(heads) + " | allowed |",
-            "|---|" + "---|" * (len(heads) + 1),
-        ]
-        for name, v in va["results"].items():
-            if not v["scored"]:
-                lines.append(f"| {name} | " + " | ".join("-" for _ in heads) + " | not scored |")
-                continue
-            cells = [f"{v['accuracy'][h]:.4f} ({100 * v['change'][h]:+.2f})" for h in heads]
-            lines.append(
-                f"| {name} | " + " | ".join(cells) + f" | {'yes' if v['allowed'] else 'no'} |"
-            )
+        from trainer.variants import table  # the one the trainer prints
+
+        lines += ["", table(va)]
     if "decode_us_per_msg" in r:
         lines += [
             "",

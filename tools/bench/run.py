@@ -36,29 +36,24 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to run the same artifact: a Classifier's options and the worker's env, or
-    one of worker.model.variants by name (``model_variant``: the ONNX Runtime ones)."""
+    """One way to run the same artifact: one of worker.model.variants by name
+    (``model_variant``), or a Classifier's own options (the padded baseline, and the
+    padding-free one at ``--dtype``) and the worker's env for them."""
 
     name: str
-    quantize: str = "none"
-    autocast: str = "none"
     padding_free: bool = True
     model_variant: str | None = None
 
     def classifier(self, model: Path, device: str, dtype: str) -> Any:
         if self.model_variant is not None:
             return variants.build(self.model_variant, load_artifact(model), device)  # type: ignore[arg-type]
-        return Classifier(
-            load_artifact(model), device, dtype, self.quantize, self.padding_free, self.autocast
-        )
+        return Classifier(load_artifact(model), device, dtype, padding_free=self.padding_free)
 
     def env(self) -> dict[str, str]:
         if self.model_variant is not None:
             return {"SUPPORT_WORKER_MODEL__VARIANT": self.model_variant}
         return {
             "SUPPORT_WORKER_MODEL__VARIANT": "torch",
-            "SUPPORT_WORKER_MODEL__QUANTIZE": self.quantize,
-            "SUPPORT_WORKER_MODEL__AUTOCAST": self.autocast,
             "SUPPORT_WORKER_MODEL__PADDING_FREE": str(self.padding_free).lower(),
         }
 
@@ -67,11 +62,13 @@ PADDED = Variant("padded", padding_free=False)
 PACKED = Variant("padding-free")  # the worker's default
 # Faster settings, each used for d_best_over_a only if no head loses more than 0.5 points.
 CPU_FAST = (
-    Variant("int8, padding-free", quantize="int8"),
-    Variant("bf16 autocast, padding-free", autocast="bfloat16"),
+    Variant("int8, padding-free", model_variant="torch-int8"),
+    Variant("bf16 autocast, padding-free", model_variant="torch-bf16"),
 )
-# The ONNX Runtime variants, where the artifact has their files (support-trainer variants).
-ORT = tuple(Variant(name, model_variant=name) for name in variants.RUNTIME_FILES)
+# The ONNX Runtime and OpenVINO variants, where the artifact has their files.
+RUNTIMES = tuple(Variant(name, model_variant=name) for name in variants.RUNTIME_FILES)
+# The bench's name for each variant autotune may pick.
+BY_VARIANT = {v.model_variant: v.name for v in (*CPU_FAST, *RUNTIMES)} | {"torch-fp32": PACKED.name}
 AUTO_ENV = {"SUPPORT_WORKER_MODEL__VARIANT": "auto"}
 MAX_ACCURACY_DROP = 0.005
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
@@ -166,12 +163,11 @@ def run(args: Any) -> dict[str, Any]:
     # C for every variant, with its accuracy change against the padded base precision.
     here = [
         v
-        for v in (*CPU_FAST, *ORT)
-        if v.model_variant is None or variants.unavailable(v.model_variant, loaded, "cpu") is None  # type: ignore[arg-type]
+        for v in (*CPU_FAST, *RUNTIMES)
+        if variants.unavailable(v.model_variant, loaded, "cpu") is None  # type: ignore[arg-type]
     ]
-    if "bf16" in (variants.unavailable("torch-bf16", loaded, "cpu") or ""):
+    if variants.unavailable("torch-bf16", loaded, "cpu") == variants.NO_BF16:
         r["skipped_bf16"] = "this CPU has no bf16 instructions: autocast measured 9x slower"
-        here = [v for v in here if v.autocast != "bfloat16"]
     runs_here = [PADDED, PACKED, *(here if base.device.type == "cpu" else ())]
     base_acc = on_model(head_accuracy, base, examples, args.batch_size)
     models: dict[str, Any] = {}
@@ -202,14 +198,9 @@ def run(args: Any) -> dict[str, Any]:
     if loaded.manifest.variants is not None:
         report["variants_accuracy"] = loaded.manifest.variants.model_dump()
     choice = on_model(autotune.autotune, loaded, str(base.device), args.batch_size, args.threads)
-    auto_name = {v.model_variant: v.name for v in ORT} | {
-        "torch-fp32": PACKED.name,
-        "torch-int8": "int8, padding-free",
-        "torch-bf16": "bf16 autocast, padding-free",
-    }
     r["auto"] = {
         "variant": choice.variant,
-        "c_name": auto_name.get(choice.variant),
+        "c_name": BY_VARIANT.get(choice.variant),
         "autotune_msgs_per_s": choice.msgs_per_s,
         "skipped": choice.skipped,
     }
@@ -338,7 +329,7 @@ def bucketing(args: Any) -> str:
         ]
         return _median([x["msgs_per_s"] for x in runs])
 
-    for v in ORT:
+    for v in RUNTIMES:
         name: variants.Variant = v.model_variant  # type: ignore[assignment]
         if variants.unavailable(name, loaded, "cpu") is not None:
             continue

@@ -36,6 +36,18 @@ class LoadedModel:
     def content_hash(self) -> str:
         return self.manifest.weights_sha256
 
+    @property
+    def model_info(self) -> dict[str, str]:
+        """What every result names its model by."""
+        m = self.manifest
+        return {"name": m.name, "version": m.version, "content_hash": self.content_hash}
+
+    def column_temperatures(self) -> list[float]:
+        """One temperature per output column, heads side by side in the manifest's order,
+        so that calibrating all heads' logits is a single division."""
+        m = self.manifest
+        return [m.temperatures[h] for h, labels in m.heads.items() for _ in labels]
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()

@@ -71,21 +71,9 @@ class Classifier:
         self.max_length = m.max_length
         self.marker = m.casing_marker
         self.pad_id = int(self.tokenizer.pad_token_id)
-        self.model_info = {
-            "name": m.name,
-            "version": m.version,
-            "content_hash": loaded.content_hash,
-        }
+        self.model_info = loaded.model_info
         self._splits = [len(labels) for labels in self.heads.values()]
-        # One temperature per output column, so calibration is a single division.
-        self._temps = torch.tensor(
-            [
-                m.temperatures[h]
-                for h, w in zip(self.heads, self._splits, strict=True)
-                for _ in range(w)
-            ],
-            device=self.device,
-        )  # [sum C]
+        self._temps = torch.tensor(loaded.column_temperatures(), device=self.device)  # [sum C]
 
     def tokenize(self, texts: Sequence[str]) -> Tokenized:
         """Ids for each text in one tokenizer call, and whether it had to be truncated."""

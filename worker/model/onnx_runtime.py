@@ -1,12 +1,12 @@
-"""The artifact's network as the trainer exported it to ONNX (fp32, or int8 quantized),
-run by ONNX Runtime or by OpenVINO on length-bucketed padded sub-batches.
+"""The artifact's network as the trainer exported it (ONNX fp32 or int8, or an OpenVINO
+int8 IR), run by ONNX Runtime or by OpenVINO on length-bucketed padded sub-batches.
 
-Both runtimes read the same files: OpenVINO compiles the ONNX graph (the static int8
-one's QDQ pairs become its int8 kernels, VNNI/AMX where the CPU has them). Both run
-padded [B, T] inputs. On short support messages one padded batch is a
-fifth to a half padding, so the batch runs as a few sub-batches of similar length
-(``text.buckets``): still one call of ``predict`` per batch, the unit the worker
-schedules, and the same outputs to float rounding (tests hold it to that).
+ONNX Runtime runs the ONNX files; OpenVINO compiles the fp32 ONNX file (fp32 or bf16)
+or loads the int8 IR that NNCF wrote. Both run padded [B, T] inputs. On short support
+messages one padded batch is a fifth to a half padding, so the batch runs as a few
+sub-batches of similar length (``text.buckets``): still one call of ``predict`` per
+batch, the unit the worker schedules, and the same outputs to float rounding (tests
+hold it to that).
 """
 
 from __future__ import annotations
@@ -146,24 +146,13 @@ class OnnxClassifier:
         self.width_multiple = 4 if variant.startswith("ov-") else 1
         self.device = "cpu"
         self.dtype = "int8" if "int8" in variant else variant.rsplit("-", 1)[1]
-        self.model_info = {
-            "name": m.name,
-            "version": m.version,
-            "content_hash": loaded.content_hash,
-        }
+        self.model_info = loaded.model_info
         missing = [h for h in self.heads if h not in outputs]
         if missing:
             raise ValueError(f"{file}: no output for head(s) {missing}")
         self._outputs = [*self.heads, *([OOD_OUTPUT] if OOD_OUTPUT in outputs else [])]
         self._splits = [len(labels) for labels in self.heads.values()]
-        self._temps = np.asarray(
-            [
-                m.temperatures[h]
-                for h, w in zip(self.heads, self._splits, strict=True)
-                for _ in range(w)
-            ],
-            dtype=np.float32,
-        )
+        self._temps = np.asarray(loaded.column_temperatures(), dtype=np.float32)  # [sum C]
 
     @property
     def precision(self) -> str:

@@ -3,10 +3,11 @@ the artifact allows.
 
 A variant is a backend and a precision: torch fp32 (padding-free), torch int8 (dynamic
 quantization), torch bf16 (autocast), ONNX Runtime fp32 / int8 (dynamic, or static
-calibrated on validation data) and OpenVINO fp32 / bf16 / int8 static, from the ONNX files the
-trainer exports beside the weights. The trainer scores each on the full noisy test and
-records in the manifest whether it is *allowed*: no head loses more than 0.5 points of
-accuracy against torch fp32, and intent macro-F1 loses at most 1 point.
+calibrated on validation data) and OpenVINO fp32 / bf16 / int8 static (NNCF), from the
+ONNX files and the OpenVINO IR that the trainer exports beside the weights. The trainer
+scores each on the full noisy test and records in the manifest whether it is *allowed*:
+no head loses more than 0.5 points of accuracy against torch fp32, and intent macro-F1
+loses at most 1 point.
 ``MODEL__VARIANT=auto`` times the allowed ones that run here and serves the fastest
 (``autotune``).
 """
@@ -59,15 +60,25 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def resolved(device: str) -> str:
+    """The device a setting names ("auto" resolved): "cpu", "cuda", ..."""
+    if device != "auto":
+        return device
+    from worker.model.classifier import resolve_device
+
+    return str(resolve_device(device))
+
+
 def unavailable(variant: Variant, loaded: LoadedModel, device: str) -> str | None:
     """Why ``variant`` cannot run on this host (None: it can)."""
+    device = resolved(device)
     bf16 = variant in {"torch-bf16", "ov-bf16"} and device == "cpu"
     if bf16 and not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
         # Measured on an AVX2-only EPYC: torch's bf16 autocast 9x slower than fp32.
         return NO_BF16
     if variant in RUNTIME_FILES:
         if device != "cpu":
-            return "the ONNX variants run on the CPU here"
+            return "the ONNX Runtime and OpenVINO variants run on the CPU here"
         if not (loaded.path / RUNTIME_FILES[variant]).exists():
             return f"the artifact has no {RUNTIME_FILES[variant]} (support-trainer variants)"
         module = RUNTIME_MODULES[variant.split("-", 1)[0]]
@@ -83,6 +94,7 @@ def unavailable(variant: Variant, loaded: LoadedModel, device: str) -> str | Non
 
 def build(variant: Variant, loaded: LoadedModel, device: str, threads: int | None = None) -> Any:
     """A ``Model`` running ``loaded`` as ``variant`` (check ``unavailable`` first)."""
+    device = resolved(device)
     if variant in RUNTIME_FILES:
         from worker.model.onnx_runtime import OnnxClassifier
 

@@ -25,3 +25,35 @@ def test_exporting_again_replaces_the_files_and_their_report(
     for name, file in RUNTIME_FILES.items():
         assert report.results[name].sha256 == file_sha256(out / file)
     assert report.results["ov-int8-static"].scored
+
+
+def test_the_variants_table_shows_accuracy_change_and_why_one_was_not_scored() -> None:
+    from trainer.variants import table
+
+    acc = {"intent": 0.97, "urgency": 0.99, "sentiment": 1.0, "action": 0.975}
+    report = {
+        "test": "test_noisy",
+        "scored_on": 100,
+        "results": {
+            "torch-int8": {
+                "scored": True,
+                "allowed": False,
+                "accuracy": {**acc, "intent_macro_f1": 0.9},
+                "change": {
+                    "intent": -0.006,
+                    "urgency": 0.0,
+                    "sentiment": 0.0,
+                    "action": 0.001,
+                    "intent_macro_f1": 0.0,
+                },
+            },
+            "ov-bf16": {"scored": False, "allowed": False, "why": "openvino is not installed"},
+        },
+    }
+    lines = table(report).splitlines()
+    assert lines[0].startswith("variants scored on 100 test_noisy messages")
+    assert lines[4] == (
+        "| torch-int8 | 0.9700 (-0.60) | 0.9900 (+0.00) | 1.0000 (+0.00) | 0.9750 (+0.10) "
+        "| 0.9000 (+0.00) | no |"
+    )
+    assert lines[5] == "| ov-bf16 | - | - | - | - | - | no: openvino is not installed |"

@@ -148,3 +148,15 @@ def test_a_variant_that_fails_here_is_skipped_and_a_changed_file_refuses_the_art
     failing["ov-int8-static"] = ArtifactError("sha256 differs")
     with pytest.raises(ArtifactError, match="sha256"):
         autotune.autotune(loaded, "cpu", batch_size=8, seconds_each=0.02)
+
+
+def test_device_auto_is_resolved_before_a_variant_is_judged_or_built(smoke_artifact: Path) -> None:
+    """ "auto" on a CPU host is the CPU: torch-bf16 there is autocast over fp32 weights."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this checks the CPU host")
+    loaded = load_artifact(smoke_artifact)
+    model = variants.build("torch-bf16", loaded, "auto")
+    assert model.precision.startswith("float32+autocast-bfloat16")
+    assert variants.unavailable("torch-int8", loaded, "auto") is None
