@@ -5,8 +5,9 @@ message that fails is alone: that one becomes a ``Failure`` (a dead letter), and
 rest are classified. When every item fails, a probe text the model must always handle
 tells a broken model (the probe fails too) from a batch of bad messages.
 
-Everything here is a function of the model and the items: it runs on the model thread
-and touches no pipeline state.
+Everything here is a function of the model and the items and touches no pipeline state:
+``forward`` runs on the model thread, ``resolve`` builds the per-message results on the
+pipeline's thread while the model runs the next batch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import NamedTuple
 import structlog
 
 from worker.intake import Item
-from worker.model.protocol import Model, Prediction
+from worker.model.protocol import BatchOutput, Model, Prediction
 
 log = structlog.get_logger("worker")
 
@@ -52,9 +53,26 @@ class BatchResult(NamedTuple):
         return sum(isinstance(r, Prediction) for r in self.results)
 
 
-def infer(model: Model, items: Sequence[Item], probe_ids: Sequence[int]) -> BatchResult:
-    """Classify the items that need the model, isolating any message the model fails on."""
-    results: list[ItemResult] = [SKIPPED] * len(items)
+class Outputs(NamedTuple):
+    """A batch as the model thread leaves it: each successful forward pass's output on
+    the host with the item indices it covers, and the items the model failed on.
+
+    The per-message objects are built from it by ``resolve`` on the pipeline's thread,
+    while the model thread runs the next batch.
+    """
+
+    size: int
+    passes: list[tuple[list[int], BatchOutput]]
+    failures: dict[int, Failure]
+    inference_ms: float
+    model_calls: int
+    model_broken: bool
+
+
+def forward(model: Model, items: Sequence[Item], probe_ids: Sequence[int]) -> Outputs:
+    """Run the items that need the model, isolating any message the model fails on."""
+    passes: list[tuple[list[int], BatchOutput]] = []
+    failures: dict[int, Failure] = {}
     wanted = [n for n, item in enumerate(items) if item.ids]
     calls, total_ms = 0, 0.0
 
@@ -63,37 +81,50 @@ def infer(model: Model, items: Sequence[Item], probe_ids: Sequence[int]) -> Batc
         calls += 1
         try:
             batch = model.predict([items[n].ids for n in group])
-            out = batch.predictions()
-            if len(out) != len(group):
+            if len(batch) != len(group):
                 # A model fault like any other: retried, split, and if it persists the
                 # probe and the circuit breaker judge the model.
-                raise RuntimeError(f"the model returned {len(out)} rows for {len(group)}")
+                raise RuntimeError(f"the model returned {len(batch)} rows for {len(group)}")
         except Exception as exc:  # noqa: BLE001 - any model failure is isolated, not fatal
             log.warning("inference_failed", size=len(group), error=repr(exc), retry=retry)
             if retry:
                 run(group, retry=False)
             elif len(group) == 1:
-                results[group[0]] = Failure(exc)
+                failures[group[0]] = Failure(exc)
             else:
                 half = len(group) // 2
                 run(group[:half], retry=False)
                 run(group[half:], retry=False)
             return
         total_ms += batch.inference_ms
-        for n, prediction in zip(group, out, strict=True):
-            results[n] = prediction
+        passes.append((group, batch))
 
     if wanted:
         run(wanted, retry=True)
-    failed = sum(isinstance(r, Failure) for r in results)
-    broken = bool(wanted) and failed == len(wanted) and not probe_passes(model, probe_ids)
-    return BatchResult(results, total_ms, calls, broken)
+    broken = bool(wanted) and len(failures) == len(wanted) and not probe_passes(model, probe_ids)
+    return Outputs(len(items), passes, failures, total_ms, calls, broken)
+
+
+def resolve(outputs: Outputs) -> BatchResult:
+    """Per message, its Prediction, Failure, or SKIPPED (no model call)."""
+    results: list[ItemResult] = [SKIPPED] * outputs.size
+    for n, failure in outputs.failures.items():
+        results[n] = failure
+    for group, batch in outputs.passes:
+        for n, prediction in zip(group, batch.predictions(), strict=True):
+            results[n] = prediction
+    return BatchResult(results, outputs.inference_ms, outputs.model_calls, outputs.model_broken)
+
+
+def infer(model: Model, items: Sequence[Item], probe_ids: Sequence[int]) -> BatchResult:
+    """``forward`` and ``resolve`` on one thread (the classify command, the tests)."""
+    return resolve(forward(model, items, probe_ids))
 
 
 def probe_passes(model: Model, probe_ids: Sequence[int]) -> bool:
     """Whether the model still classifies a text it must always handle."""
     try:
-        if len(model.predict([probe_ids]).predictions()) != 1:
+        if len(model.predict([probe_ids])) != 1:
             raise RuntimeError("the model returned no row for the probe")
     except Exception as exc:  # noqa: BLE001 - the probe's failure is the verdict
         log.warning("probe_failed", error=repr(exc))

@@ -36,7 +36,7 @@ from worker.batching import Batcher, BatchLimits
 from worker.commit import Committer
 from worker.errors import FatalKafkaError, ModelBrokenError
 from worker.http_server import Health
-from worker.inference import PROBE_TEXT, BatchResult, Failure, infer
+from worker.inference import PROBE_TEXT, BatchResult, Failure, Outputs, forward, resolve
 from worker.intake import Item, intake
 from worker.kafka_io import to_record
 from worker.logs import log_committed
@@ -61,7 +61,7 @@ class Flight:
     """A batch taken from the batcher: in the model, then waiting for its commit."""
 
     items: list[Item]
-    future: Future[BatchResult]
+    future: Future[Outputs]
     started_wall_ms: float
     result: BatchResult | None = None
 
@@ -232,18 +232,18 @@ class Pipeline:
 
     def _start(self, items: list[Item]) -> Flight:
         started_wall_ms = time.time() * 1000
-        future = self._model_thread.submit(infer, self.classifier, items, self._probe)
+        future = self._model_thread.submit(forward, self.classifier, items, self._probe)
         # Counted when the passes ran, also for a batch an abort or a loss drops later.
         future.add_done_callback(self._count_model_calls)
         return Flight(items, future, started_wall_ms)
 
-    def _count_model_calls(self, future: Future[BatchResult]) -> None:
+    def _count_model_calls(self, future: Future[Outputs]) -> None:
         if not future.cancelled() and future.exception() is None:
             self.metrics.model_calls.inc(future.result().model_calls)
 
     def _await(self, flight: Flight) -> None:
         if flight.result is None:
-            flight.result = self.wait_keeping_membership(flight.future)
+            flight.result = resolve(self.wait_keeping_membership(flight.future))
 
     def _complete(self, flight: Flight) -> bool:
         """Route and commit one batch whose forward pass is done (waiting for it if not)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import structlog
 import torch
 
-from worker.errors import ExitCode, FatalKafkaError, ModelBrokenError, ModelLoadError
+from worker.errors import ConfigError, ExitCode, FatalKafkaError, ModelBrokenError, ModelLoadError
 from worker.http_server import Health, HttpServer
 from worker.kafka_io import make_consumer, make_producer
 from worker.metrics import Metrics
@@ -76,7 +76,7 @@ def start_model(settings: WorkerSettings, metrics: Metrics) -> tuple[Model, Thre
 def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) -> Model:
     """The model to serve: ``model.variant`` by name, or the fastest allowed (auto)."""
     from worker.model.artifact import load_artifact
-    from worker.model.errors import ArtifactError
+    from worker.model.errors import ArtifactError, DeviceError
 
     if settings.model.backend == "null":
         from schemas.labels import HEADS
@@ -94,6 +94,8 @@ def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) ->
         model, variant, chosen_by = _variant(loaded, settings)
     except ArtifactError as exc:  # a variant's file, checked when it is built
         raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
+    except DeviceError as exc:  # e.g. model.device=cuda on a host torch sees no GPU on
+        raise ConfigError(str(exc)) from None
     if metrics is not None:
         metrics.model_variant.labels(variant=variant, chosen_by=chosen_by).set(1)
     return model
@@ -102,9 +104,10 @@ def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) ->
 def _variant(loaded: LoadedModel, settings: WorkerSettings) -> tuple[Model, str, str]:
     """(model, its variant's name, how it was chosen: setting or autotune)."""
     from worker.model import autotune, variants
+    from worker.model.errors import DeviceError
 
     m = settings.model
-    device = str(resolve_device(m.device))
+    device = str(resolve_device(m.device))  # DeviceError before any work
     if m.variant == "torch" or (m.variant == "auto" and loaded.manifest.variants is None):
         if m.variant == "auto":
             log.info(
@@ -121,7 +124,7 @@ def _variant(loaded: LoadedModel, settings: WorkerSettings) -> tuple[Model, str,
     if m.variant != "auto":
         reason = variants.unavailable(m.variant, loaded, device)
         if reason is not None:
-            raise ModelLoadError(f"model.variant={m.variant} cannot run here: {reason}")
+            raise DeviceError(f"model.variant={m.variant} cannot run here: {reason}")
         model = variants.build(m.variant, loaded, device, m.threads)
         batch = settings.batching.max_batch_size
         autotune.settle(model, m.variant, loaded, batch, 3 * m.autotune_seconds)

@@ -8,6 +8,7 @@ metrics.json come from the code path the worker serves with.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +17,9 @@ import numpy as np
 import torch
 
 from worker.model.artifact import LoadedModel
-from worker.model.network import quantize_int8
-from worker.model.packed import PackedClassifier, pack, supports, to_device
+from worker.model.errors import DeviceError
+from worker.model.network import MultiHeadClassifier, quantize_int8
+from worker.model.packed import PackedClassifier, pack, supports
 from worker.model.protocol import BatchOutput, predict_texts
 from worker.model.text import Tokenized, pad, tokenize
 
@@ -28,7 +30,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but torch sees no CUDA device")
+        raise DeviceError("model.device=cuda, but torch sees no CUDA device")
     return torch.device(device)
 
 
@@ -37,7 +39,34 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
+    if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError(f"model.dtype=bfloat16, but {torch.cuda.get_device_name()} has no bf16")
     return DTYPES[dtype]
+
+
+def on_device(
+    model: MultiHeadClassifier, device: torch.device, dtype: torch.dtype
+) -> MultiHeadClassifier:
+    """``model`` on ``device`` in ``dtype``, the OOD scorer in float32: a copy unless it is
+    already there, so the artifact's model stays as loaded for every other variant.
+
+    The scorer's distance is a difference of squares of whitened embeddings (values in
+    the hundreds); bf16's 8 bits of mantissa would turn it into noise.
+    """
+    first = next(model.parameters())
+    if first.device != device or first.dtype != dtype:
+        model = copy.deepcopy(model).to(device, dtype=dtype)
+        if model.ood is not None:
+            model.ood.float()
+    return model.eval()
+
+
+def enable_tf32(device: torch.device) -> None:
+    """fp32 matmuls on tensor cores (TF32) on CUDA, as TEI and vLLM serve; the heads'
+    logits lose nothing that calibration's temperatures would notice."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 class Classifier:
@@ -55,7 +84,8 @@ class Classifier:
         m = self.manifest = loaded.manifest
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.model = loaded.model.to(self.device, dtype=self.dtype).eval()
+        enable_tf32(self.device)
+        self.model = on_device(loaded.model, self.device, self.dtype)
         # Built before quantization, which swaps its (fused) Linear layers for int8 ones.
         self.packed = (
             PackedClassifier(self.model).eval() if padding_free and supports(self.model) else None
@@ -90,9 +120,12 @@ class Classifier:
     def prepare(self, batch_ids: Sequence[Sequence[int]]) -> Any:
         """The forward pass's inputs on the device: packed when it can be, else padded."""
         if self.packed is not None:
-            return to_device(pack(batch_ids), self.device)
+            return pack(batch_ids, self.device)
         ids, mask = pad(batch_ids, self.pad_id)
-        return self._to_device(ids), self._to_device(mask)
+        both = torch.from_numpy(np.stack([ids, mask]))  # [2, B, L]: one host-to-device copy
+        if self.device.type == "cuda":
+            both = both.pin_memory().to(self.device, non_blocking=True)
+        return both[0], both[1]
 
     def forward(self, inputs: Any) -> tuple[dict[str, Any], Any]:
         """Logits per head and OOD scores [B] (or None) from ``prepare``'s inputs; the caller
@@ -128,12 +161,6 @@ class Classifier:
     def predict_texts(self, texts: Sequence[str], batch_size: int = 256) -> BatchOutput:
         """protocol.predict_texts: in batches of similar length, in the order given."""
         return predict_texts(self, texts, batch_size)
-
-    def _to_device(self, array: np.ndarray) -> Any:
-        tensor = torch.from_numpy(array)
-        if self.device.type == "cuda":
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor
 
     def warmup(self, batch_size: int = 8) -> None:
         """Allocate and compile what the first real batch would otherwise wait for."""

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel
 
+from worker.model.errors import DeviceError
+
 
 def with_attention(load: Any, *args: Any) -> Any:
     """SDPA attention where the architecture has it (BERT does; MPNet does not yet)."""
@@ -52,10 +54,14 @@ class MahalanobisScorer(nn.Module):
         self.register_buffer("means", torch.zeros(classes, hidden))  # [K, H], whitened
 
     def forward(self, pooled: Tensor) -> Tensor:
-        """[B, H] -> [B]."""
-        z = pooled.float() @ self.whiten  # [B, H]
-        sq = (z * z).sum(1, keepdim=True) - 2 * z @ self.means.T + (self.means**2).sum(1)  # [B, K]
-        return sq.min(dim=1).values.clamp(min=0) / z.shape[1]
+        """[B, H] -> [B], in float32 whatever the encoder runs in (no-op casts when the
+        buffers are float32, as ``classifier.on_device`` keeps them)."""
+        # Outside autocast too, which would run these matmuls in bf16.
+        with torch.autocast(pooled.device.type, enabled=False):
+            means = self.means.float()
+            z = pooled.float() @ self.whiten.float()  # [B, H]
+            sq = (z * z).sum(1, keepdim=True) - 2 * z @ means.T + (means**2).sum(1)  # [B, K]
+            return sq.min(dim=1).values.clamp(min=0) / z.shape[1]
 
     @classmethod
     def fit(cls, pooled: Tensor, labels: Tensor, shrinkage: float = 1e-3) -> MahalanobisScorer:
@@ -137,7 +143,7 @@ def quantize_int8(model: torch.nn.Module, device: torch.device) -> Any:
     CPU only: these kernels use the VNNI/AVX-512 instructions of the CPU.
     """
     if device.type != "cpu":
-        raise ValueError("quantize=int8 runs on the CPU; use dtype=bfloat16/float16 on a GPU")
+        raise DeviceError("model.quantize=int8 runs on the CPU; use dtype=bfloat16 on a GPU")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's API, still supported

@@ -53,37 +53,34 @@ class PackedBatch:
         return int(self.lengths.shape[0])
 
 
-def pack(batch_ids: Sequence[Sequence[int]]) -> PackedBatch:
-    """Host-side index arithmetic in numpy: no per-token Python."""
+# The int64 index vectors of a PackedBatch, in the order of its flat staging buffer.
+_FLAT = ("ids", "positions", "seq", "slots", "lengths", "starts")
+
+
+def pack(batch_ids: Sequence[Sequence[int]], device: torch.device | None = None) -> PackedBatch:
+    """Host-side index arithmetic in numpy (no per-token Python), into one int64 buffer;
+    on a GPU that buffer is pinned and copied once, and the views are cut on the device."""
     lengths = np.fromiter((len(x) for x in batch_ids), dtype=np.int64, count=len(batch_ids))
     if lengths.size == 0 or int(lengths.min()) < 1:
         raise ValueError("every sequence needs at least one token")
-    total, width = int(lengths.sum()), int(lengths.max())
-    starts = np.zeros(len(lengths), dtype=np.int64)
+    rows, total, width = len(lengths), int(lengths.sum()), int(lengths.max())
+    flat = np.empty(4 * total + 2 * rows, dtype=np.int64)
+    ids, positions, seq, slots = (flat[i * total : (i + 1) * total] for i in range(4))
+    flat[4 * total : 4 * total + rows] = lengths
+    starts = flat[4 * total + rows :]
+    starts[0] = 0
     np.cumsum(lengths[:-1], out=starts[1:])
-    seq = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-    positions = np.arange(total, dtype=np.int64) - starts[seq]
-    ids = np.fromiter((t for x in batch_ids for t in x), dtype=np.int64, count=total)
-    key_mask = np.arange(width)[None, :] < lengths[:, None]
-    return PackedBatch(
-        ids=torch.from_numpy(ids),
-        positions=torch.from_numpy(positions),
-        seq=torch.from_numpy(seq),
-        slots=torch.from_numpy(seq * width + positions),
-        key_mask=torch.from_numpy(key_mask),
-        lengths=torch.from_numpy(lengths),
-        starts=torch.from_numpy(starts),
-    )
-
-
-def to_device(batch: PackedBatch, device: torch.device) -> PackedBatch:
-    if device.type == "cpu":
-        return batch
-    moved = {
-        name: getattr(batch, name).pin_memory().to(device, non_blocking=True)
-        for name in PackedBatch.__dataclass_fields__
-    }
-    return PackedBatch(**moved)
+    seq[:] = np.repeat(np.arange(rows, dtype=np.int64), lengths)
+    positions[:] = np.arange(total, dtype=np.int64) - starts[seq]
+    ids[:] = np.fromiter((t for x in batch_ids for t in x), dtype=np.int64, count=total)
+    slots[:] = seq * width + positions
+    staging = torch.from_numpy(flat)
+    if device is not None and device.type == "cuda":
+        staging = staging.pin_memory().to(device, non_blocking=True)
+    views = staging.split([total] * 4 + [rows] * 2)
+    parts = dict(zip(_FLAT, views, strict=True))
+    key_mask = torch.arange(width, device=staging.device)[None, :] < parts["lengths"][:, None]
+    return PackedBatch(key_mask=key_mask, **parts)
 
 
 class _Layer(nn.Module):

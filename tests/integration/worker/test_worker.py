@@ -21,6 +21,7 @@ from tests.integration.worker.harness import (
     make_topics,
     produce,
     read_committed,
+    running_worker,
     start_worker,
 )
 from worker.routing import RoutingPolicy
@@ -224,3 +225,25 @@ def test_sigterm_mid_backlog_exits_0_with_a_gap_free_prefix(
     for partition, seen in offsets.items():
         assert sorted(seen) == list(range(len(seen))), f"partition {partition} has a gap"
     print(f"SIGTERM: exit 0 after {took:.2f}s, {done} committed, prefix per partition")
+
+
+def test_a_bfloat16_worker_on_the_cpu_routes_every_message_exactly_once(
+    kafka_bootstrap: str, make_topic: Callable[..., str], smoke_artifact: Path, tmp_path: Path
+) -> None:
+    """The dtype a GPU worker serves in by default, run on the CPU: the OOD scorer stays
+    float32 and every message is routed with an unfamiliarity score."""
+    topics = make_topics(make_topic, partitions=2)
+    good, bad = produce(kafka_bootstrap, topics.inbound, 300, bad_every=30)
+    with running_worker(
+        kafka_bootstrap, topics, smoke_artifact, tmp_path, MODEL__DTYPE="bfloat16"
+    ) as w:
+        got = read_committed(kafka_bootstrap, topics, 300)
+        ready = next(e for e in w.log_lines() if e.get("event") == "model_ready")
+    assert ready["dtype"] == "torch.bfloat16", ready
+    _assert_exactly_once(got, good, bad)
+    scored = [
+        v["routing"]["unfamiliarity"]
+        for _, v, _ in got.results
+        if v["routing"]["reason"] != "empty_text"
+    ]
+    assert scored and all(s is not None and s >= 0 for s in scored)

@@ -73,6 +73,12 @@ def test_topics_apply_with_a_bad_setting_exits_2_naming_it_not_its_value(tmp_pat
     assert "Traceback" not in out.stderr
 
 
+def torch_sees_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _worker_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``support-worker run`` as a process, for what it prints before it would consume."""
     return subprocess.run(
@@ -131,6 +137,39 @@ def test_classify_prints_the_outbound_json(smoke_artifact: object) -> None:
     assert printed["topic"].startswith("support.")
     assert printed["value"]["message"]["text"] == "my card was declined!!"
     assert set(printed["value"]["predictions"]) == {"intent", "urgency", "sentiment", "action"}
+
+
+def test_classify_runs_in_bfloat16_on_the_cpu(smoke_artifact: object) -> None:
+    import json
+
+    env = dict(
+        os.environ, SUPPORT_WORKER_MODEL__DTYPE="bfloat16", SUPPORT_WORKER_MODEL__VARIANT="torch"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "classify", "--model", str(smoke_artifact), "hi"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["value"]["predictions"]["intent"]["label"]
+
+
+@pytest.mark.skipif(torch_sees_cuda(), reason="this host has a CUDA device")
+def test_a_device_this_host_lacks_exits_2_in_one_line(smoke_artifact: object) -> None:
+    env = dict(
+        os.environ,
+        SUPPORT_WORKER_MODEL__PATH=str(smoke_artifact),
+        SUPPORT_WORKER_MODEL__DEVICE="cuda",
+        SUPPORT_WORKER_ADMIN_PORT="0",
+    )
+    out = _worker_run(env)
+    assert out.returncode == 2, out.stderr
+    (line,) = [ln for ln in out.stderr.splitlines() if not ln.startswith("{")]
+    want = "support-worker: configuration error: model.device=cuda, but torch sees no CUDA device"
+    assert line == want
 
 
 def test_console_on_a_port_in_use_is_a_configuration_error() -> None:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from worker.model.artifact import load_artifact
 from worker.model.classifier import Classifier
+from worker.model.errors import DeviceError
+from worker.model.network import quantize_int8
 
 TEXTS = [
     "my card was declined!!",
@@ -75,3 +78,51 @@ def test_predictions_carry_labels_confidences_and_all_probabilities(classifier: 
     assert unfamiliarity is not None and unfamiliarity > 0
     assert predictions["action"]["confidence"] == confidences["action"]
     assert max(predictions["action"]["probabilities"].values()) == confidences["action"]
+
+
+# How far each dtype's calibrated probabilities may lie from float32's on the smoke model:
+# bf16 keeps 8 bits of mantissa, fp16 11; the OOD score runs in float32 in both.
+TOLERANCE = {"bfloat16": 0.06, "float16": 0.01}
+
+
+@pytest.mark.parametrize("padding_free", [True, False], ids=["packed", "padded"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precisions_run_and_stay_near_float32(
+    smoke_artifact: Path, dtype: str, padding_free: bool
+) -> None:
+    loaded = load_artifact(smoke_artifact)
+    reference = Classifier(loaded, "cpu", "float32", padding_free=padding_free)
+    half = Classifier(loaded, "cpu", dtype, padding_free=padding_free)
+    assert (half.packed is not None) == padding_free
+    assert half.model.ood.whiten.dtype == torch.float32  # the scorer stays float32
+    ids, _ = reference.tokenize(TEXTS)
+    want, got = reference.predict(ids), half.predict(ids)
+    for head in want.probs:
+        np.testing.assert_allclose(got.probs[head], want.probs[head], atol=TOLERANCE[dtype])
+    assert want.unfamiliarity is not None and got.unfamiliarity is not None
+    np.testing.assert_allclose(got.unfamiliarity, want.unfamiliarity, rtol=0.1)
+
+
+def test_building_a_half_precision_classifier_leaves_the_loaded_model_as_it_was(
+    smoke_artifact: Path,
+) -> None:
+    loaded = load_artifact(smoke_artifact)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    ids, _ = Classifier(loaded, "cpu", "float32").tokenize(TEXTS)
+    first = Classifier(loaded, "cpu", "float32").predict(ids)
+    Classifier(loaded, "cpu", "bfloat16").predict(ids)
+    after = loaded.model.state_dict()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+    # A float32 variant built after the bf16 one computes on the float32 weights.
+    again = Classifier(loaded, "cpu", "float32").predict(ids)
+    for head in first.probs:
+        np.testing.assert_array_equal(again.probs[head], first.probs[head])
+
+
+def test_a_setting_the_device_cannot_honour_is_a_device_error(smoke_artifact: Path) -> None:
+    loaded = load_artifact(smoke_artifact)
+    with pytest.raises(DeviceError, match=r"model\.quantize=int8"):
+        quantize_int8(loaded.model, torch.device("meta"))
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match=r"model\.device=cuda"):
+            Classifier(loaded, "cuda", "float32")
