@@ -291,3 +291,17 @@ def test_the_kafka_only_settings_never_echo_a_password_either(
     with pytest.raises(ValidationError) as caught:
         KafkaOnlySettings()
     assert "not both" in str(caught.value) and "pw7" not in str(caught.value)
+
+
+def test_cuda_takes_gpu_sized_batches_unless_they_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.settings import GPU_BATCHING
+
+    cpu = WorkerSettings().batching
+    assert (cpu.max_batch_size, cpu.max_batch_tokens) == (64, 4096)
+    monkeypatch.setenv("SUPPORT_WORKER_MODEL__DEVICE", "cuda")
+    gpu = WorkerSettings().batching
+    assert gpu.max_batch_size == GPU_BATCHING["max_batch_size"] > cpu.max_batch_size
+    assert gpu.max_batch_tokens == GPU_BATCHING["max_batch_tokens"] > cpu.max_batch_tokens
+    monkeypatch.setenv("SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE", "100")
+    mixed = WorkerSettings().batching
+    assert (mixed.max_batch_size, mixed.max_batch_tokens) == (100, GPU_BATCHING["max_batch_tokens"])
