@@ -81,8 +81,22 @@ class Metrics:
         self.model_variant = Gauge(
             "support_model_variant",
             "1 for the variant this worker serves (model.variant; auto: the fastest allowed "
-            "one that autotune timed at startup)",
+            "one that autotune timed at startup, then 'live': the fastest on the worker's own "
+            "full batches)",
             ["variant", "chosen_by"],
+            registry=r,
+        )
+        self.model_variant_switches = Counter(
+            "support_model_variant_switches",
+            "auto switched the variant it serves after a trial on the worker's own batches",
+            ["from_variant", "to_variant"],
+            registry=r,
+        )
+        self.model_variant_trial_msgs_per_s = Gauge(
+            "support_model_variant_trial_msgs_per_s",
+            "the last live trial: messages per second of pipeline cycle on full batches, per "
+            "contender",
+            ["variant"],
             registry=r,
         )
         # Exported once a source of readiness is given (track_readiness): until then the

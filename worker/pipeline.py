@@ -42,6 +42,7 @@ from worker.kafka_io import to_record
 from worker.logs import log_committed
 from worker.metrics import Metrics
 from worker.model.protocol import Model
+from worker.model.tuner import LiveVariants
 from worker.model_thread import model_executor
 from worker.outgoing import to_outgoing
 from worker.positions import first_offsets, names, seek_to_committed
@@ -78,6 +79,7 @@ class Pipeline:
         health: Health,
         clock: Callable[[], float] = time.monotonic,
         model_thread: ThreadPoolExecutor | None = None,
+        live: LiveVariants | None = None,
     ) -> None:
         self.s = settings
         self.classifier = classifier
@@ -100,6 +102,9 @@ class Pipeline:
         # The thread that loaded and warmed the model, so that one OpenMP pool serves it
         # (worker.model_thread).
         self._model_thread = model_thread or model_executor()
+        # MODEL__VARIANT=auto: the variant of each batch, trialled on this pipeline's own
+        # cycles (worker.model.tuner); None serves ``classifier`` throughout.
+        self.live = live
         # Wait this long for a forward pass before keeping the group alive by polling.
         self._poll_slice_s = settings.max_poll_interval_ms / 1000 / 4
 
@@ -208,9 +213,10 @@ class Pipeline:
         """
         if self.flights:
             self._await(self.flights[-1])  # the model thread is free once this returns
+        full = self.batcher.time_left() > 0  # closed by size or tokens, not its deadline
         items = self.batcher.take()
         if items:
-            self.flights.append(self._start(items))
+            self.flights.append(self._start(items, full))
         keep = 1 if self.s.batching.overlap else 0
         while len(self.flights) > keep:
             if not self._complete(self.flights.popleft()):
@@ -230,9 +236,10 @@ class Pipeline:
             return False  # the rewind reads these items again too
         return self._complete(self._start(items))
 
-    def _start(self, items: list[Item]) -> Flight:
+    def _start(self, items: list[Item], full: bool = False) -> Flight:
         started_wall_ms = time.time() * 1000
-        future = self._model_thread.submit(forward, self.classifier, items, self._probe)
+        model = self.classifier if self.live is None else self.live.model_for(len(items), full)
+        future = self._model_thread.submit(forward, model, items, self._probe)
         # Counted when the passes ran, also for a batch an abort or a loss drops later.
         future.add_done_callback(self._count_model_calls)
         return Flight(items, future, started_wall_ms)
@@ -350,6 +357,8 @@ class Pipeline:
         """Seek every assigned partition to its committed offset; drop what is held."""
         self.batcher.take()
         self.carry = []  # fetched before the seek: the rewind reads them again
+        if self.live is not None:
+            self.live.interrupted()  # the next cycle holds the rewind, not a batch
         seek_to_committed(self.consumer, self.s.commit_timeout_s)
 
     # -- rebalance callbacks (called from inside consume()) -----------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 import torch
@@ -20,6 +20,7 @@ from worker.metrics import Metrics
 from worker.model.artifact import LoadedModel
 from worker.model.classifier import Classifier, resolve_device
 from worker.model.protocol import Model
+from worker.model.tuner import LiveVariants, Tuner, Verdict
 from worker.model_thread import model_executor
 from worker.pipeline import Pipeline
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
@@ -60,21 +61,42 @@ def pin_tokenizer_threads() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def start_model(settings: WorkerSettings, metrics: Metrics) -> tuple[Model, ThreadPoolExecutor]:
-    """The model to serve, loaded, autotuned and warmed up on the thread that will run
-    every forward pass (worker.model_thread), and that thread."""
+def start_model(settings: WorkerSettings, metrics: Metrics) -> tuple[Served, ThreadPoolExecutor]:
+    """The model to serve (and the live trial's contenders), loaded, autotuned and warmed
+    up on the thread that will run every forward pass (worker.model_thread), and that
+    thread."""
     model_thread = model_executor()
     try:
-        classifier = model_thread.submit(load_classifier, settings, metrics).result()
-        model_thread.submit(classifier.warmup, min(8, settings.batching.max_batch_size)).result()
+        served = model_thread.submit(load_served, settings, metrics, True).result()
+        warm = min(8, settings.batching.max_batch_size)
+        for model in served.contenders.values() or [served.model]:
+            model_thread.submit(model.warmup, warm).result()
     except BaseException:
         model_thread.shutdown(wait=False)
         raise
-    return classifier, model_thread
+    return served, model_thread
+
+
+@dataclass(frozen=True)
+class Served:
+    """The model to serve, its variant's name and how it was chosen; under auto, the
+    contenders of the live trial (empty: no trial)."""
+
+    model: Model
+    variant: str
+    chosen_by: str
+    contenders: dict[str, Model] = field(default_factory=dict)
 
 
 def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) -> Model:
     """The model to serve: ``model.variant`` by name, or the fastest allowed (auto)."""
+    return load_served(settings, metrics).model
+
+
+def load_served(
+    settings: WorkerSettings, metrics: Metrics | None = None, live: bool = False
+) -> Served:
+    """``load_classifier``'s, with the contenders for a live trial when ``live``."""
     from worker.model.artifact import load_artifact
     from worker.model.errors import ArtifactError, DeviceError
 
@@ -82,7 +104,7 @@ def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) ->
         from schemas.labels import HEADS
         from worker.model.protocol import NullClassifier
 
-        return NullClassifier(dict(HEADS))
+        return Served(NullClassifier(dict(HEADS)), "null", "setting")
     if settings.model.threads:
         torch.set_num_threads(settings.model.threads)
     pin_tokenizer_threads()
@@ -91,18 +113,17 @@ def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) ->
     except ArtifactError as exc:
         raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
     try:
-        model, variant, chosen_by = _variant(loaded, settings)
+        served = _variant(loaded, settings, live)
     except ArtifactError as exc:  # a variant's file, checked when it is built
         raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
     except DeviceError as exc:  # e.g. model.device=cuda on a host torch sees no GPU on
         raise ConfigError(str(exc)) from None
     if metrics is not None:
-        metrics.model_variant.labels(variant=variant, chosen_by=chosen_by).set(1)
-    return model
+        metrics.model_variant.labels(variant=served.variant, chosen_by=served.chosen_by).set(1)
+    return served
 
 
-def _variant(loaded: LoadedModel, settings: WorkerSettings) -> tuple[Model, str, str]:
-    """(model, its variant's name, how it was chosen: setting or autotune)."""
+def _variant(loaded: LoadedModel, settings: WorkerSettings, live: bool) -> Served:
     from worker.model import autotune, variants
     from worker.model.errors import DeviceError
 
@@ -116,11 +137,8 @@ def _variant(loaded: LoadedModel, settings: WorkerSettings) -> tuple[Model, str,
                 chosen_by="setting",
                 why="the artifact has no variant report (support-trainer variants)",
             )
-        return (
-            Classifier(loaded, m.device, m.dtype, m.quantize, m.padding_free, m.autocast),
-            "torch",
-            "setting",
-        )
+        model = Classifier(loaded, m.device, m.dtype, m.quantize, m.padding_free, m.autocast)
+        return Served(model, "torch", "setting")
     if m.variant != "auto":
         reason = variants.unavailable(m.variant, loaded, device)
         if reason is not None:
@@ -128,9 +146,14 @@ def _variant(loaded: LoadedModel, settings: WorkerSettings) -> tuple[Model, str,
         model = variants.build(m.variant, loaded, device, m.threads)
         batch = settings.batching.max_batch_size
         autotune.settle(model, m.variant, loaded, batch, 3 * m.autotune_seconds)
-        return model, m.variant, "setting"
+        return Served(model, m.variant, "setting")
     choice = autotune.autotune(
-        loaded, device, settings.batching.max_batch_size, m.threads, m.autotune_seconds
+        loaded,
+        device,
+        settings.batching.max_batch_size,
+        m.threads,
+        m.autotune_seconds,
+        keep_contenders=live and m.autotune_live,
     )
     log.info(
         "model_variant",
@@ -139,8 +162,35 @@ def _variant(loaded: LoadedModel, settings: WorkerSettings) -> tuple[Model, str,
         msgs_per_s=choice.msgs_per_s,
         skipped=choice.skipped,
         batch_size=settings.batching.max_batch_size,
+        contenders=list(choice.contenders),
     )
-    return choice.model, choice.variant, "autotune"
+    contenders = choice.contenders if len(choice.contenders) > 1 else {}
+    return Served(choice.model, choice.variant, "autotune", contenders)
+
+
+def live_variants(served: Served, metrics: Metrics) -> LiveVariants | None:
+    """The live trial of ``served``'s contenders, switches logged and exported."""
+    if not served.contenders:
+        return None
+
+    def on_verdict(verdict: Verdict) -> None:
+        for variant, rate in verdict.msgs_per_s.items():
+            metrics.model_variant_trial_msgs_per_s.labels(variant=variant).set(rate)
+        log.info(
+            "model_variant_trial",
+            served=verdict.served,
+            chosen=verdict.chosen,
+            switched=verdict.switched,
+            msgs_per_s=verdict.msgs_per_s,
+        )
+        if verdict.switched:
+            metrics.model_variant.clear()
+            metrics.model_variant.labels(variant=verdict.chosen, chosen_by="live").set(1)
+            metrics.model_variant_switches.labels(
+                from_variant=verdict.served, to_variant=verdict.chosen
+            ).inc()
+
+    return LiveVariants(served.contenders, Tuner(list(served.contenders)), on_verdict)
 
 
 def run(settings: WorkerSettings) -> int:
@@ -155,7 +205,8 @@ def run(settings: WorkerSettings) -> int:
     log.info("admin_listening", port=http_server.port)
 
     try:
-        classifier, model_thread = start_model(settings, metrics)
+        served, model_thread = start_model(settings, metrics)
+        classifier = served.model
         policy = build_policy(settings, artifact_thresholds(settings))
         health.model_ready = True
         log.info(
@@ -177,6 +228,7 @@ def run(settings: WorkerSettings) -> int:
             metrics,
             health,
             model_thread=model_thread,
+            live=live_variants(served, metrics),
         )
         stopper.pipeline = pipeline
         try:

@@ -259,6 +259,12 @@ class ModelSettings(BaseModel):
         description="how long autotune times each variant (an OpenVINO variant then runs 3x as "
         "long on distinct traffic-shaped batches, to prepare its kernels for their shapes)",
     )
+    autotune_live: bool = Field(
+        default=True,
+        description="auto: keep the startup's best few variants and trial them on the "
+        "worker's own full batches after a warm-up and now and then; switch to one that ran "
+        "5% faster end to end (worker.model.tuner)",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     quantize: Literal["none", "int8"] = Field(

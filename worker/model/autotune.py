@@ -21,6 +21,12 @@ from worker.model.artifact import LoadedModel
 from worker.model.errors import ArtifactError
 from worker.model.variants import BASELINE, Variant, build, unavailable
 
+# Startup keeps the variants within this share of the fastest's time, up to CONTENDERS of
+# them, built for the live trial (worker.model.tuner): the proxy ranked the variant that
+# lost end to end first by 10% on an EPYC (issue 25), so it cannot be trusted closer.
+CONTENDER_SHARE = 0.75
+CONTENDERS = 3
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -28,6 +34,7 @@ class Choice:
     model: Any
     msgs_per_s: dict[str, float]  # every candidate timed, by name
     skipped: dict[str, str]  # not candidates here, and why
+    contenders: dict[str, Any]  # built and settled for the live trial, the chosen one first
 
 
 def candidates(loaded: LoadedModel, device: str) -> tuple[list[Variant], dict[str, str]]:
@@ -92,6 +99,7 @@ def autotune(
     batch_size: int,
     threads: int | None = None,
     seconds_each: float = 1.0,
+    keep_contenders: bool = False,
 ) -> Choice:
     names, skipped = candidates(loaded, device)
     report = loaded.manifest.variants
@@ -110,11 +118,14 @@ def autotune(
         gc.collect()  # one at a time: an idle runtime must not slow the next one timed
     if not speeds:
         raise ArtifactError(f"no variant of this artifact runs here: {skipped}")
-    fastest = max(speeds, key=speeds.__getitem__)
-    variant: Variant = fastest  # type: ignore[assignment]
-    model = build(variant, loaded, device, threads)
-    settle(model, variant, loaded, batch_size, 3 * seconds_each)
-    return Choice(variant, model, speeds, skipped)
+    ranked: list[Variant] = sorted(speeds, key=speeds.__getitem__, reverse=True)  # type: ignore[arg-type]
+    close = [v for v in ranked if speeds[v] >= CONTENDER_SHARE * speeds[ranked[0]]]
+    contenders: dict[str, Any] = {}
+    for name in close[: CONTENDERS if keep_contenders else 1]:
+        model = build(name, loaded, device, threads)
+        settle(model, name, loaded, batch_size, 3 * seconds_each)
+        contenders[name] = model
+    return Choice(ranked[0], contenders[ranked[0]], speeds, skipped, contenders)
 
 
 def settle(

@@ -252,3 +252,34 @@ def test_a_lost_partition_keeps_a_carried_record_of_another_by_seeking_to_it(
     consumer.owned = [1]
     pipeline._on_lost(cast(Any, consumer), [TopicPartition("memory", 0)])
     assert consumer.seeks == [(1, 9)] and pipeline.carry == []  # read again, not lost
+
+
+def test_auto_runs_each_batch_on_the_tuner_s_variant_and_switches_on_its_verdict(
+    smoke_artifact: Path,
+) -> None:
+    from worker.model.tuner import LiveVariants, Tuner, TunerLimits, Verdict
+
+    events: list[tuple[str, int]] = []
+    inner = Classifier(load_artifact(smoke_artifact), "cpu", "float32")
+    a, b = LoggedModel(inner, events), LoggedModel(inner, events)
+    # Dispatch times: b's cycles take half of a's.
+    times = iter([0.0, 1.0, 2.0, 3.0, 3.5, 4.0, 4.5])
+    verdicts: list[Verdict] = []
+    tuner = Tuner(["a", "b"], TunerLimits(warmup_batches=1, block=2, rounds=1))
+    live = LiveVariants({"a": a, "b": b}, tuner, verdicts.append, clock=lambda: next(times))
+    producer, consumer = TxnProducer(events), GroupConsumer()
+    pipeline = Pipeline(
+        WorkerSettings(batching={"max_batch_size": 8, "max_wait_ms": 60_000}),
+        a,
+        RoutingPolicy(),
+        cast(Any, consumer),
+        cast(Any, producer),
+        Metrics(),
+        Health(stale_after_s=30),
+        live=live,
+    )
+    pipeline.accept([Msg(i, f"refund order {i}") for i in range(56)])  # seven full batches
+    assert pipeline.batcher.ready() and pipeline.dispatch() and pipeline.drain()
+    assert (a.calls, b.calls) == (3, 4)
+    assert verdicts == [Verdict({"a": 8.0, "b": 16.0}, "a", "b")]
+    assert len(producer.produced) == 56

@@ -42,16 +42,18 @@ def test_the_model_is_loaded_warmed_and_served_on_one_thread(
     """One thread for the model keeps one OpenMP pool (worker.model_thread)."""
     made: list[ThreadRecordingModel] = []
 
-    def load(settings: WorkerSettings, metrics: Metrics | None = None) -> ThreadRecordingModel:
+    def load(
+        settings: WorkerSettings, metrics: Metrics | None = None, live: bool = False
+    ) -> service.Served:
         made.append(ThreadRecordingModel())
-        return made[-1]
+        return service.Served(cast(Any, made[-1]), "recording", "setting")
 
-    monkeypatch.setattr(service, "load_classifier", load)
+    monkeypatch.setattr(service, "load_served", load)
     settings = WorkerSettings()
-    model, model_thread = service.start_model(settings, Metrics())
+    served, model_thread = service.start_model(settings, Metrics())
     pipeline = Pipeline(
         settings,
-        model,
+        served.model,
         RoutingPolicy(),
         cast(Any, GroupConsumer()),
         cast(Any, TxnProducer([])),

@@ -86,6 +86,13 @@ def test_autotune_serves_the_fastest_allowed_variant_that_runs_here(
     assert "bf16" in choice.skipped.get("torch-bf16", "bf16")
     assert set(choice.msgs_per_s) == set(built)
     assert max(choice.msgs_per_s, key=choice.msgs_per_s.__getitem__) == "ort-int8-dynamic"
+    assert list(choice.contenders) == ["ort-int8-dynamic"]  # no live trial asked for
+    # For the live trial: the fastest first, then those within CONTENDER_SHARE of its speed
+    # (ov-int8-static, 6 ms against 5), never a slow one (torch-int8, 8 ms) or one that is
+    # not allowed (ort-int8-static, 1 ms).
+    live = autotune.autotune(loaded, "cpu", batch_size=16, seconds_each=0.05, keep_contenders=True)
+    assert list(live.contenders)[:2] == ["ort-int8-dynamic", "ov-int8-static"]
+    assert "torch-int8" not in live.contenders and "ort-int8-static" not in live.contenders
 
 
 def test_without_a_variant_report_autotune_serves_the_baseline(smoke_artifact: Path) -> None:
