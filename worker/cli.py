@@ -246,10 +246,16 @@ def _run(args: argparse.Namespace) -> int:
     # Before torch and librdkafka start threads, so they all inherit the block and the
     # stop signals reach the worker's signal thread only (worker.signals.Stopper).
     block_stop_signals()
-    from worker import logs, service
+    from worker import logs
 
     settings = _settings(args.config)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.process_index)
+    if settings.processes > 1:
+        from worker import processes  # no torch: the supervisor only starts workers
+
+        return processes.supervise(settings, args.config)
+    from worker import service
+
     return service.run(settings)
 
 

@@ -5,30 +5,47 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from schemas.messages import HEADER_MESSAGE, HEADER_TYPE
 from worker import codec
-from worker.intake import Item
-from worker.outgoing import Outgoing
+
+if TYPE_CHECKING:
+    # Types only: the supervisor of several workers (worker.processes) configures logging
+    # too, and must not load the model's modules (numpy, and through them torch).
+    from worker.intake import Item
+    from worker.outgoing import Outgoing
 
 log = structlog.get_logger("worker")
 
 
-def configure(level: str = "info") -> None:
+def configure(level: str = "info", process: int | None = None) -> None:
+    """``process``: the index the supervisor gave this worker (``process_index``); every
+    line then carries it, since the workers of one host share its stderr."""
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+
+    def tag(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if process is not None:
+            event["process"] = process
+        return event
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            tag,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line (print() writes the newline apart): the workers under one
+        # supervisor (worker.processes) share this stderr, and two writes each let their
+        # lines run into one another.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
 

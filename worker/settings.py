@@ -29,6 +29,9 @@ ENV_PREFIX = "SUPPORT_WORKER_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 REDACTED = "**********"
+# Worker processes per host. Each needs host cores of its own (decode, tokenize, commit)
+# and a CUDA context; far past a handful they only contend, so a larger value is a typo.
+MAX_PROCESSES = 16
 # librdkafka options whose values are credentials (sasl.password, ssl.key.password,
 # ssl.key.pem, ssl.keystore.password, sasl.oauthbearer.client.secret, sasl.oauthbearer.config,
 # sasl.jaas-style strings, ...). A name that merely looks like one is masked too: a
@@ -323,6 +326,18 @@ class WorkerSettings(BaseSettings):
     heartbeat_stale_s: float = Field(default=30.0, gt=0)
     log_text: bool = Field(default=False, description="log message text (off: privacy)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PROCESSES,
+        description="worker processes on this host (e.g. per GPU); above 1, `run` supervises "
+        "that many, process i with transactional_id-<i> and admin_port+i (worker.processes)",
+    )
+    process_index: int | None = Field(
+        default=None,
+        ge=0,
+        description="set by the supervisor in each process it starts; tags its log lines",
+    )
 
     @model_validator(mode="after")
     def _defaults(self) -> WorkerSettings:

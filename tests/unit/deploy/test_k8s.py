@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -33,12 +34,18 @@ from kubernetes_validate.utils import all_versions
 
 from worker.kafka_io import consumer_config
 from worker.metrics import Metrics
+from worker.processes import KILL_MARGIN_S, child_env
 from worker.settings import BOOTSTRAP_ENV, ENV_PREFIX, WorkerSettings, is_secret
 
 REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomization.yaml"))
 STATIC_MEMBERSHIP = K8S / "components" / "static-membership"
+GPU_PROCESSES = K8S / "components" / "gpu-processes"
+# Opt-in components written for one overlay, rendered on top of it and held to every check
+# an overlay is: name -> (overlay, components).
+COMPOSED = {"gpu+gpu-processes": ("gpu", (GPU_PROCESSES,))}
+RENDERS = [*OVERLAYS, *COMPOSED]
 TOPICS_FILE = REPO / "deploy" / "topics.yaml"
 # ../shared beside the repository, as in CI.
 VENDOR = REPO.parent / "shared" / "vendor"
@@ -107,23 +114,48 @@ def render(directory: str) -> tuple[Doc, ...]:
     return tuple(d for d in yaml.safe_load_all(proc.stdout) if d)
 
 
-def rendered(overlay: str) -> tuple[Doc, ...]:
-    return render(str(K8S / "overlays" / overlay))
+# Where the COMPOSED kustomizations are written; removed when the interpreter exits.
+_COMPOSED_DIR = tempfile.TemporaryDirectory(prefix="k8s-composed-")
 
 
-def with_static_membership(overlay: str, tmp_path: Path) -> tuple[Doc, ...]:
-    """The overlay plus the opt-in component, as a user's own kustomization would add it."""
-    (tmp_path / "kustomization.yaml").write_text(
+def write_kustomization(directory: Path, resource: Path, components: tuple[Path, ...]) -> None:
+    """``resource`` plus opt-in components, as a user's own kustomization would add them."""
+    (directory / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
                 # kustomize takes relative paths only.
-                "resources": [os.path.relpath(K8S / "overlays" / overlay, tmp_path)],
-                "components": [os.path.relpath(STATIC_MEMBERSHIP, tmp_path)],
+                "resources": [os.path.relpath(resource, directory)],
+                "components": [os.path.relpath(c, directory) for c in components],
             }
         )
     )
+
+
+def source(name: str) -> Path:
+    """The directory that renders ``name``, an overlay or one of COMPOSED."""
+    if name not in COMPOSED:
+        return K8S / "overlays" / name
+    overlay, components = COMPOSED[name]
+    directory = Path(_COMPOSED_DIR.name) / name
+    if not directory.is_dir():
+        directory.mkdir()
+        write_kustomization(directory, K8S / "overlays" / overlay, components)
+    return directory
+
+
+def overlay_of(name: str) -> str:
+    return COMPOSED[name][0] if name in COMPOSED else name
+
+
+def rendered(name: str) -> tuple[Doc, ...]:
+    return render(str(source(name)))
+
+
+def with_static_membership(name: str, tmp_path: Path) -> tuple[Doc, ...]:
+    """The render plus the static-membership component."""
+    write_kustomization(tmp_path, source(name), (STATIC_MEMBERSHIP,))
     return render(str(tmp_path))
 
 
@@ -261,7 +293,7 @@ def test_every_crd_the_manifests_use_is_vendored() -> None:
     assert set(crd_schemas()) >= CUSTOM_KINDS, sorted(crd_schemas())
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_each_overlay_renders_every_part(overlay: str) -> None:
     docs = rendered(overlay)
     kinds = [d["kind"] for d in docs]
@@ -272,7 +304,7 @@ def test_each_overlay_renders_every_part(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_core_kinds_match_the_kubernetes_schemas(overlay: str, version: str) -> None:
     core = [d for d in rendered(overlay) if (d["apiVersion"], d["kind"]) not in CUSTOM_KINDS]
     assert core
@@ -288,7 +320,7 @@ def test_core_kinds_match_the_kubernetes_schemas(overlay: str, version: str) -> 
     assert not errors, "\n".join(errors)
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_custom_kinds_match_their_crd_schemas(overlay: str) -> None:
     custom = [d for d in rendered(overlay) if (d["apiVersion"], d["kind"]) in CUSTOM_KINDS]
     assert {d["kind"] for d in custom} >= {
@@ -301,24 +333,28 @@ def test_custom_kinds_match_their_crd_schemas(overlay: str) -> None:
     assert not errors, "\n".join(errors)
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_replicas_never_outnumber_the_inbound_partitions(overlay: str) -> None:
     docs = rendered(overlay)
     spec = one(docs, "ScaledObject")["spec"]
-    partitions = inbound_partitions(settings_of(docs).topics.inbound)
-    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
+    settings = settings_of(docs)
+    partitions = inbound_partitions(settings.topics.inbound)
+    # KEDA counts pods; each pod is `processes` members of the group.
+    members = settings.processes
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    assert spec["maxReplicaCount"] * members <= partitions, (spec["maxReplicaCount"], members)
     assert kafka_trigger(docs)["metadata"].get("allowIdleConsumers", "false") == "false"
-    assert one(docs, "StatefulSet")["spec"]["replicas"] <= partitions
+    assert one(docs, "StatefulSet")["spec"]["replicas"] * members <= partitions
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_scale_down_is_stabilised_against_rebalance_storms(overlay: str) -> None:
     spec = one(rendered(overlay), "ScaledObject")["spec"]
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= MIN_SCALE_DOWN_WINDOW_S
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_keda_measures_the_lag_of_the_workers_group(overlay: str) -> None:
     docs = rendered(overlay)
     settings = settings_of(docs)
@@ -349,18 +385,22 @@ def test_keda_measures_the_lag_of_the_workers_group(overlay: str) -> None:
 def drain_bound_s(settings: WorkerSettings) -> float:
     """The longest a worker runs after SIGTERM. worker.signals.Stopper arms a timer at the
     signal that ends the process (os._exit) after shutdown_grace_s, whatever the drain is
-    doing: a commit retried for commit_timeout_s + transaction_timeout_ms is cut there."""
+    doing: a commit retried for commit_timeout_s + transaction_timeout_ms is cut there.
+    Several processes per pod drain side by side; their supervisor (worker.processes)
+    kills one that outlives its grace KILL_MARGIN_S later, then exits."""
+    if settings.processes > 1:
+        return settings.shutdown_grace_s + KILL_MARGIN_S
     return settings.shutdown_grace_s
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_the_grace_period_outlasts_the_workers_drain(overlay: str) -> None:
     docs = rendered(overlay)
     grace = pod_spec(docs).get("terminationGracePeriodSeconds", 30)  # Kubernetes' default
     assert grace >= drain_bound_s(settings_of(docs)) + MIN_GRACE_MARGIN_S
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_probes_hit_the_admin_endpoints(overlay: str) -> None:
     docs = rendered(overlay)
     settings = settings_of(docs)
@@ -379,7 +419,7 @@ def test_probes_hit_the_admin_endpoints(overlay: str) -> None:
     assert paths.get("startupProbe", "/readyz") in {"/healthz", "/readyz"}, paths
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_the_transactional_id_is_the_stable_pod_name(overlay: str) -> None:
     docs = rendered(overlay)
     name = f"{ENV_PREFIX}TRANSACTIONAL_ID"
@@ -392,7 +432,7 @@ def test_the_transactional_id_is_the_stable_pod_name(overlay: str) -> None:
     assert not of_kind(docs, "Deployment")
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_only_the_gpu_overlay_asks_for_a_gpu(overlay: str) -> None:
     docs = rendered(overlay)
     spec, container = pod_spec(docs), worker(docs)
@@ -400,7 +440,7 @@ def test_only_the_gpu_overlay_asks_for_a_gpu(overlay: str) -> None:
     tolerations = [t.get("key") for t in spec.get("tolerations", [])]
     selector = spec.get("nodeSelector", {})
     settings = settings_of(docs)
-    if overlay == "gpu":
+    if overlay_of(overlay) == "gpu":
         assert str(limits.get("nvidia.com/gpu")) == "1", limits
         assert "nvidia.com/gpu" in tolerations, tolerations
         assert any("nvidia.com" in k for k in selector), selector
@@ -411,12 +451,18 @@ def test_only_the_gpu_overlay_asks_for_a_gpu(overlay: str) -> None:
         assert "nvidia.com/gpu" not in tolerations, tolerations
         assert not any("nvidia.com" in k for k in selector), selector
         assert settings.model.device != "cuda"
-    # torch sizes its thread pool from the node's cores unless told the pod's share.
+    # torch sizes its thread pool from the node's cores unless told the pod's share
+    # (each process's, where several share the pod).
     cpu_request = container["resources"]["requests"]["cpu"]
-    assert settings.model.threads == int(cpu_request), (settings.model.threads, cpu_request)
+    threads = settings.model.threads
+    assert threads is not None and threads * settings.processes == int(cpu_request), (
+        threads,
+        settings.processes,
+        cpu_request,
+    )
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_secrets_are_referenced_never_inlined(overlay: str) -> None:
     docs = rendered(overlay)
     assert not of_kind(docs, "Secret"), "a Secret's value would be in the repository"
@@ -468,7 +514,7 @@ def test_secrets_are_referenced_never_inlined(overlay: str) -> None:
         assert not is_secret(key), f"the ScaledObject's trigger holds {key}"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_static_membership_is_an_opt_in_component(overlay: str, tmp_path: Path) -> None:
     name = f"{ENV_PREFIX}GROUP_INSTANCE_ID"
     assert name not in env_of(rendered(overlay))
@@ -485,7 +531,7 @@ def test_static_membership_is_an_opt_in_component(overlay: str, tmp_path: Path) 
     )
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_selectors_pick_the_worker_pods_and_ports(overlay: str) -> None:
     docs = rendered(overlay)
     statefulset = one(docs, "StatefulSet")
@@ -501,17 +547,26 @@ def test_selectors_pick_the_worker_pods_and_ports(overlay: str) -> None:
     assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
     assert service["spec"].get("clusterIP") == "None", "a StatefulSet's service is headless"
     assert selects(service["spec"]["selector"])
-    admin_port = settings_of(docs).admin_port
+    # Process i of a pod serves on the port its supervisor gives it (worker.processes).
+    settings = settings_of(docs)
+    admin_ports = [
+        int(child_env(settings, i)[f"{ENV_PREFIX}ADMIN_PORT"]) for i in range(settings.processes)
+    ]
+    assert admin_ports[0] == settings.admin_port
+    declared = {p["containerPort"] for p in container.get("ports", [])}
+    assert set(admin_ports) <= declared, (admin_ports, declared)
     service_ports = {p["name"]: p for p in service["spec"]["ports"]}
     for port in service_ports.values():
-        assert port_number(container, port["targetPort"]) == admin_port
+        assert port_number(container, port["targetPort"]) == settings.admin_port
     pod_monitors, service_monitors = of_kind(docs, "PodMonitor"), of_kind(docs, "ServiceMonitor")
     assert pod_monitors or service_monitors, "nothing scrapes /metrics"
     for monitor in pod_monitors:
         assert selects(monitor["spec"]["selector"]["matchLabels"])
+        scraped = []
         for endpoint in monitor["spec"]["podMetricsEndpoints"]:
             assert endpoint.get("path", "/metrics") == "/metrics"
-            assert port_number(container, endpoint["port"]) == admin_port
+            scraped.append(port_number(container, endpoint["port"]))
+        assert sorted(scraped) == admin_ports, "every process's /metrics, once"
     for monitor in service_monitors:
         selector = monitor["spec"]["selector"]["matchLabels"]
         assert selector and selector.items() <= service["metadata"]["labels"].items()
@@ -520,7 +575,7 @@ def test_selectors_pick_the_worker_pods_and_ports(overlay: str) -> None:
             assert endpoint["port"] in service_ports, endpoint
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERS)
 def test_the_dashboard_ships_as_a_configmap_grafana_loads(overlay: str) -> None:
     dashboards = [
         cm
@@ -531,3 +586,20 @@ def test_the_dashboard_ships_as_a_configmap_grafana_loads(overlay: str) -> None:
     (text,) = dashboards[0]["data"].values()
     shipped = REPO / "deploy" / "monitoring" / "grafana" / "support-router.json"
     assert json.loads(text) == json.loads(shipped.read_text())
+
+
+def test_several_processes_per_gpu_is_an_opt_in_component() -> None:
+    assert all(settings_of(rendered(o)).processes == 1 for o in OVERLAYS)
+    opt_in = (K8S / "overlays" / "gpu" / "kustomization.yaml").read_text()
+    assert f"#   - {os.path.relpath(GPU_PROCESSES, K8S / 'overlays' / 'gpu')}" in opt_in
+    docs = rendered("gpu+gpu-processes")
+    settings = settings_of(docs)
+    assert settings.processes == 2
+    # Each process's transactional.id extends the pod's own, so it stays stable per pod.
+    ids = {child_env(settings, i)[f"{ENV_PREFIX}TRANSACTIONAL_ID"] for i in range(2)}
+    assert ids == {f"{settings.transactional_id}-0", f"{settings.transactional_id}-1"}
+    # Still one GPU, shared; the probes stay on process 0's port (the other's exit ends the
+    # pod's container through the supervisor).
+    assert str(worker(docs)["resources"]["limits"]["nvidia.com/gpu"]) == "1"
+    assert port_number(worker(docs), worker(docs)["livenessProbe"]["httpGet"]["port"]) == 9400
+    assert [d["kind"] for d in docs] == [d["kind"] for d in rendered("gpu")]
