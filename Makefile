@@ -25,7 +25,7 @@ PROMTOOL := $(TOOLS)/usr/bin/promtool
 # libraries this machine lacks, unpacked the same way (tools/unpack_debs.sh, ~150 MB).
 CHROMIUM := $(TOOLS)/.chromium-unpacked
 
-.PHONY: help install tools lint test chaos demo screenshot kafka-up kafka-down kafka-status clean
+.PHONY: help install tools lint test chaos demo screenshot gpu-pack gpu-check kafka-up kafka-down kafka-status clean
 
 help:
 	@echo "make demo        broker, topics, model, worker, sample traffic and a live view"
@@ -34,6 +34,8 @@ help:
 	@echo "make lint        ruff check, ruff format --check, mypy"
 	@echo "make screenshot  docs/console.png: the console after a routed result (headless Chromium)"
 	@echo "make tools       promtool and chromium into .tools/ from Debian's .debs (no root needed)"
+	@echo "make gpu-pack    .gpu/ and .whl/: what the GPU check needs on a device machine (< 60 MiB)"
+	@echo "make gpu-check   the GPU check (tools/gpu_check.py): classify, batch sweep, pipeline; JSON"
 	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
 	@echo "make kafka-down  stop it"
 
@@ -96,6 +98,23 @@ demo: $(STAMP)
 # Chromium on the demo's broker, topics and model (tools/console_shot.py).
 screenshot: $(STAMP) $(CHROMIUM)
 	$(PY) -m tools.console_shot
+
+# The GPU check (tools/gpu_check.py, its stages bounded to 6 min): classify on the device, model-only
+# msg/s for fp32/bf16/fp16, padded and padding-free, over the batch sweep, the pipeline
+# without Kafka and its null-model ceiling, in one JSON file (runs/gpu-check.json).
+# `make gpu-pack` first writes what travels to a device machine: .gpu/ (an fp16 copy of
+# GPU_PACK_ARGS' --model, default models/current, and the message set) and .whl/ (the
+# wheels its image lacks); it prints the device command. A device has no .venv: there,
+# GPU_PY=python3 (with PYTHONPATH as that command sets it) skips the install step.
+# The tests run it on the CPU with the tiny smoke model (tests/unit/tools/test_gpu_check.py).
+GPU_PY ?= $(PY)
+GPU_CHECK_ARGS ?= --model .gpu/artifact --device cuda --out runs/gpu-check.json
+GPU_PACK_ARGS ?=
+gpu-pack: $(STAMP)
+	$(PY) -m tools.gpu_pack $(GPU_PACK_ARGS)
+
+gpu-check: $(if $(filter $(PY),$(GPU_PY)),$(STAMP))
+	$(GPU_PY) -m tools.gpu_check $(GPU_CHECK_ARGS)
 
 kafka-up: $(STAMP)
 	@$(KAFKA) up

@@ -61,8 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="only time VARIANT's forward pass on one thread, on the main thread, and "
         "warmed on the main thread but run on another (worker/model_thread.py)",
     )
+    p.add_argument(
+        "--batch-sweep",
+        metavar="SIZES",
+        type=_sizes,
+        help="only time the model alone (C), padded and padding-free at --dtype, at each "
+        "batch size, e.g. 64,256,512, each with a token budget of 32 per message "
+        "(tools/bench/sweep.py)",
+    )
     p.add_argument("--json", type=Path, help="write the JSON report here")
     return p
+
+
+def _sizes(text: str) -> list[int]:
+    from tools.bench.sweep import parse_sizes
+
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             profile.profile_worker(bootstrap, args.model, args.profile_worker, n, args.batch_size)
         )
+        return 0
+    if args.batch_sweep:
+        from tools.bench import sweep
+
+        result = sweep.main(args)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(sweep.table(result["rows"]))
         return 0
     if args.shapes:
         print(run.shapes(args, args.shapes))
