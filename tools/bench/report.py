@@ -72,6 +72,21 @@ def markdown(report: dict[str, Any]) -> str:
             f"p95 {e['p95_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms "
             f"(budget {r['e_budget_ms']:.0f} ms)",
         ]
+    spread = report.get("spread")
+    if spread:
+        lines += ["", "| figure | median | runs | spread |", "|---|---|---|---|"]
+        lines += [
+            f"| {name} | {f['median']:,.1f} | "
+            + ", ".join(f"{x:,.1f}" for x in f["runs"])
+            + f" | {100 * f['spread']:.1f}%{' (unstable)' if name in spread['unstable'] else ''} |"
+            for name, f in spread["figures"].items()
+        ]
+        if spread["unstable"]:
+            lines += [
+                "",
+                f"unstable (spread over {100 * spread['stable_spread']:.0f}%, or one run), "
+                "left out of the ratios: " + ", ".join(spread["unstable"]),
+            ]
     lines += [
         "",
         "ratios: "

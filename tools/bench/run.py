@@ -15,6 +15,7 @@ import torch
 
 from schemas.labels import HEADS
 from tools.bench.broker import bench_bare, bench_latency, bench_worker
+from tools.bench.figures import Figures
 from tools.bench.memory import bench_decode, bench_memory
 from tools.bench.model import (
     bench_a,
@@ -109,9 +110,29 @@ def best_variant(c: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
+# How long one run of a broker figure lasts at the rate expected of it: D on a backlog of
+# that many seconds, F's loops on a fixed count (they run 10-20x faster than D). Sized by
+# time, not a message count: 1,000 messages were under a second of D and 0.1 s of F in
+# quick mode, and two quick runs then differed by up to 2x (issue 25).
+D_SECONDS = {True: 4.0, False: 8.0}
+F_MESSAGES = {True: 30_000, False: 60_000}
+
+
+def sized(texts: Sequence[str], rate_: float, seconds: float) -> list[str]:
+    """``texts`` cycled to about ``seconds`` of messages at ``rate_`` (at least one pass)."""
+    n = max(len(texts), int(rate_ * seconds))
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def allowed_here(loaded: Any, device: str) -> list[str]:
+    """The variants this artifact allows that run on this host (autotune's candidates)."""
+    names, _ = autotune.candidates(loaded, device)
+    return list(names)
+
+
 def run(args: Any) -> dict[str, Any]:
     quick = args.quick
-    repeats = args.repeats or (1 if quick else 3)
+    repeats = args.repeats or 3  # a spread needs repeats, in quick mode too
     batching = BatchingSettings(
         max_batch_size=args.batch_size,
         max_batch_tokens=args.batch_tokens,
@@ -126,6 +147,11 @@ def run(args: Any) -> dict[str, Any]:
 
     def on_model(fn: Callable[..., T], *fn_args: Any) -> T:
         return model_thread.submit(fn, *fn_args).result()
+
+    fig = Figures()
+
+    def measured(name: str, fn: Callable[..., float], *fn_args: Any) -> float:
+        return fig.add(name, [fn(*fn_args) for _ in range(repeats)])
 
     loaded = load_artifact(args.model)
     base = on_model(PADDED.classifier, args.model, args.device, args.dtype)
@@ -153,12 +179,9 @@ def run(args: Any) -> dict[str, Any]:
         "results": {},
     }
     r = report["results"]
-    r["a_notebook_per_message"] = _median(
-        [on_model(bench_a, loaded, texts[: 200 if quick else 1000]) for _ in range(repeats)]
-    )
-    r["b_notebook_batch"] = _median(
-        [on_model(bench_b, loaded, texts, args.batch_size) for _ in range(repeats)]
-    )
+    a_texts = texts[: 200 if quick else 1000]
+    r["a_notebook_per_message"] = measured("a", on_model, bench_a, loaded, a_texts)
+    r["b_notebook_batch"] = measured("b", on_model, bench_b, loaded, texts, args.batch_size)
 
     # C for every variant, with its accuracy change against the padded base precision.
     here = [
@@ -171,16 +194,17 @@ def run(args: Any) -> dict[str, Any]:
     runs_here = [PADDED, PACKED, *(here if base.device.type == "cpu" else ())]
     base_acc = on_model(head_accuracy, base, examples, args.batch_size)
     models: dict[str, Any] = {}
+    c_seconds = 1.0 if quick else 2.0
     for v in runs_here:
         clf = base if v is PADDED else on_model(v.classifier, args.model, args.device, args.dtype)
         on_model(clf.warmup, args.batch_size)
-        runs = [on_model(bench_c, clf, texts, args.batch_size) for _ in range(repeats)]
+        runs = [on_model(bench_c, clf, texts, args.batch_size, c_seconds) for _ in range(repeats)]
         acc = base_acc if v is PADDED else on_model(head_accuracy, clf, examples, args.batch_size)
         change = accuracy_change(acc, base_acc)
         models[v.name] = clf
         r.setdefault("c", {})[v.name] = {
             "precision": clf.precision,
-            "msgs_per_s": _median([x["msgs_per_s"] for x in runs]),
+            "msgs_per_s": fig.add(f"c/{v.name}", [x["msgs_per_s"] for x in runs]),
             "runs": [x["msgs_per_s"] for x in runs],
             "full_batch_ms": _median([x["full_batch_ms"] for x in runs]),
             # What a padded batch of these messages would be (the same for every variant).
@@ -207,99 +231,147 @@ def run(args: Any) -> dict[str, Any]:
     del choice
 
     # Pydantic validation must not dominate: its cost per message beside the forward's.
-    r["decode_us_per_msg"] = bench_decode(texts)
+    r["decode_us_per_msg"] = measured("decode_us", bench_decode, texts)
     forward_us = 1e6 / c[PACKED.name]["msgs_per_s"]
     no_overlap = batching.model_copy(update={"overlap": False})
     packed = models[PACKED.name]
-    r["memory_pipeline"] = _median(
-        [bench_memory(packed, texts, batching, model_thread) for _ in range(repeats)]
-    )
-    r["memory_pipeline_no_overlap"] = _median(
-        [bench_memory(packed, texts, no_overlap, model_thread) for _ in range(repeats)]
+    r["memory_pipeline"] = measured("memory", bench_memory, packed, texts, batching, model_thread)
+    r["memory_pipeline_no_overlap"] = measured(
+        "memory_no_overlap", bench_memory, packed, texts, no_overlap, model_thread
     )
     ratios: dict[str, float | None] = {
         "decode_over_forward": r["decode_us_per_msg"] / forward_us,
-        "memory_over_c": r["memory_pipeline"] / r["c_model_ceiling"],
-        "memory_over_c_packed": r["memory_pipeline"] / c[PACKED.name]["msgs_per_s"],
+        "memory_over_c": fig.ratio("memory", f"c/{PADDED.name}"),
+        "memory_over_c_packed": fig.ratio("memory", f"c/{PACKED.name}"),
     }
     if args.source == "kafka":
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
-        env = {
-            "SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE": str(args.batch_size),
-            "SUPPORT_WORKER_BATCHING__MAX_BATCH_TOKENS": str(args.batch_tokens),
-            "SUPPORT_WORKER_BATCHING__MAX_WAIT_MS": str(args.max_wait_ms),
-            "SUPPORT_WORKER_MODEL__DEVICE": args.device,
-            "SUPPORT_WORKER_MODEL__DTYPE": args.dtype,
-        }
-        if args.threads:
-            env["SUPPORT_WORKER_MODEL__THREADS"] = str(args.threads)
-
-        # Warm the broker first: a JVM started a minute ago is still compiling its hot
-        # paths, and the workers measured first would pay for that (quick runs right
-        # after `kafka up` measured D 10-30% low). F's bare loop, for a while, discarded.
-        warm_until = time.monotonic() + (15 if quick else 30)
-        while time.monotonic() < warm_until:
-            bench_bare(bootstrap, texts, args.batch_size)
-
-        def d(extra: dict[str, str]) -> dict[str, Any]:
-            runs = [
-                bench_worker(bootstrap, args.model, texts, {**env, **extra}) for _ in range(repeats)
-            ]
-            keys = ("msgs_per_s", "mean_batch", "mean_inference_ms")
-            return {
-                "runs": [x["msgs_per_s"] for x in runs],
-                "variant": runs[0]["variant"],
-                **{k: _median([x[k] for x in runs]) for k in keys},
-            }
-
-        r["d"] = {
-            "padding-free": d(PACKED.env()),
-            "padding-free, no overlap": d(
-                {**PACKED.env(), "SUPPORT_WORKER_BATCHING__OVERLAP": "false"}
-            ),
-            "padded": d(PADDED.env()),
-        }
-        if best.name not in r["d"]:
-            r["d"][best.name] = d(best.env())
-        r["d"]["auto"] = d(AUTO_ENV)
-        d_auto = r["d"]["auto"]["msgs_per_s"]
-        r["d_worker"] = r["d"][PACKED.name]["msgs_per_s"]
-        r["d_worker_best"] = r["d"][best.name]["msgs_per_s"]
-        null = {**env, "SUPPORT_WORKER_MODEL__BACKEND": "null"}
-        r["f_worker_null_model"] = _median(
-            [bench_worker(bootstrap, args.model, texts, null)["msgs_per_s"] for _ in range(repeats)]
-        )
-        r["f_bare_loop"] = _median(
-            [bench_bare(bootstrap, texts, args.batch_size) for _ in range(repeats)]
-        )
-        lat = bench_latency(
-            bootstrap, args.model, texts, 0.5 * r["d_worker"], 6 if quick else 20, env
-        )
-        r["e_latency"] = lat
-        # The budget uses the forward pass the worker runs (padding-free, base precision).
-        budget = args.max_wait_ms + 2 * c[PACKED.name]["full_batch_ms"]
-        r["e_budget_ms"] = budget
-        a = r["a_notebook_per_message"]
-        ratios.update(
-            d_over_c=r["d_worker"] / r["c_model_ceiling"],
-            d_over_c_packed=r["d_worker"] / c[PACKED.name]["msgs_per_s"],
-            d_over_a=r["d_worker"] / a,
-            d_best_over_a=max(r["d_worker"], r["d_worker_best"]) / a,
-            d_auto_over_a=d_auto / a,
-            # D on auto against C of the variant that auto picked in this process.
-            d_over_c_auto=d_auto / c[r["auto"]["c_name"]]["msgs_per_s"]
-            if r["auto"]["c_name"] in c
-            else None,
-            overlap_gain=r["d_worker"] / r["d"]["padding-free, no overlap"]["msgs_per_s"],
-            f_over_bare=r["f_worker_null_model"] / r["f_bare_loop"],
-            p99_over_budget=lat["p99_ms"] / budget,
-        )
+        ratios |= broker_figures(args, r, fig, texts, runs_here, best, loaded, repeats)
     auto_c = r["auto"]["c_name"]
     ratios["c_auto_over_c_fp32_padded"] = (
-        c[auto_c]["msgs_per_s"] / c[PADDED.name]["msgs_per_s"] if auto_c in c else None
+        fig.ratio(f"c/{auto_c}", f"c/{PADDED.name}") if auto_c in c else None
     )
     report["ratios"] = ratios
+    report["spread"] = fig.report()
     return report
+
+
+def broker_figures(
+    args: Any,
+    r: dict[str, Any],
+    fig: Figures,
+    texts: list[str],
+    runs_here: Sequence[Variant],
+    best: Variant,
+    loaded: Any,
+    repeats: int,
+) -> dict[str, float | None]:
+    """D, E and F on the broker, into ``r``; the ratios that use them."""
+    quick = args.quick
+    c = r["c"]
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+    env = {
+        "SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE": str(args.batch_size),
+        "SUPPORT_WORKER_BATCHING__MAX_BATCH_TOKENS": str(args.batch_tokens),
+        "SUPPORT_WORKER_BATCHING__MAX_WAIT_MS": str(args.max_wait_ms),
+        "SUPPORT_WORKER_MODEL__DEVICE": args.device,
+        "SUPPORT_WORKER_MODEL__DTYPE": args.dtype,
+    }
+    if args.threads:
+        env["SUPPORT_WORKER_MODEL__THREADS"] = str(args.threads)
+    f_texts = sized(texts, 1.0, F_MESSAGES[quick])
+
+    # Warm the broker first: a JVM started a minute ago is still compiling its hot
+    # paths, and the workers measured first would pay for that (quick runs right
+    # after `kafka up` measured D 10-30% low). F's bare loop, for a while, discarded.
+    warm_until = time.monotonic() + (15 if quick else 30)
+    while time.monotonic() < warm_until:
+        bench_bare(bootstrap, f_texts, args.batch_size)
+
+    def d(name: str, extra: dict[str, str], c_name: str) -> dict[str, Any]:
+        # A backlog of D_SECONDS at the model's own speed: D is at most C.
+        backlog = sized(texts, c[c_name]["msgs_per_s"], D_SECONDS[quick])
+        runs = [
+            bench_worker(bootstrap, args.model, backlog, {**env, **extra}) for _ in range(repeats)
+        ]
+        keys = ("mean_batch", "mean_inference_ms")
+        return {
+            "msgs_per_s": fig.add(f"d/{name}", [x["msgs_per_s"] for x in runs]),
+            "runs": [x["msgs_per_s"] for x in runs],
+            "variant": runs[-1]["variant"],
+            "variants": [x["variant"] for x in runs],
+            "messages": len(backlog),
+            **{k: _median([x[k] for x in runs]) for k in keys},
+        }
+
+    fastest_c = max(c, key=lambda k: c[k]["msgs_per_s"])
+    r["d"] = {
+        PACKED.name: d(PACKED.name, PACKED.env(), PACKED.name),
+        "padding-free, no overlap": d(
+            "padding-free, no overlap",
+            {**PACKED.env(), "SUPPORT_WORKER_BATCHING__OVERLAP": "false"},
+            PACKED.name,
+        ),
+        PADDED.name: d(PADDED.name, PADDED.env(), PADDED.name),
+    }
+    # Every allowed variant that runs here, pinned, in a full run (the best by C in a quick
+    # one): what auto's pick is judged against.
+    allowed = {BY_VARIANT[v] for v in allowed_here(loaded, str(args.device)) if v in BY_VARIANT}
+    pinned = [v for v in runs_here if v.name in allowed and v.name not in r["d"]]
+    for v in pinned if not quick else [best] if best.name not in r["d"] else []:
+        r["d"][v.name] = d(v.name, v.env(), v.name)
+    r["d"]["auto"] = d("auto", AUTO_ENV, fastest_c)
+    r["d_worker"] = r["d"][PACKED.name]["msgs_per_s"]
+    r["d_worker_best"] = r["d"][best.name]["msgs_per_s"]
+    served = BY_VARIANT.get(r["d"]["auto"]["variant"] or "")
+    d_allowed = {k: v["msgs_per_s"] for k, v in r["d"].items() if k in allowed}
+    best_d = max(d_allowed, key=d_allowed.__getitem__)
+    r["d_best_allowed"] = {
+        "variant": best_d,
+        "msgs_per_s": d_allowed[best_d],
+        "auto_served": served,
+    }
+    null = {**env, "SUPPORT_WORKER_MODEL__BACKEND": "null"}
+    r["f_worker_null_model"] = fig.add(
+        "f_worker_null",
+        [bench_worker(bootstrap, args.model, f_texts, null)["msgs_per_s"] for _ in range(repeats)],
+    )
+    r["f_bare_loop"] = fig.add(
+        "f_bare", [bench_bare(bootstrap, f_texts, args.batch_size) for _ in range(repeats)]
+    )
+    r["f_bare_is_ceiling"] = r["f_bare_loop"] >= r["f_worker_null_model"]
+    lats = [
+        bench_latency(bootstrap, args.model, texts, 0.5 * r["d_worker"], 6 if quick else 20, env)
+        for _ in range(repeats)
+    ]
+    lat = {k: _median([x[k] for x in lats]) for k in ("rate", "messages", "p50_ms", "p95_ms")}
+    lat["p99_ms"] = fig.add("e_p99_ms", [x["p99_ms"] for x in lats])
+    r["e_latency"] = lat
+    # The budget uses the forward pass the worker runs (padding-free, base precision).
+    budget = args.max_wait_ms + 2 * c[PACKED.name]["full_batch_ms"]
+    r["e_budget_ms"] = budget
+    d_auto = "d/auto"
+    return {
+        "d_over_c": fig.ratio(f"d/{PACKED.name}", f"c/{PADDED.name}"),
+        "d_over_c_packed": fig.ratio(f"d/{PACKED.name}", f"c/{PACKED.name}"),
+        "d_over_a": fig.ratio(f"d/{PACKED.name}", "a"),
+        "d_best_over_a": fig.ratio(
+            f"d/{best.name if r['d_worker_best'] > r['d_worker'] else PACKED.name}", "a"
+        ),
+        "d_auto_over_a": fig.ratio(d_auto, "a"),
+        # D on auto against C of the variant that auto picked in this process.
+        "d_over_c_auto": fig.ratio(d_auto, f"c/{r['auto']['c_name']}")
+        if r["auto"]["c_name"] in c
+        else None,
+        # The variant auto ended up serving, pinned, against the best allowed one's D;
+        # and auto's own run (its startup autotune and live trial included) against it.
+        "d_served_over_best_allowed": fig.ratio(f"d/{served}", f"d/{best_d}")
+        if served in r["d"]
+        else None,
+        "d_auto_over_best_allowed": fig.ratio(d_auto, f"d/{best_d}"),
+        "overlap_gain": fig.ratio(f"d/{PACKED.name}", "d/padding-free, no overlap"),
+        "f_over_bare": fig.ratio("f_worker_null", "f_bare"),
+        "p99_over_budget": lat["p99_ms"] / budget if fig.stable("e_p99_ms") else None,
+    }
 
 
 def bucketing(args: Any) -> str:

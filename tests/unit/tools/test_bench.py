@@ -256,5 +256,13 @@ def test_memory_bench_runs_end_to_end(variants_artifact: Path, tmp_path: Path) -
         "memory_over_c_packed",
         "c_auto_over_c_fp32_padded",
     }
-    assert result["ratios"]["c_auto_over_c_fp32_padded"] > 0
+    # Every figure with its runs and spread, three in quick mode too; a ratio is printed
+    # only from stable figures, else it is None and the figure is named unstable.
+    figures, unstable = result["spread"]["figures"], result["spread"]["unstable"]
+    assert {"a", "b", "c/padded", "memory", "decode_us"} <= set(figures)
+    assert all(len(f["runs"]) == 3 for f in figures.values())
+    ratio = result["ratios"]["c_auto_over_c_fp32_padded"]
+    auto_c = f"c/{auto['c_name']}"
+    assert ratio > 0 if ratio is not None else {auto_c, "c/padded"} & set(unstable)
+    assert "| figure | median | runs | spread |" in proc.stdout
     assert "| A notebook per-message |" in proc.stdout
