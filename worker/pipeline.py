@@ -211,9 +211,11 @@ class Pipeline:
 
         False when a commit aborted: everything in flight was dropped and rewound.
         """
+        # Closed by size or tokens, not by its deadline; judged before the wait below, which
+        # can outlast the deadline of a batch that filled at once.
+        full = len(self.batcher) >= self.batcher.limits.max_size or self.batcher.time_left() > 0
         if self.flights:
             self._await(self.flights[-1])  # the model thread is free once this returns
-        full = self.batcher.time_left() > 0  # closed by size or tokens, not its deadline
         items = self.batcher.take()
         if items:
             self.flights.append(self._start(items, full))

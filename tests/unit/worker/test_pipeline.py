@@ -4,6 +4,7 @@ rebalance callbacks."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -283,3 +284,44 @@ def test_auto_runs_each_batch_on_the_tuner_s_variant_and_switches_on_its_verdict
     assert (a.calls, b.calls) == (3, 4)
     assert verdicts == [Verdict({"a": 8.0, "b": 16.0}, "a", "b")]
     assert len(producer.produced) == 56
+
+
+def test_a_batch_that_filled_at_once_counts_as_full_though_the_model_outlasts_its_deadline(
+    smoke_artifact: Path,
+) -> None:
+    """The tuner times only full batches; a batch that waited for the model thread longer
+    than max_wait_ms still closed by size, not by its deadline."""
+
+    class SlowModel(LoggedModel):
+        def predict(self, batch_ids: Any) -> Any:
+            time.sleep(0.05)  # past max_wait_ms below
+            return super().predict(batch_ids)
+
+    class Recorder:
+        def __init__(self, model: Model) -> None:
+            self.model, self.full = model, []
+
+        def model_for(self, messages: int, full: bool) -> Model:
+            self.full.append(full)
+            return self.model
+
+        def interrupted(self) -> None:
+            pass
+
+    events: list[tuple[str, int]] = []
+    model = SlowModel(Classifier(load_artifact(smoke_artifact), "cpu", "float32"), events)
+    recorder = Recorder(model)
+    pipeline = Pipeline(
+        WorkerSettings(batching={"max_batch_size": 8, "max_wait_ms": 10}),
+        model,
+        RoutingPolicy(),
+        cast(Any, GroupConsumer()),
+        cast(Any, TxnProducer(events)),
+        Metrics(),
+        Health(stale_after_s=30),
+        live=cast(Any, recorder),
+    )
+    pipeline.accept([Msg(i, f"refund order {i}") for i in range(36)])  # 4 full + 4 waiting
+    time.sleep(0.02)  # the last batch's deadline passes: it closes short
+    assert pipeline.batcher.ready() and pipeline.dispatch() and pipeline.drain()
+    assert recorder.full == [True, True, True, True, False]
