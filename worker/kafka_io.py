@@ -23,6 +23,13 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024
 PREFETCH_KBYTES = 16 * 1024
 # init_transactions waits at most this long between looks at the client's errors.
 INIT_SLICE_S = 0.5
+# A transaction begun right after the last one committed meets CONCURRENT_TRANSACTIONS while
+# the coordinator still writes the markers, and librdkafka retries after retry.backoff.ms
+# (100 by default, then growing): back-to-back transactions each waited about 100 ms
+# (confluent-kafka-python#967; Java lowered its backoff for this to 20 ms, KAFKA-5477). The
+# worker's transactions come back to back whenever the model is faster than the broker
+# round trips, as on a GPU. `python -m tools.bench --txn-backoff` measures it.
+TXN_RETRY_BACKOFF_MS = 5
 
 
 def to_record(msg: Message) -> Record:
@@ -192,6 +199,7 @@ def producer_config(s: WorkerSettings) -> dict[str, Any]:
             "compression.type": "lz4",
         }
     )
+    conf.setdefault("retry.backoff.ms", TXN_RETRY_BACKOFF_MS)
     if s.mode == "exactly_once":
         conf["transactional.id"] = s.transactional_id
         conf["transaction.timeout.ms"] = s.transaction_timeout_ms

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         "batch size, e.g. 64,256,512, each with a token budget of 32 per message "
         "(tools/bench/sweep.py)",
     )
+    p.add_argument(
+        "--txn-backoff",
+        action="store_true",
+        help="only time the bare loop's back-to-back transactions at retry.backoff.ms 100, "
+        "20 and the worker's (worker.kafka_io.TXN_RETRY_BACKOFF_MS); needs the broker",
+    )
     p.add_argument("--json", type=Path, help="write the JSON report here")
     return p
 
@@ -124,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.shapes:
         print(run.shapes(args, args.shapes))
+        return 0
+    if args.txn_backoff:
+        import os
+
+        from tools.bench.broker import txn_backoff
+
+        texts = [ex.text for ex in model.message_set(1000)[0]] * (5 if args.quick else 10)
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+        print(txn_backoff(bootstrap, texts, args.batch_size))
         return 0
     if args.bucketing:
         print(run.bucketing(args))

@@ -17,6 +17,7 @@ from schemas.messages import ROUTES
 from tools import worker_proc
 from tools.bench.model import rate
 from tools.worker_proc import WorkerProc
+from worker.kafka_io import TXN_RETRY_BACKOFF_MS
 
 OUTPUTS = (*ROUTES, "dlq")
 ROLES = ("inbound", *OUTPUTS)
@@ -146,8 +147,14 @@ def bench_worker(
         return figures
 
 
-def bench_bare(bootstrap: str, texts: Sequence[str], batch: int) -> float:
-    """A bare consume -> produce loop with the worker's transaction per batch."""
+def bench_bare(
+    bootstrap: str,
+    texts: Sequence[str],
+    batch: int,
+    retry_backoff_ms: int = TXN_RETRY_BACKOFF_MS,
+) -> float:
+    """A bare consume -> produce loop with the worker's transaction per batch, back to back
+    (``retry_backoff_ms``: the producer's, the worker's by default)."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     topics = _topics(bootstrap, partitions=4)
@@ -165,7 +172,12 @@ def bench_bare(bootstrap: str, texts: Sequence[str], batch: int) -> float:
             }
         )
         p = Producer(
-            {"bootstrap.servers": bootstrap, "transactional.id": f"bare-{tag}", "linger.ms": 5}
+            {
+                "bootstrap.servers": bootstrap,
+                "transactional.id": f"bare-{tag}",
+                "linger.ms": 5,
+                "retry.backoff.ms": retry_backoff_ms,
+            }
         )
         p.init_transactions(30)
         c.subscribe([topics["inbound"]])
@@ -197,6 +209,22 @@ def bench_bare(bootstrap: str, texts: Sequence[str], batch: int) -> float:
         return rate(len(texts) - first, elapsed)
     finally:
         _drop(bootstrap, topics)
+
+
+def txn_backoff(bootstrap: str, texts: Sequence[str], batch: int) -> str:
+    """Milliseconds per back-to-back transaction of the bare loop at librdkafka's default
+    retry.backoff.ms (100), Java's for CONCURRENT_TRANSACTIONS (20) and the worker's, as a
+    markdown table (worker.kafka_io.TXN_RETRY_BACKOFF_MS)."""
+    lines = [
+        f"bare loop, {len(texts)} messages in transactions of {batch}, back to back",
+        "",
+        "| retry.backoff.ms | msg/s | ms per transaction |",
+        "|---|---|---|",
+    ]
+    for backoff in sorted({100, 20, TXN_RETRY_BACKOFF_MS}, reverse=True):
+        speed = bench_bare(bootstrap, texts, batch, backoff)
+        lines.append(f"| {backoff} | {speed:,.0f} | {1000 * batch / speed:.1f} |")
+    return "\n".join(lines)
 
 
 def latency_figures(rate_: float, latencies_ms: Sequence[float]) -> dict[str, float]:

@@ -38,3 +38,12 @@ def test_a_long_bad_key_is_truncated_in_the_reason() -> None:
     rec = to_record(consumed([(b"\xff" * 500, b"x")]))
     assert rec.header_error is not None and rec.header_error.endswith("...")
     assert len(rec.header_error) < 300
+
+
+def test_the_producer_retries_a_busy_transaction_coordinator_after_5_ms_unless_told() -> None:
+    from worker.kafka_io import TXN_RETRY_BACKOFF_MS, producer_config
+    from worker.settings import KafkaSettings, WorkerSettings
+
+    assert producer_config(WorkerSettings())["retry.backoff.ms"] == TXN_RETRY_BACKOFF_MS == 5
+    told = WorkerSettings(kafka=KafkaSettings(client_config={"retry.backoff.ms": "50"}))
+    assert producer_config(told)["retry.backoff.ms"] == "50"
