@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="only time the bare loop's back-to-back transactions at retry.backoff.ms 100, "
         "20 and the worker's (worker.kafka_io.TXN_RETRY_BACKOFF_MS); needs the broker",
     )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("FIRST", "SECOND"),
+        help="only compare two JSON reports' figures: do two runs agree?",
+    )
     p.add_argument("--json", type=Path, help="write the JSON report here")
     return p
 
@@ -130,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.shapes:
         print(run.shapes(args, args.shapes))
+        return 0
+    if args.compare:
+        from tools.bench.figures import compare
+
+        first, second = (json.loads(path.read_text()) for path in args.compare)
+        print(compare(first, second))
         return 0
     if args.txn_backoff:
         import os

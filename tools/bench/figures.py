@@ -60,3 +60,25 @@ class Figures:
             "unstable": self.unstable(),
             "stable_spread": STABLE,
         }
+
+
+def compare(first: dict[str, Any], second: dict[str, Any]) -> str:
+    """Two bench reports' figures side by side (markdown), and how far those stable in
+    both differ: the check that two runs agree."""
+    a, b = first["spread"]["figures"], second["spread"]["figures"]
+    shaky = set(first["spread"]["unstable"]) | set(second["spread"]["unstable"])
+    lines = [
+        "| figure | run 1 | run 2 | run 2 / run 1 | stable in both |",
+        "|---|---|---|---|---|",
+    ]
+    worst, at = 0.0, ""
+    for name in (n for n in a if n in b):
+        x, y = a[name]["median"], b[name]["median"]
+        stable = name not in shaky
+        if stable and abs(y / x - 1) > worst:
+            worst, at = abs(y / x - 1), name
+        lines.append(
+            f"| {name} | {x:,.1f} | {y:,.1f} | {y / x:.3f} | {'yes' if stable else 'no'} |"
+        )
+    lines += ["", f"figures stable in both runs differ by at most {100 * worst:.1f}% ({at})"]
+    return "\n".join(lines)

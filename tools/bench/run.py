@@ -240,7 +240,9 @@ def run(args: Any) -> dict[str, Any]:
         "memory_no_overlap", bench_memory, packed, texts, no_overlap, model_thread
     )
     ratios: dict[str, float | None] = {
-        "decode_over_forward": r["decode_us_per_msg"] / forward_us,
+        "decode_over_forward": r["decode_us_per_msg"] / forward_us
+        if fig.stable("decode_us") and fig.stable(f"c/{PACKED.name}")
+        else None,
         "memory_over_c": fig.ratio("memory", f"c/{PADDED.name}"),
         "memory_over_c_packed": fig.ratio("memory", f"c/{PACKED.name}"),
     }

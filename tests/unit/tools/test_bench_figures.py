@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tools.bench.figures import STABLE, Figures, spread
@@ -37,3 +39,18 @@ def test_broker_runs_are_sized_by_time_at_the_expected_rate() -> None:
     texts = ["a", "b", "c"]
     assert sized(texts, 1000.0, 4.0) == (texts * 1334)[:4000]
     assert sized(texts, 0.1, 1.0) == texts  # at least one pass over the set
+
+
+def test_compare_shows_both_runs_and_the_largest_stable_difference() -> None:
+    from tools.bench.figures import compare
+
+    def report(c: float, f: list[float]) -> dict[str, Any]:
+        fig = Figures()
+        fig.add("c", [c, c, c])
+        fig.add("f", f)
+        return fig.report()
+
+    text = compare({"spread": report(100.0, [1.0, 2.0, 3.0])}, {"spread": report(105.0, [9.0])})
+    assert "| c | 100.0 | 105.0 | 1.050 | yes |" in text
+    assert "| f | 2.0 | 9.0 | 4.500 | no |" in text
+    assert text.endswith("differ by at most 5.0% (c)")
