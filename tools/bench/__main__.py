@@ -25,14 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="kafka",
         help="memory: no broker (the GPU machine)",
     )
-    p.add_argument("--quick", action="store_true", help="smaller runs, < 5 min on 2 cores")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="shorter runs (D 4 s, F 30,000 messages), still 3 repeats; 8-9 min on 2 cores",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--batch-tokens", type=int, default=4096)
     p.add_argument("--max-wait-ms", type=float, default=25.0)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--threads", type=int)
-    p.add_argument("--repeats", type=int, help="runs per figure (median); 1 quick, 3 full")
+    p.add_argument("--repeats", type=int, help="runs per figure (median and spread); default 3")
     p.add_argument(
         "--profile-ops",
         action="store_true",

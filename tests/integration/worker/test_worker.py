@@ -24,6 +24,7 @@ from tests.integration.worker.harness import (
     running_worker,
     start_worker,
 )
+from tools.worker_proc import WorkerProc
 from worker.routing import RoutingPolicy
 
 
@@ -152,11 +153,27 @@ def test_sigkill_mid_backlog_then_restart_loses_and_doubles_nothing(
         second.wait(30)
 
 
+def _wait_assigned(w: WorkerProc, timeout: float = 60) -> None:
+    """Until the worker owns a partition (cooperative rebalancing logs each change: the
+    partitions added, and those revoked)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owned: set[str] = set()
+        for e in w.log_lines():
+            if e.get("event") == "partitions_assigned":
+                owned |= set(e["partitions"])
+            elif e.get("event") in ("partitions_revoked", "partitions_lost"):
+                owned -= set(e["partitions"])
+        if owned:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no partitions within {timeout}s: {w.tail()}")
+
+
 def test_two_workers_share_the_group_and_one_leaves_mid_run(
     kafka_bootstrap: str, make_topic: Callable[..., str], smoke_artifact: Path, tmp_path: Path
 ) -> None:
     topics = make_topics(make_topic, partitions=4)
-    good, bad = produce(kafka_bootstrap, topics.inbound, 4000, bad_every=40)
     group = f"g-{uuid.uuid4().hex[:8]}"
     a = start_worker(
         kafka_bootstrap,
@@ -179,6 +196,11 @@ def test_two_workers_share_the_group_and_one_leaves_mid_run(
     try:
         a.wait_ready()
         b.wait_ready()
+        # The backlog only once both own partitions: one worker alone drains 4,000 smoke
+        # messages in about 3 s, before the other would have joined.
+        for w in (a, b):
+            _wait_assigned(w)
+        good, bad = produce(kafka_bootstrap, topics.inbound, 4000, bad_every=40)
         a.wait_batches(10)
         a.signal(signal.SIGTERM)
         assert a.wait(30) == 0, a.tail()
