@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +52,8 @@ class Tuner:
     contenders: Sequence[str]  # the variant served first, then the others
     limits: TunerLimits = field(default_factory=TunerLimits)
     serving: str = ""
-    verdicts: list[Verdict] = field(default_factory=list)
+    # The latest verdicts only: a worker trials every recheck_batches, for months.
+    verdicts: deque[Verdict] = field(default_factory=lambda: deque(maxlen=16))
     _until_trial: int = 0
     # The trial's next batches: (variant, counted). A block's first batch is not counted:
     # its cycle began on the variant before.

@@ -54,7 +54,7 @@ def test_a_block_s_first_batch_is_not_counted() -> None:
 def test_batches_closed_by_their_deadline_are_not_timed() -> None:
     tuner = Tuner(["a", "b"], LIMITS)
     run(tuner, {"a": 100, "b": 500}, 50, full=False)
-    assert tuner.verdicts == [] and tuner.serving == "a" and not tuner.trialling
+    assert not tuner.verdicts and tuner.serving == "a" and not tuner.trialling
 
 
 def test_it_trials_again_after_recheck_batches() -> None:
@@ -65,9 +65,15 @@ def test_it_trials_again_after_recheck_batches() -> None:
     assert [v.chosen for v in tuner.verdicts] == ["a", "b"]
 
 
+def test_it_keeps_only_the_latest_verdicts() -> None:
+    tuner = Tuner(["a", "b"], TunerLimits(warmup_batches=1, block=2, rounds=1, recheck_batches=1))
+    run(tuner, {"a": 100, "b": 100}, 200)
+    assert len(tuner.verdicts) == tuner.verdicts.maxlen == 16
+
+
 def test_one_contender_never_trials() -> None:
     tuner = Tuner(["a"], LIMITS)
-    assert run(tuner, {"a": 100}, 30) == ["a"] * 30 and tuner.verdicts == []
+    assert run(tuner, {"a": 100}, 30) == ["a"] * 30 and not tuner.verdicts
 
 
 def test_live_variants_times_the_cycle_between_dispatches_and_reports_the_verdict() -> None:
