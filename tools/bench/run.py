@@ -124,12 +124,6 @@ def sized(texts: Sequence[str], rate_: float, seconds: float) -> list[str]:
     return [texts[i % len(texts)] for i in range(n)]
 
 
-def allowed_here(loaded: Any, device: str) -> list[str]:
-    """The variants this artifact allows that run on this host (autotune's candidates)."""
-    names, _ = autotune.candidates(loaded, device)
-    return list(names)
-
-
 def run(args: Any) -> dict[str, Any]:
     quick = args.quick
     repeats = args.repeats or 3  # a spread needs repeats, in quick mode too
@@ -317,9 +311,10 @@ def broker_figures(
     }
     # Every allowed variant that runs here, pinned, in a full run (the best by C in a quick
     # one): what auto's pick is judged against.
-    allowed = {BY_VARIANT[v] for v in allowed_here(loaded, str(args.device)) if v in BY_VARIANT}
-    pinned = [v for v in runs_here if v.name in allowed and v.name not in r["d"]]
-    for v in pinned if not quick else [best] if best.name not in r["d"] else []:
+    names, _ = autotune.candidates(loaded, str(args.device))
+    allowed = {BY_VARIANT[v] for v in names if v in BY_VARIANT}
+    pinned = [best] if quick else [v for v in runs_here if v.name in allowed]
+    for v in (v for v in pinned if v.name not in r["d"]):
         r["d"][v.name] = d(v.name, v.env(), v.name)
     r["d"]["auto"] = d("auto", AUTO_ENV, fastest_c)
     r["d_worker"] = r["d"][PACKED.name]["msgs_per_s"]
