@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.artifact import Manifest
+from schemas.feedback import Feedback, ReviewItem
 from schemas.messages import InboundMessage, OutboundMessage
 
 OUT_DIR = Path(__file__).resolve().parent / "jsonschema"
@@ -16,6 +17,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "inbound.json": InboundMessage,
     "outbound.json": OutboundMessage,
     "artifact-manifest.json": Manifest,
+    "feedback.json": Feedback,
+    "review.json": ReviewItem,
 }
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-INTENTS: Final = (
-    "refund_request",
-    "billing_issue",
-    "account_access",
-    "technical_problem",
-    "general_question",
-)
-URGENCIES: Final = ("low", "medium", "high")
-SENTIMENTS: Final = ("calm", "frustrated", "angry")
+Intent = Literal[
+    "refund_request", "billing_issue", "account_access", "technical_problem", "general_question"
+]
+Urgency = Literal["low", "medium", "high"]
+Sentiment = Literal["calm", "frustrated", "angry"]
+INTENTS: Final[tuple[Intent, ...]] = get_args(Intent)
+URGENCIES: Final[tuple[Urgency, ...]] = get_args(Urgency)
+SENTIMENTS: Final[tuple[Sentiment, ...]] = get_args(Sentiment)
 # The action head's labels, also the ``action`` of every routed result.
 Action = Literal["auto_resolve", "request_more_info", "escalate_to_human"]
 ACTIONS: Final[tuple[Action, ...]] = get_args(Action)

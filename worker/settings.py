@@ -191,6 +191,11 @@ class TopicNames(BaseModel):
     auto_resolve: str = "support.auto_resolve"
     more_info: str = "support.more_info"
     dlq: str = "support.dlq"
+    # The learning loop (docs/learning.md): queued for agents, their corrections, and a
+    # candidate model's results in shadow.
+    review: str = "support.review"
+    feedback: str = "support.feedback"
+    shadow: str = "support.shadow"
 
     def for_route(self, route: Route) -> str:
         return str(getattr(self, route))
@@ -242,6 +247,51 @@ class RoutingSettings(BaseModel):
     )
 
 
+class ReviewSettings(BaseModel):
+    """The review queue (worker.review): which routed results agents should label first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(
+        default=False, description="copy sampled results to topics.review (the topic must exist)"
+    )
+    random_share: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="share of confident results queued at random (drawn from a hash of the "
+        "message_id): the unbiased sample of the model's accuracy",
+    )
+    max_per_minute: float = Field(
+        default=30.0,
+        gt=0,
+        description="per worker process: the queue never outgrows the team that labels it",
+    )
+    diversity_window: int = Field(
+        default=1000, ge=0, description="how many recently queued messages a new one is compared to"
+    )
+    max_hamming: int = Field(
+        default=3,
+        ge=0,
+        le=64,
+        description="a message whose token SimHash is this close to a recently queued one "
+        "is a near-copy and is not queued again",
+    )
+
+
+class ShadowSettings(BaseModel):
+    """A candidate model on live traffic, publishing only to topics.shadow."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    candidate: Path | None = Field(
+        default=None,
+        description="the candidate artifact; set, the worker runs in shadow: it consumes "
+        "under group_id-shadow, runs the candidate and model.path (the serving model) on each "
+        "batch, and writes the candidate's results to topics.shadow only",
+    )
+
+
 class ModelSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -281,6 +331,13 @@ class ModelSettings(BaseModel):
         default="none", description="autocast the forward pass, e.g. bfloat16 on AVX-512 CPUs"
     )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
+    watch_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how often to look whether model.path points to another version (a "
+        "`current` link moved by `support-trainer promote`); a change, or SIGHUP, swaps the "
+        "model between batches. 0: SIGHUP only",
+    )
     failing_batches: int = Field(
         default=3,
         ge=1,
@@ -305,6 +362,8 @@ class WorkerSettings(BaseSettings):
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
 
     mode: Literal["exactly_once", "at_least_once"] = "exactly_once"
     group_id: str = "support-router"
@@ -341,8 +400,16 @@ class WorkerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> WorkerSettings:
+        if self.shadow.candidate is not None:
+            # Its own group, so it reads every message the serving group reads, and its own
+            # transactional id, so it never fences a serving replica.
+            object.__setattr__(self, "group_id", f"{self.group_id}-shadow")
+            if self.transactional_id:
+                object.__setattr__(self, "transactional_id", f"{self.transactional_id}-shadow")
         if not self.transactional_id:
-            object.__setattr__(self, "transactional_id", f"support-router-{socket.gethostname()}")
+            suffix = "-shadow" if self.shadow.candidate is not None else ""
+            name = f"support-router-{socket.gethostname()}{suffix}"
+            object.__setattr__(self, "transactional_id", name)
         if self.model.device == "cuda":
             unset = {
                 k: v for k, v in GPU_BATCHING.items() if k not in self.batching.model_fields_set

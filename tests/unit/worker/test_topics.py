@@ -8,20 +8,16 @@ import pytest
 
 from tests.conftest import REPO
 from worker.errors import ConfigError
+from worker.settings import TopicNames
 from worker.topics import ObservedTopic, TopicSpec, load_topics, plan
 
 FILE = REPO / "deploy" / "topics.yaml"
 
 
-def test_the_shipped_file_declares_the_five_topics() -> None:
+def test_the_shipped_file_declares_every_topic_the_settings_name() -> None:
     specs = {s.name: s for s in load_topics(FILE)}
-    assert set(specs) == {
-        "support.inbound",
-        "support.escalate",
-        "support.auto_resolve",
-        "support.more_info",
-        "support.dlq",
-    }
+    assert set(specs) == set(TopicNames().model_dump().values())
+    assert specs["support.feedback"].configs["retention.ms"] == "-1"
     inbound = specs["support.inbound"]
     assert inbound.replication_factor == 3
     assert inbound.configs["min.insync.replicas"] == "2"
