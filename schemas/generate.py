@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.artifact import Manifest
-from schemas.feedback import Feedback, ReviewItem
+from schemas.learning import Feedback, ReviewItem, ShadowResult
 from schemas.messages import InboundMessage, OutboundMessage
 
 OUT_DIR = Path(__file__).resolve().parent / "jsonschema"
@@ -19,6 +19,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "artifact-manifest.json": Manifest,
     "feedback.json": Feedback,
     "review.json": ReviewItem,
+    "shadow.json": ShadowResult,
 }
 
 

@@ -1,4 +1,5 @@
-"""The learning loop's wire contracts: an agent's correction and a review-queue entry.
+"""The learning loop's wire contracts: an agent's correction, a review-queue entry, and a
+candidate model's result in shadow.
 
 ``Feedback`` is what an agent (the console's review page, or any tool of the support
 desk) produces to ``support.feedback``: the labels the model should have given one
@@ -7,6 +8,9 @@ validate it dead-letters it with the reason and goes on.
 
 ``ReviewItem`` is what the worker's sampling policy (``worker.review``) produces to
 ``support.review``, in the same transaction as the routed result it copies.
+
+``ShadowResult`` is what a worker in shadow (``support-worker run --shadow``) produces to
+``support.shadow``: the candidate's result beside the serving model's labels.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Final, Literal, get_args
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from schemas.labels import Action, Intent, Sentiment, Urgency
-from schemas.messages import OutboundMessage
+from schemas.messages import ModelInfo, OutboundMessage, Route
 
 FEEDBACK_SCHEMA_VERSION: Final = 1
 # A pseudonym, never a name or an e-mail address: what the console's keyed hash writes
@@ -102,3 +106,20 @@ class ReviewItem(BaseModel):
     schema_version: Literal[1]
     review: Review
     result: OutboundMessage = Field(description="the routed result, as published")
+
+
+class Serving(BaseModel):
+    model: ModelInfo
+    route: Route
+    labels: dict[str, str] = Field(description="per head, the serving model's label")
+
+
+class ShadowResult(BaseModel):
+    """A candidate's result on live traffic, with the serving model's for comparison."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1]
+    result: OutboundMessage = Field(description="what the candidate would have published")
+    serving: Serving
+    agree: dict[str, bool] = Field(description="per head, and 'route': the two models agree")
