@@ -87,8 +87,8 @@ class Review(BaseModel):
     priority: float = Field(
         ge=0,
         le=1,
-        description="how much a label would teach the model: 1 - the action head's margin "
-        "(top minus second probability), 1 for unfamiliar input",
+        description="how much a label would teach the model: 1 minus the smaller of the "
+        "intent and action heads' margins (top probability minus the second)",
     )
     weight: float = Field(
         ge=1,

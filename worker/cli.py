@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="consume, classify and route until stopped")
     run.add_argument("--config", type=Path, help="TOML settings file (env vars override it)")
+    run.add_argument(
+        "--shadow",
+        type=Path,
+        metavar="CANDIDATE",
+        help="run the candidate artifact in shadow beside model.path: its own group, results "
+        "to topics.shadow only, agreement per head in metrics (shadow.candidate)",
+    )
     run.set_defaults(handler=_run)
 
     classify = commands.add_parser(
@@ -248,6 +256,8 @@ def _run(args: argparse.Namespace) -> int:
     block_stop_signals()
     from worker import logs
 
+    if args.shadow is not None:  # the environment, so a supervisor's processes inherit it
+        os.environ["SUPPORT_WORKER_SHADOW__CANDIDATE"] = str(args.shadow)
     settings = _settings(args.config)
     logs.configure(settings.log_level, settings.process_index)
     if settings.processes > 1:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -125,6 +125,7 @@ class Committed:
 
     kept: list[int]  # indices into the batch; the rest belonged to revoked partitions
     outgoing: list[Outgoing]  # aligned with kept; refused records already replaced
+    copies: list[Outgoing] = field(default_factory=list)  # the copies produced with them
 
 
 class AbortedError(Exception):
@@ -164,8 +165,17 @@ class Committer:
         if self.eos:
             self._step("init_transactions", self.producer.init_transactions, fatal_on_abort=True)
 
-    def commit(self, batch: Sequence[tuple[codec.Record, Outgoing]]) -> Committed | None:
-        """Commit one batch; None when it was aborted and must be read again (rewind)."""
+    def commit(
+        self,
+        batch: Sequence[tuple[codec.Record, Outgoing]],
+        copies: Sequence[tuple[codec.Record, Outgoing]] = (),
+    ) -> Committed | None:
+        """Commit one batch; None when it was aborted and must be read again (rewind).
+
+        ``copies`` are extra records of the batch's own records (the review queue's), in
+        the same transaction; one the broker refuses on its own merits is dropped, never
+        turned into a dead letter: its message was routed.
+        """
         # Step 1
         owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
         kept = [i for i, (r, _) in enumerate(batch) if (r.topic, r.partition) in owned]
@@ -175,11 +185,13 @@ class Committer:
                 records=len(batch) - len(kept),
                 note="their partitions were revoked; the new owner reads them",
             )
-        records = [batch[i][0] for i in kept]
-        outgoing = [batch[i][1] for i in kept]
         if not kept:
             return Committed([], [])
+        records = [batch[i][0] for i in kept]
         offsets = next_offsets(records)
+        extra = [(r, o) for r, o in copies if (r.topic, r.partition) in owned]
+        records += [r for r, _ in extra]
+        outgoing = [batch[i][1] for i in kept] + [o for _, o in extra]
         while True:  # each pass commits, replaces a refused record (a finite ladder), or returns
             started = self.clock()
             try:
@@ -192,13 +204,13 @@ class Committer:
                     batch=len(kept),
                     refused=len(aborted.refused),
                 )
-                if not self._replace_refused(records, outgoing, aborted):
+                if not self._replace_refused(records, outgoing, aborted, len(kept)):
                     self._backoff(aborted.err)
                     return None
                 continue
             self.aborts_in_row = 0
             self.commit_s += 0.2 * (self.clock() - started - self.commit_s)
-            return Committed(kept, outgoing)
+            return Committed(kept, outgoing[: len(kept)], outgoing[len(kept) :])
 
     # -- the steps -------------------------------------------------------------
 
@@ -318,12 +330,17 @@ class Committer:
     # -- after an abort ------------------------------------------------------------
 
     def _replace_refused(
-        self, records: list[codec.Record], outgoing: list[Outgoing], aborted: AbortedError
+        self,
+        records: list[codec.Record],
+        outgoing: list[Outgoing],
+        aborted: AbortedError,
+        results: int,
     ) -> bool:
         """Replace records refused on their own merits; True when the batch can go again.
 
-        A delivery error about the destination (a deleted topic, no permission) is fatal:
-        every retry would fail the same way.
+        The first ``results`` records are the batch's own; a refused one after them is a
+        copy, and is dropped. A delivery error about the destination (a deleted topic, no
+        permission) is fatal: every retry would fail the same way.
         """
         for i, err in aborted.refused.items():
             if err.code() in FATAL_ERRORS:
@@ -331,7 +348,17 @@ class Committer:
         culprits = {i: e for i, e in aborted.refused.items() if e.code() in RECORD_ERRORS}
         if not culprits:
             return False
-        for i, err in culprits.items():
+        for i, err in sorted(culprits.items(), reverse=True):  # copies last: delete from the end
+            if i >= results:
+                log.warning(
+                    "copy_refused",
+                    topic=outgoing[i].topic,
+                    error=err.name(),
+                    offset=records[i].offset,
+                    replaced_by="nothing: the message itself was routed",
+                )
+                del outgoing[i], records[i]
+                continue
             reason = f"the broker refused the record: {err.str()}"
             smaller = refused_result(outgoing[i], records[i], err.name(), reason, self.s.topics.dlq)
             if smaller is None:

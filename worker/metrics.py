@@ -99,6 +99,44 @@ class Metrics:
             ["variant"],
             registry=r,
         )
+        self.model_version = Gauge(
+            "support_model_version",
+            "1 for the model version this worker serves (it stamps every result)",
+            ["name", "version"],
+            registry=r,
+        )
+        self.model_swaps = Counter(
+            "support_model_swaps",
+            "model swaps between batches (a moved model.path pointer, or SIGHUP), by outcome: "
+            "swapped, or failed (the old version keeps serving)",
+            ["outcome"],
+            registry=r,
+        )
+        self.review_queued = Counter(
+            "support_review_queued",
+            "results copied to the review queue, by why (unfamiliar, low_confidence, random)",
+            ["reason"],
+            registry=r,
+        )
+        self.review_skipped = Counter(
+            "support_review_skipped",
+            "review candidates not queued: near_copy (diversity) or budget (max_per_minute)",
+            ["why"],
+            registry=r,
+        )
+        self.shadow_compared = Counter(
+            "support_shadow_compared",
+            "shadow: messages both the candidate and the serving model classified, per head "
+            "(and route)",
+            ["head"],
+            registry=r,
+        )
+        self.shadow_agreed = Counter(
+            "support_shadow_agreed",
+            "shadow: of those, the ones where the two models agree, per head (and route)",
+            ["head"],
+            registry=r,
+        )
         # Exported once a source of readiness is given (track_readiness): until then the
         # worker has no readiness to report, and a constant 0 would read as "not ready".
         self.ready = Gauge(

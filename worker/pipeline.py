@@ -13,6 +13,7 @@ reads them again.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from worker import codec
+from worker import codec, shadow
 from worker.batching import Batcher, BatchLimits
 from worker.commit import Committer
 from worker.errors import FatalKafkaError, ModelBrokenError
@@ -44,13 +45,21 @@ from worker.metrics import Metrics
 from worker.model.protocol import Model
 from worker.model.tuner import LiveVariants
 from worker.model_thread import model_executor
-from worker.outgoing import to_outgoing
+from worker.outgoing import Outgoing, to_outgoing
 from worker.positions import first_offsets, names, seek_to_committed
+from worker.review import Pick, Sampler, review_value
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
+from worker.swap import PointerWatch, Swapped
 
 log = structlog.get_logger("worker")
 R = TypeVar("R")
+
+
+def _forward_serving(model: Model, items: Sequence[Item]) -> Outputs:
+    """Shadow: the serving model's pass over the candidate's batch, in its own tokens."""
+    return forward(model, shadow.retokenized(items, model), model.tokenize([PROBE_TEXT]).ids[0])
+
 
 CONSUME_CHUNK = 500
 IDLE_POLL_S = 0.1
@@ -65,6 +74,15 @@ class Flight:
     future: Future[Outputs]
     started_wall_ms: float
     result: BatchResult | None = None
+    serving: Future[Outputs] | None = None  # shadow: the serving model's pass
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Shadow: the serving model a candidate is compared with, and its policy."""
+
+    model: Model
+    policy: RoutingPolicy
 
 
 class Pipeline:
@@ -80,6 +98,10 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         model_thread: ThreadPoolExecutor | None = None,
         live: LiveVariants | None = None,
+        sampler: Sampler | None = None,
+        reference: Reference | None = None,
+        reload: Callable[[], Swapped] | None = None,
+        watch: PointerWatch | None = None,
     ) -> None:
         self.s = settings
         self.classifier = classifier
@@ -107,6 +129,11 @@ class Pipeline:
         self.live = live
         # Wait this long for a forward pass before keeping the group alive by polling.
         self._poll_slice_s = settings.max_poll_interval_ms / 1000 / 4
+        self.sampler = sampler  # the review queue (worker.review); None: off
+        self.reference = reference  # shadow (worker.shadow); None: serving
+        # Hot swap (worker.swap): ``reload`` loads what model.path points to now.
+        self.reload = reload
+        self.watch = watch
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -126,6 +153,8 @@ class Pipeline:
         """Until ``stopping``: consume, batch, process; then finish the batch in hand."""
         while not self.stopping:
             self.health.beat()
+            if self.watch is not None and self.watch.due():
+                self.swap()
             if len(self.batcher):
                 # Fill until the batch's own deadline; an early return only costs a turn.
                 want, wait = min(self.batcher.room(), CONSUME_CHUNK), self.batcher.time_left()
@@ -244,7 +273,10 @@ class Pipeline:
         future = self._model_thread.submit(forward, model, items, self._probe)
         # Counted when the passes ran, also for a batch an abort or a loss drops later.
         future.add_done_callback(self._count_model_calls)
-        return Flight(items, future, started_wall_ms)
+        serving = None
+        if self.reference is not None:  # queued behind the candidate on the model thread
+            serving = self._model_thread.submit(_forward_serving, self.reference.model, items)
+        return Flight(items, future, started_wall_ms, serving=serving)
 
     def _count_model_calls(self, future: Future[Outputs]) -> None:
         if not future.cancelled() and future.exception() is None:
@@ -278,13 +310,27 @@ class Pipeline:
             to_outgoing(item, r, ctx, self.policy, self.s.topics)
             for item, r in zip(items, result.results, strict=True)
         ]
+        agreements: list[dict[str, bool]] = []
+        if flight.serving is not None and self.reference is not None:
+            serving = resolve(self.wait_keeping_membership(flight.serving)).results
+            outgoing, agreements = shadow.wrap(
+                outgoing,
+                result.results,
+                serving,
+                self.reference.policy,
+                self.reference.model.model_info,
+                self.s.topics.shadow,
+            )
+        picks = [] if self.sampler is None else self.sampler.pick(items, outgoing, result.results)
+        copies = [(items[p.index].record, self._review_copy(p, outgoing[p.index])) for p in picks]
         committed = self.committer.commit(
-            [(item.record, out) for item, out in zip(items, outgoing, strict=True)]
+            [(item.record, out) for item, out in zip(items, outgoing, strict=True)], copies
         )
         if committed is None:
             self.flights.clear()  # read again after the rewind, like the batcher's items
             self.rewind()
             return False
+        self._count_learning(picks, committed.kept, agreements)
         kept = [items[i] for i in committed.kept]
         results = [result.results[i] for i in committed.kept]
         now_ms = time.time() * 1000
@@ -300,6 +346,67 @@ class Pipeline:
         debug = self.s.log_level == "debug"
         log_committed(kept, committed.outgoing, ms, result.predicted, self.s.log_text, debug)
         return True
+
+    def _review_copy(self, pick: Pick, out: Outgoing) -> Outgoing:
+        """A routed result's copy for the review queue, keyed by its message."""
+        assert out.value is not None  # picks are routed results, never dead letters
+        return Outgoing(self.s.topics.review, out.key, review_value(pick, out.value), out.headers)
+
+    def _count_learning(
+        self, picks: list[Pick], kept: list[int], agreements: list[dict[str, bool]]
+    ) -> None:
+        if self.sampler is not None:
+            owned = set(kept)
+            taken = [p for p in picks if p.index in owned]
+            self.sampler.taken(taken)
+            for pick in taken:
+                self.metrics.review_queued.labels(pick.reason).inc()
+            near, budget = self.sampler.skipped_near_copy, self.sampler.skipped_budget
+            self.sampler.skipped_near_copy = self.sampler.skipped_budget = 0
+            self.metrics.review_skipped.labels("near_copy").inc(near)
+            self.metrics.review_skipped.labels("budget").inc(budget)
+        for agree in agreements:
+            for head, same in agree.items():
+                self.metrics.shadow_compared.labels(head).inc()
+                if same:
+                    self.metrics.shadow_agreed.labels(head).inc()
+
+    # -- hot swap ------------------------------------------------------------------
+
+    def swap(self) -> None:
+        """Between batches: commit what is held, load what model.path points to, go on.
+
+        Everything held was tokenized for the old model, so it is routed and committed by
+        it first; every result carries the version that made it. The load runs on the
+        model thread (its OpenMP pool), with polling kept alive while it takes.
+        """
+        assert self.watch is not None and self.reload is not None
+        if not self.drain() or (len(self.batcher) and not self.process(self.batcher.take())):
+            return  # aborted and rewound: try again on the next turn
+        old = self.classifier.model_info
+        try:
+            swapped = self.wait_keeping_membership(self._model_thread.submit(self.reload))
+        except Exception as exc:  # noqa: BLE001 - any load failure leaves the old model serving
+            to = str(self.watch.path)
+            self.watch.refused(os.path.realpath(to))
+            self.metrics.model_swaps.labels("failed").inc()
+            log.error("model_swap_failed", serving=old["version"], target=to, error=str(exc)[:500])
+            return
+        self.classifier, self.policy, self.live = swapped.model, swapped.policy, swapped.live
+        self._probe = swapped.model.tokenize([PROBE_TEXT]).ids[0]
+        self.watch.swapped(swapped.target)
+        self.metrics.model_swaps.labels("swapped").inc()
+        self.metrics.model_version.clear()
+        new = swapped.model.model_info
+        self.metrics.model_version.labels(new["name"], new["version"]).set(1)
+        log.info(
+            "model_swapped",
+            from_version=old["version"],
+            to_version=new["version"],
+            variant=swapped.variant,
+            target=swapped.target,
+            policy=swapped.policy.name,
+        )
 
     def _model_failed(self, result: BatchResult) -> None:
         """A whole batch failed and so did the probe: the model, not the messages.

@@ -33,7 +33,7 @@ import structlog
 
 from worker.errors import ConfigError, ExitCode
 from worker.settings import ENV_PREFIX, WorkerSettings
-from worker.signals import STOP_SIGNALS, block_stop_signals
+from worker.signals import RELOAD_SIGNAL, SIGNALS, STOP_SIGNALS, block_stop_signals
 
 log = structlog.get_logger("worker")
 
@@ -98,7 +98,11 @@ def supervise(settings: WorkerSettings, config: Path | None) -> int:
         admin_ports=[int(e[f"{ENV_PREFIX}ADMIN_PORT"]) for e in envs],
     )
     while True:
-        info = signal.sigtimedwait(STOP_SIGNALS, POLL_S)
+        info = signal.sigtimedwait(SIGNALS, POLL_S)
+        if info is not None and info.si_signo == RELOAD_SIGNAL:
+            for child in children:  # each swaps between its own batches
+                child.send_signal(RELOAD_SIGNAL)
+            continue
         if info is not None:
             log.info("supervisor_stopping", signal=info.si_signo)
             codes = _stop(children, info.si_signo, settings.shutdown_grace_s)

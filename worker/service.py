@@ -7,8 +7,10 @@ the consumer subscribes only once the model has answered a dummy batch.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 import torch
@@ -22,10 +24,12 @@ from worker.model.classifier import Classifier, resolve_device
 from worker.model.protocol import Model
 from worker.model.tuner import LiveVariants, Tuner, Verdict
 from worker.model_thread import model_executor
-from worker.pipeline import Pipeline
+from worker.pipeline import Pipeline, Reference
+from worker.review import Sampler
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
 from worker.settings import WorkerSettings
 from worker.signals import Stopper
+from worker.swap import PointerWatch, Swapped, target
 
 log = structlog.get_logger("worker")
 
@@ -205,10 +209,22 @@ def run(settings: WorkerSettings) -> int:
     log.info("admin_listening", port=http_server.port)
 
     try:
+        # Shadow: the candidate is the model this process routes with; the serving model
+        # (model.path) is the reference it is compared with.
+        serving, candidate = settings, settings.shadow.candidate
+        if candidate is not None:
+            settings = at_path(settings, candidate, live=False)
+        else:  # load the version the pointer names now, so a move during the load is seen
+            settings = at_path(settings, Path(target(settings.model.path)))
         served, model_thread = start_model(settings, metrics)
         classifier = served.model
         policy = build_policy(settings, artifact_thresholds(settings))
+        reference = None
+        if candidate is not None:
+            reference = model_thread.submit(load_reference, serving).result()
         health.model_ready = True
+        info = classifier.model_info
+        metrics.model_version.labels(info["name"], info["version"]).set(1)
         log.info(
             "model_ready",
             model=classifier.model_info,
@@ -229,6 +245,10 @@ def run(settings: WorkerSettings) -> int:
             health,
             model_thread=model_thread,
             live=live_variants(served, metrics),
+            sampler=Sampler(settings.review) if settings.review.enabled and not reference else None,
+            reference=reference,
+            reload=None if reference else reloader(serving, metrics),
+            watch=None if reference else PointerWatch(serving.model.path, settings.model.watch_s),
         )
         stopper.pipeline = pipeline
         try:
@@ -250,6 +270,40 @@ def run(settings: WorkerSettings) -> int:
     pipeline.close()
     log.info("stopped")
     return ExitCode.OK
+
+
+def at_path(settings: WorkerSettings, path: Path, live: bool = True) -> WorkerSettings:
+    """``settings`` with model.path set (and the live variant trial off unless ``live``)."""
+    update: dict[str, object] = {"path": path}
+    if not live:
+        update["autotune_live"] = False
+    return settings.model_copy(update={"model": settings.model.model_copy(update=update)})
+
+
+def load_reference(serving: WorkerSettings) -> Reference:
+    """Shadow: the serving model, loaded and warmed up as a worker would serve it."""
+    settings = at_path(serving, Path(target(serving.model.path)), live=False)
+    model = load_served(settings).model
+    model.warmup(min(8, settings.batching.max_batch_size))
+    return Reference(model, build_policy(settings, artifact_thresholds(settings)))
+
+
+def reloader(serving: WorkerSettings, metrics: Metrics) -> Callable[[], Swapped]:
+    """Loads what model.path points to now: the pipeline's hot swap (worker.swap)."""
+
+    def reload() -> Swapped:
+        to = target(serving.model.path)
+        settings = at_path(serving, Path(to))
+        served = load_served(settings, live=True)
+        warm = min(8, settings.batching.max_batch_size)
+        for model in served.contenders.values() or [served.model]:
+            model.warmup(warm)
+        policy = build_policy(settings, artifact_thresholds(settings))
+        metrics.model_variant.clear()
+        metrics.model_variant.labels(variant=served.variant, chosen_by=served.chosen_by).set(1)
+        return Swapped(served.model, policy, live_variants(served, metrics), to, served.variant)
+
+    return reload
 
 
 def artifact_thresholds(settings: WorkerSettings) -> ArtifactThresholds:

@@ -1,4 +1,5 @@
-"""Stop signals: the first drains and leaves, the second exits at once.
+"""Stop signals: the first drains and leaves, the second exits at once. SIGHUP: swap in
+the model ``model.path`` points to, between batches (worker.swap).
 
 Light on purpose (no torch, no librdkafka): ``support-worker run`` blocks the signals
 through ``block_stop_signals`` before it imports either, so that every thread they start
@@ -23,11 +24,14 @@ if TYPE_CHECKING:
 log = structlog.get_logger("worker")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+RELOAD_SIGNAL = signal.SIGHUP
+SIGNALS = STOP_SIGNALS | {RELOAD_SIGNAL}
 
 
 def block_stop_signals() -> None:
-    """In the calling thread, and so in every thread it starts from now on."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    """In the calling thread, and so in every thread it starts from now on (SIGHUP too:
+    its default action would end the process)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
 
 
 class Stopper:
@@ -51,15 +55,21 @@ class Stopper:
         block_stop_signals()
         # A thread started before the block (none in `support-worker run`, which blocks
         # first) could still receive a signal: without a handler it would kill the process.
-        for signum in STOP_SIGNALS:
+        for signum in SIGNALS:
             signal.signal(signum, self.handle)
         threading.Thread(target=self._wait, name="signals", daemon=True).start()
 
     def _wait(self) -> None:
         while True:
-            self.handle(signal.sigwait(STOP_SIGNALS))
+            self.handle(signal.sigwait(SIGNALS))
 
     def handle(self, signum: int, _frame: FrameType | None = None) -> None:
+        if signum == RELOAD_SIGNAL:
+            watch = None if self.pipeline is None else self.pipeline.watch
+            log.info("reload_requested", signal=signum, will_swap=watch is not None)
+            if watch is not None:
+                watch.request()  # read by the pipeline's loop between batches
+            return
         if self.signalled:
             log.warning("second_signal", signal=signum)
             os._exit(ExitCode.SECOND_SIGNAL)  # the uncommitted batch is redone by the next owner

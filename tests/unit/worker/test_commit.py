@@ -284,3 +284,40 @@ def test_at_least_once_refused_record_becomes_a_dead_letter() -> None:
     done = committer(p, consumer, mode="at_least_once")[0].commit(batch())
     assert done is not None and done.outgoing[1].stage == "produce"
     assert consumer.commits == [[(0, 13), (1, 14)]]
+
+
+def copies_of(b: Batch, topic: str = "support.review") -> Batch:
+    return [(rec, Outgoing(topic, b"k", b"copy:" + (out.value or b""), [])) for rec, out in b]
+
+
+def test_copies_commit_in_the_batch_transaction_after_its_results() -> None:
+    p = FakeProducer()
+    b = batch()
+    done = committer(p)[0].commit(b, copies_of(b[:2]))
+    assert done is not None and len(done.outgoing) == 4 and len(done.copies) == 2
+    assert [t for t, _, _ in p.committed] == ["support.escalate"] * 4 + ["support.review"] * 2
+    assert p.calls == ["begin", "send_offsets", "commit"]
+
+
+def test_a_copy_of_a_revoked_partition_is_not_produced() -> None:
+    p = FakeProducer()
+    b = batch()
+    done = committer(p, FakeConsumer(owned=[1]))[0].commit(b, copies_of(b))
+    assert done is not None and [v for _, v, _ in p.committed][2:] == [
+        b'copy:{"r": 1}',
+        b'copy:{"r": 3}',
+    ]
+
+
+def test_a_refused_copy_is_dropped_and_its_message_still_routed() -> None:
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large")
+    p = FakeProducer(refuse=lambda t, v: too_large if v == b'copy:{"r": 1}' else None)
+    b = batch()
+    done = committer(p)[0].commit(b, copies_of(b[:3]))
+    assert done is not None
+    assert [o.stage for o in done.outgoing] == [None] * 4  # no dead letter for a copy
+    assert [v for t, v, _ in p.committed if t == "support.review"] == [
+        b'copy:{"r": 0}',
+        b'copy:{"r": 2}',
+    ]
+    assert [t for t, _, _ in p.committed].count("support.escalate") == 4
