@@ -101,6 +101,47 @@ class Variants(_Frozen):
     results: dict[str, VariantResult]
 
 
+class Parent(_Frozen):
+    """The artifact a fine-tune started from."""
+
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    content_hash: str = Field(
+        min_length=64, max_length=64, description="the parent's weights_sha256"
+    )
+
+
+class FeedbackUse(_Frozen):
+    """Which agents' corrections a fine-tune learned from, and where it cut them by time."""
+
+    fingerprint: str = Field(min_length=1, description="the feedback data set's manifest's")
+    holdout_share: float = Field(
+        ge=0, lt=1, description="the newest share, by feedback time, held back for compare"
+    )
+    trained_until: str | None = Field(
+        description="feedback time (RFC 3339) of the newest row trained or validated on; "
+        "compare scores only what is newer when the data set has changed since"
+    )
+
+
+class LineageCounts(_Frozen):
+    feedback_train: int = Field(ge=0, description="corrections trained on")
+    feedback_validation: int = Field(
+        ge=0, description="corrections validated and calibrated on, not trained on"
+    )
+    feedback_held_back: int = Field(ge=0, description="the newest corrections, never seen")
+    replay_train: int = Field(ge=0, description="rows of the parent's train split mixed in")
+    replay_validation: int = Field(ge=0, description="rows of the parent's validation split")
+
+
+class Lineage(_Frozen):
+    """Where a fine-tuned artifact comes from (support-trainer train --from)."""
+
+    parent: Parent
+    feedback: FeedbackUse
+    counts: LineageCounts
+
+
 class Manifest(_Frozen):
     format: Literal["support-router-model"]
     format_version: Literal[2]
@@ -124,6 +165,11 @@ class Manifest(_Frozen):
         default=None,
         description="support-trainer variants: the ONNX files, the OpenVINO IR and each way "
         "to run the artifact, scored; none: torch as configured",
+    )
+    lineage: Lineage | None = Field(
+        default=None,
+        description="a fine-tune's parent artifact and the feedback it learned from; "
+        "none: trained from a pretrained backbone",
     )
 
     @model_validator(mode="after")

@@ -71,9 +71,11 @@ def fit_after_training(
         logits, pooled = predict_outputs(result.model, enc, pad, cfg.eval_batch_size, device)
         return enc, logits, pooled
 
-    _, _, train_pooled = outputs(train_set)
-    # One class per source intent where the data has them, else per support intent.
-    names = [fine_label(ex) if ex.source else str(ex.intent) for ex in train_set]
+    # One class per source intent where the data has them, else per support intent. A row
+    # with neither (an agent's correction of the urgency alone) has no class to join.
+    classed = [ex for ex in train_set if ex.source or ex.intent]
+    _, _, train_pooled = outputs(classed)
+    names = [fine_label(ex) if ex.source else str(ex.intent) for ex in classed]
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
     labels = torch.tensor([index[name] for name in names])
@@ -86,7 +88,7 @@ def fit_after_training(
         "classes": len(classes),
         "threshold": threshold,
         "quantile": cfg.ood_quantile,
-        "fitted_rows": len(train_set),
+        "fitted_rows": len(classed),
     }
     temps, report = {}, {}
     for head in HEADS:
@@ -138,6 +140,17 @@ def evaluate_artifact(out: Path, data: dict[str, list[Example]]) -> dict[str, An
     }
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """What an artifact's manifest says about where it came from."""
+
+    name: str
+    preset: str
+    data_source: str
+    sources: tuple[str, ...]
+    lineage: dict[str, Any] | None = None  # a fine-tune's parent and feedback
+
+
 def run(
     data: dict[str, list[Example]],
     cfg: TrainConfig,
@@ -152,6 +165,22 @@ def run(
     written beside the model."""
     started = time.monotonic()
     result = train(cfg, data["train"], data["val"])
+    short = result.backbone_source.rsplit("/", 1)[-1].replace("package:", "").replace("_", "-")
+    provenance = Provenance(name or f"support-router-{short}", preset, data_source, sources)
+    return finish(result, data, cfg, out, provenance, started)
+
+
+def finish(
+    result: TrainResult,
+    data: dict[str, list[Example]],
+    cfg: TrainConfig,
+    out: Path,
+    provenance: Provenance,
+    started: float,
+) -> dict[str, Any]:
+    """After training: fit the temperatures and the OOD scorer on ``data``'s train and
+    val, export to ``out``, evaluate the export on ``data``'s test splits and write
+    metrics.json, model_card.md and report/; returns the metrics."""
     _progress(
         f"fitting the OOD scorer and the temperatures ({len(data['train'])} train and "
         f"{len(data['val'])} validation rows)",
@@ -160,11 +189,10 @@ def run(
     fitted = fit_after_training(result, data["train"], data["val"], cfg)
     config = result.model.encoder.config.to_dict()
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
-    short = result.backbone_source.rsplit("/", 1)[-1].replace("package:", "").replace("_", "-")
     fields = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_FORMAT_VERSION,
-        "name": name or f"support-router-{short}",
+        "name": provenance.name,
         "created_at": created,
         "backbone": {
             "source": result.backbone_source,
@@ -181,15 +209,16 @@ def run(
         "ood": fitted.ood,
         "training": {
             "data_fingerprint": examples_fingerprint(data, ("train", "val")),
-            "data_source": data_source,
-            "sources": list(sources),
+            "data_source": provenance.data_source,
+            "sources": list(provenance.sources),
             "git_commit": git_commit(),
             "seed": cfg.seed,
-            "preset": preset,
+            "preset": provenance.preset,
             "hyperparameters": cfg.to_json(),
             "best_epoch": result.best_epoch,
             "train_seconds": round(result.seconds, 1),
         },
+        "lineage": provenance.lineage,
     }
     manifest = export(out, result.model, result.tokenizer, fields, metrics={}, model_card="")
     tests = [f"{name} ({len(data[name])} rows)" for name in TEST_SPLITS if data.get(name)]
@@ -245,6 +274,7 @@ def model_card(name: str, version: str, fields: dict[str, Any], metrics: dict[st
         "  docs/labels.md; urgency, sentiment and action are keyword heuristics computed after",
         "  noise augmentation (slang, typos, recasing)",
         f"- backbone: {fields['backbone']['source']}; code at commit `{t['git_commit']}`",
+        *_lineage_lines(fields.get("lineage")),
         "",
         "## Metrics",
         "",
@@ -271,6 +301,18 @@ def model_card(name: str, version: str, fields: dict[str, Any], metrics: dict[st
         "",
     ]
     return "\n".join(lines)
+
+
+def _lineage_lines(lineage: dict[str, Any] | None) -> list[str]:
+    if not lineage:
+        return []
+    parent, feedback, counts = lineage["parent"], lineage["feedback"], lineage["counts"]
+    return [
+        f"- fine-tuned from {parent['name']} {parent['version']} on agents' corrections"
+        f" (feedback `{feedback['fingerprint'][:16]}`: {counts['feedback_train']} trained on,"
+        f" {counts['feedback_validation']} validated on, {counts['feedback_held_back']} held"
+        f" back) with {counts['replay_train']} replayed train rows of its data",
+    ]
 
 
 def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:

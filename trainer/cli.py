@@ -14,12 +14,16 @@ from schemas import PACKAGE_VERSION
 from trainer.data import banking77, clinc
 from trainer.data.splits import SUBSETS, DataSpec, Source
 from trainer.errors import TrainerError
+from trainer.feedback.cli import add_commands as add_feedback_commands
 from worker.model.errors import ArtifactError
 
 if TYPE_CHECKING:
     from trainer.presets import Preset  # imported lazily: it pulls in torch
 
 EXIT_FAILURE = 1
+# `compare`: the candidate does not pass the promotion rule (trainer/compare.py); 0 = promote.
+EXIT_REJECTED = 3
+DEFAULT_PRESET = "full"
 
 
 # Presets whose training ends with `support-trainer variants`: the production one. The
@@ -42,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = commands.add_parser("train", help="fine-tune, calibrate, evaluate and export an artifact")
     _data_args(tr)
-    tr.add_argument("--preset", default="full", help="smoke | demo | full (default full)")
+    tr.add_argument("--preset", help=f"smoke | demo | full (default {DEFAULT_PRESET})")
     tr.add_argument(
         "--data-dir",
         type=Path,
@@ -82,6 +86,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="export the ONNX and OpenVINO variants and score every variant on the noisy test "
         "(default: "
         "with the full preset only; support-trainer variants does it for any artifact later)",
+    )
+    tr.add_argument(
+        "--from",
+        dest="from_artifact",
+        type=Path,
+        metavar="ARTIFACT",
+        help="warm-start from this artifact and fine-tune it on --feedback mixed with a replay "
+        "sample of its own data (its preset, collections and seed, from its manifest; the data "
+        "flags override); the child's manifest names it in 'lineage'",
+    )
+    tr.add_argument(
+        "--feedback",
+        type=Path,
+        metavar="DIR",
+        help="with --from: the agents' corrections (DIR/dataset.jsonl, DIR/manifest.json)",
+    )
+    tr.add_argument(
+        "--replay",
+        type=int,
+        metavar="N",
+        help="with --from: train rows of the parent's data to mix in, stratified by source "
+        "intent (default 2000; a quarter as many validation rows)",
+    )
+    _holdout_arg(
+        tr,
+        "with --from: the newest share of the feedback, by time, never trained "
+        "on (compare scores on it; default 0.2)",
     )
     tr.set_defaults(handler=_train)
 
@@ -141,15 +172,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     co.set_defaults(handler=_compare_encoders)
 
+    cm = commands.add_parser(
+        "compare",
+        help="score the serving model and a candidate on the newest feedback (held back from "
+        "fine-tuning) and on fixed test sets; exit 0: promote, 3: reject",
+    )
+    _data_args(cm)
+    cm.add_argument("--current", type=Path, required=True, help="the serving artifact")
+    cm.add_argument("--candidate", type=Path, required=True, help="the artifact to judge")
+    cm.add_argument("--feedback", type=Path, required=True, metavar="DIR", help="as for train")
+    _holdout_arg(
+        cm,
+        "the newest share of the feedback to score on (default: the share the "
+        "candidate's lineage records, else 0.2)",
+    )
+    cm.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help="labelled JSONL/CSV fixed sets instead of the test parts of the collections the "
+        "current model trained on; repeatable",
+    )
+    cm.add_argument("--skip-invalid", action="store_true")
+    cm.add_argument("--json", type=Path, help="also write the scores and the verdict here")
+    cm.add_argument("--threads", type=int, help="torch CPU threads")
+    cm.set_defaults(handler=_compare)
+
+    pm = commands.add_parser(
+        "promote",
+        help="point DIR/current at an artifact (copied to DIR/<version>/) or at a version "
+        "already in DIR (a rollback); logged to DIR/promotions.jsonl",
+    )
+    pm.add_argument("--models", type=Path, required=True, metavar="DIR")
+    pm.add_argument("target", metavar="ARTIFACT_OR_VERSION")
+    pm.set_defaults(handler=_promote)
+
+    ms = commands.add_parser("models", help="list the versions in DIR and which is current")
+    ms.add_argument("--models", type=Path, required=True, metavar="DIR")
+    ms.set_defaults(handler=_models)
+
     pr = commands.add_parser("predict", help="labels and calibrated confidences for texts")
     pr.add_argument("--model", type=Path, required=True)
     pr.add_argument("texts", nargs="+")
     pr.set_defaults(handler=_predict)
+
+    add_feedback_commands(commands)
     return parser
 
 
 def _names(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _holdout_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    """train --from and compare cut the feedback at the same share (corrections.split_by_time)."""
+    p.add_argument("--holdout-share", type=float, metavar="SHARE", help=help_text)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -226,9 +303,19 @@ def _preset(name: str) -> Preset:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer import build, report
+    from trainer import build
 
-    preset = _preset(args.preset)
+    if args.from_artifact is not None:
+        return _finetune(args)
+    for flag, value in (
+        ("--feedback", args.feedback),
+        ("--replay", args.replay),
+        ("--holdout-share", args.holdout_share),
+    ):
+        if value is not None:
+            raise TrainerError(f"{flag} needs --from ARTIFACT")
+    preset_name = args.preset or DEFAULT_PRESET
+    preset = _preset(preset_name)
     spec = _spec(args, preset.data)
     cfg = build.with_overrides(
         preset.train,
@@ -249,7 +336,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     data, origin, sources = build.load_or_build(spec, args.data_dir, skip_invalid=args.skip_invalid)
     print(
-        f"preset {args.preset}: {preset.about}\ndata {origin}: "
+        f"preset {preset_name}: {preset.about}\ndata {origin}: "
         + ", ".join(f"{k}={len(v)}" for k, v in data.items()),
         flush=True,
     )
@@ -257,11 +344,23 @@ def _train(args: argparse.Namespace) -> int:
         data,
         cfg,
         args.out,
-        preset=args.preset,
+        preset=preset_name,
         data_source=origin,
         sources=sources,
         name=args.name,
     )
+    variants = args.variants if args.variants is not None else preset_name in VARIANTS_BY_DEFAULT
+    _print_trained(args.out, metrics, data if variants else None)
+    return 0
+
+
+def _print_trained(
+    out: Path, metrics: dict[str, Any], variants_data: dict[str, list[Any]] | None
+) -> None:
+    """The tables of a freshly exported artifact; its variants made and scored when given
+    the data to calibrate and score them on."""
+    from trainer import report
+
     print(report.summary_table(metrics["results"]))
     print(report.source_table(metrics["results"]))
     for head, c in metrics["calibration"].items():
@@ -269,12 +368,93 @@ def _train(args: argparse.Namespace) -> int:
             f"calibration {head}: T={c['temperature']:.3f} "
             f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}"
         )
-    if args.variants if args.variants is not None else args.preset in VARIANTS_BY_DEFAULT:
+    if variants_data is not None:
         from trainer import variants
 
-        print(variants.table(variants.make(args.out, data)))
-    print(f"artifact {args.out} (report: {args.out / 'report' / 'report.md'})")
+        print(variants.table(variants.make(out, variants_data)))
+    print(f"artifact {out} (report: {out / 'report' / 'report.md'})")
+
+
+# Flags that fix a model's architecture: a fine-tune keeps its parent's.
+PARENT_FIXES = {
+    "preset": "--preset",
+    "base_model": "--base-model",
+    "pooling": "--pooling",
+    "max_length": "--max-length",
+    "no_casing_marker": "--no-casing-marker",
+    "no_aux_source_intent": "--no-aux-source-intent",
+}
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    """train --from: warm-start, fine-tune on feedback + replay, recalibrate, export."""
+    import time
+
+    started = time.monotonic()
+    given = [flag for dest, flag in PARENT_FIXES.items() if getattr(args, dest)]
+    if given:
+        raise TrainerError(f"{', '.join(given)}: a fine-tune keeps its parent's (--from)")
+    if args.feedback is None:
+        raise TrainerError("--from needs --feedback DIR (the agents' corrections)")
+
+    from trainer import build, finetune
+    from trainer.data import corrections
+    from trainer.data.replay import REPLAY_ROWS
+    from worker.model.artifact import read_manifest
+
+    parent = read_manifest(args.from_artifact)
+    feedback, skipped = corrections.read(args.feedback, skip_invalid=args.skip_invalid)
+    parent_data, origin = _parent_data(args, parent)
+    cfg = build.with_overrides(
+        finetune.config_for(parent),
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        class_weighting=True if args.class_weighting else None,
+        layer_decay=args.layer_decay,
+        ood_quantile=args.ood_quantile,
+    )
+    share = corrections.HOLDOUT_SHARE if args.holdout_share is None else args.holdout_share
+    replay_rows = REPLAY_ROWS if args.replay is None else args.replay
+    m = finetune.mix(
+        feedback, parent_data, holdout_share=share, replay_rows=replay_rows, seed=cfg.seed
+    )
+    print(
+        f"parent {parent.name} {parent.version}; data {origin}\n"
+        f"feedback {feedback.path} ({feedback.fingerprint[:16]}): {len(feedback.rows)} "
+        f"corrections{f', {skipped} invalid lines skipped' if skipped else ''}; "
+        f"{len(m.feedback_train)} to train on, {len(m.feedback_validation)} to validate on, "
+        f"the newest {len(m.held_back)} held back; replay {m.replay_train} train and "
+        f"{m.replay_validation} validation rows",
+        flush=True,
+    )
+    metrics = finetune.run(
+        args.from_artifact, feedback, m, cfg, args.out, holdout_share=share, name=args.name
+    )
+    variants = args.variants if args.variants is not None else parent.variants is not None
+    _print_trained(args.out, metrics, m.data if variants else None)
+    print(f"wall time {time.monotonic() - started:.1f}s", flush=True)
     return 0
+
+
+def _parent_data(args: argparse.Namespace, manifest: Any) -> tuple[dict[str, list[Any]], str]:
+    """The splits a model was trained on, rebuilt from its manifest (its split files, or
+    its preset's spec for its collections and seed); the data flags override."""
+    from trainer import build
+    from trainer.data import replay
+
+    files = args.data_dir if getattr(args, "data_dir", None) else replay.files_of(manifest.training)
+    if files is not None:
+        spec = DataSpec()
+    else:
+        spec = _spec(
+            args, replay.spec_of(manifest.training, _preset(manifest.training.preset).data)
+        )
+    data, origin, _ = build.load_or_build(spec, files, skip_invalid=args.skip_invalid)
+    return data, origin
 
 
 def _variants(args: argparse.Namespace) -> int:
@@ -420,6 +600,94 @@ def _predict(args: argparse.Namespace) -> int:
             "unfamiliar": score > threshold,
         }
         print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """Both models on the held-back feedback and the fixed sets; the promotion rule's
+    verdict as the exit code (0 promote, EXIT_REJECTED reject)."""
+    from datetime import datetime
+
+    import torch
+
+    from trainer import build, compare, scorecard
+    from trainer.data import corrections
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    current, candidate = scorecard.load(args.current), scorecard.load(args.candidate)
+    feedback, skipped = corrections.read(args.feedback, skip_invalid=args.skip_invalid)
+    lineage = candidate.loaded.manifest.lineage
+    share = args.holdout_share
+    if share is None:
+        share = lineage.feedback.holdout_share if lineage else corrections.HOLDOUT_SHARE
+    held = corrections.split_by_time(feedback.rows, share).held_back
+    print(f"current   {current.title}\ncandidate {candidate.title}")
+    if lineage:
+        print(f"candidate fine-tuned from {lineage.parent.name} {lineage.parent.version}")
+        if lineage.parent.content_hash != current.loaded.content_hash:
+            print("note: not from the current model; the verdict still compares the two")
+    since = f", corrected from {held[0].at.isoformat()}" if held else ""
+    print(
+        f"feedback {feedback.path} ({feedback.fingerprint[:16]}): the newest {len(held)} of "
+        f"{len(feedback.rows)} corrections (share {share}{since})"
+        + (f"; {skipped} invalid lines skipped" if skipped else "")
+    )
+    if lineage and lineage.feedback.fingerprint != feedback.fingerprint:
+        # Another data set than the candidate learned from: its held-back part may hold
+        # rows the candidate trained on; only those after its last one are unseen.
+        until = lineage.feedback.trained_until
+        unseen = [c for c in held if until is None or c.at > datetime.fromisoformat(until)]
+        print(
+            f"note: the candidate learned from feedback {lineage.feedback.fingerprint[:16]}; "
+            f"scoring the {len(unseen)} held-back corrections newer than {until}"
+        )
+        held = unseen
+    if args.data:
+        fixed = _test_sets(args)
+    else:
+        data, origin = _parent_data(args, current.loaded.manifest)
+        fixed = {name: data[name] for name in build.TEST_SPLITS if data.get(name)}
+        print(f"fixed sets: the test parts of {origin}" if fixed else f"no test parts in {origin}")
+    pairs = scorecard.pairs(
+        current,
+        candidate,
+        {"recent traffic": [c.given for c in held]},
+        "recent",
+        per_collection=False,
+    )
+    pairs += scorecard.pairs(current, candidate, fixed, "fixed")
+    verdict = compare.decide(pairs)
+    print("\n" + scorecard.table(pairs) + "\n")
+    print(scorecard.verdict_line(verdict, EXIT_REJECTED))
+    if args.json:
+        payload = scorecard.to_json(current, candidate, pairs, verdict)
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0 if verdict.promote else EXIT_REJECTED
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from trainer import registry
+
+    done = registry.promote(args.models, args.target)
+    if not done.changed:
+        print(f"{done.current} is already current in {args.models}")
+        return 0
+    copied = f" (copied to {args.models / done.current})" if done.copied else ""
+    print(f"current: {done.previous or 'none'} -> {done.current}{copied}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from trainer import registry
+
+    entries = registry.versions(args.models)
+    print(registry.listing(entries))
+    serving = registry.current(args.models)
+    if serving is None:
+        print("no current version (support-trainer promote sets one)")
+    elif serving not in {v.version for v in entries}:
+        print(f"current -> {serving}, which is missing")
     return 0
 
 

@@ -232,34 +232,70 @@ def selection_score(logits: dict[str, torch.Tensor], enc: Encoded) -> dict[str, 
     return scores
 
 
-def train(
-    cfg: TrainConfig, train_set: Sequence[Example], val_set: Sequence[Example]
-) -> TrainResult:
-    started = time.monotonic()
+def accelerator_for(cfg: TrainConfig) -> Accelerator:
+    """The device, precision, torch threads and seed a training run uses."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     bf16 = not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(cpu=use_cpu, mixed_precision="bf16" if bf16 else "no")
     set_seed(cfg.seed)
+    return accelerator
 
+
+def train(
+    cfg: TrainConfig, train_set: Sequence[Example], val_set: Sequence[Example]
+) -> TrainResult:
+    """Fine-tune a fresh model on a pretrained backbone (``cfg.base_model``)."""
+    started = time.monotonic()
+    accelerator = accelerator_for(cfg)
     backbone = load_backbone(cfg.base_model)
+    if cfg.casing_marker:
+        add_casing_marker(backbone, CASING_MARKER)
+    heads: dict[str, tuple[str, ...]] = dict(HEADS)
+    sources = tuple(sorted({fine_label(ex) for ex in train_set if ex.source}))
+    aux = sources if cfg.aux_source_intent and len(sources) > len(HEADS["intent"]) else ()
+    if aux:
+        heads[AUX_HEAD] = aux
+    model = MultiHeadClassifier(backbone.encoder, heads, cfg.pooling, cfg.dropout)
+    return fit(
+        model,
+        backbone.tokenizer,
+        backbone.source,
+        cfg,
+        train_set,
+        val_set,
+        accelerator=accelerator,
+        aux_sources=aux,
+        started=started,
+    )
+
+
+def fit(
+    model: MultiHeadClassifier,
+    tok: Any,
+    backbone_source: str,
+    cfg: TrainConfig,
+    train_set: Sequence[Example],
+    val_set: Sequence[Example],
+    *,
+    accelerator: Accelerator,
+    aux_sources: tuple[str, ...] = (),
+    started: float | None = None,
+) -> TrainResult:
+    """The loop for any model with the four heads, fresh or warm-started from an artifact:
+    ``tok`` must already hold the casing marker when ``cfg.casing_marker`` is set, and
+    ``aux_sources`` names the classes of the model's AUX_HEAD, if it has one."""
+    started = time.monotonic() if started is None else started
     marker = CASING_MARKER if cfg.casing_marker else None
-    if marker:
-        add_casing_marker(backbone, marker)
-    tok = backbone.tokenizer
     train_enc = encode_examples(tok, train_set, cfg.max_length, marker)
     val_enc = encode_examples(tok, val_set, cfg.max_length, marker)
-    heads: dict[str, tuple[str, ...]] = dict(HEADS)
-    if cfg.aux_source_intent:
-        sources = tuple(sorted({fine_label(ex) for ex in train_set if ex.source}))
-        if len(sources) > len(HEADS["intent"]):
-            heads[AUX_HEAD] = sources
-            index = {s: i for i, s in enumerate(sources)}
-            train_enc.labels[AUX_HEAD] = torch.tensor(
-                [index.get(fine_label(ex), IGNORE_INDEX) for ex in train_set]
-            )
-    model = MultiHeadClassifier(backbone.encoder, heads, cfg.pooling, cfg.dropout)
+    heads = list(model.heads)
+    if AUX_HEAD in model.heads:
+        index = {s: i for i, s in enumerate(aux_sources)}
+        train_enc.labels[AUX_HEAD] = torch.tensor(
+            [index.get(fine_label(ex), IGNORE_INDEX) for ex in train_set]
+        )
 
     sampler = LengthGroupedSampler([len(i) for i in train_enc.ids], cfg.batch_size, cfg.seed)
     loader: DataLoader[Any] = DataLoader(
@@ -334,7 +370,7 @@ def train(
         del final.heads[head]  # training-only; the artifact contract is the 4 heads
     final.eval()
     return TrainResult(
-        final, tok, backbone.source, history, best_epoch, time.monotonic() - started, dropped
+        final, tok, backbone_source, history, best_epoch, time.monotonic() - started, dropped
     )
 
 

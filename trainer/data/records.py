@@ -50,7 +50,7 @@ def read_labelled(path: Path, *, skip_invalid: bool = False) -> tuple[list[Examp
     """Read JSONL or CSV; returns the examples and how many invalid lines were skipped."""
     if not path.exists():
         raise DataError("file not found", path=str(path))
-    rows = _csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path)
+    rows = _csv_rows(path) if path.suffix.lower() == ".csv" else jsonl_rows(path)
     examples: list[Example] = []
     skipped = 0
     for line, row in rows:
@@ -65,7 +65,8 @@ def read_labelled(path: Path, *, skip_invalid: bool = False) -> tuple[list[Examp
     return examples, skipped
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed row) per non-blank line; a DataError in place of bad JSON."""
     with path.open(encoding="utf-8") as fh:
         for line, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -91,16 +92,27 @@ def _example(row: Any, path: Path, line: int) -> Example:
         raise row
     if not isinstance(row, dict):
         raise DataError("expected a JSON object", path=str(path), line=line)
+    text = row_text(row, path, line)
+    given = given_labels(row, path, line)
+    intent = given.pop("intent")
+    source, collection = str(row.get("source", "")), str(row.get("collection", ""))
+    return with_heuristics(text, intent, source, collection, **given)
+
+
+def row_text(row: dict[str, Any], path: Path, line: int) -> str:
+    """The row's non-empty text, or a DataError naming the line."""
     text = row.get("text")
     if not isinstance(text, str) or not text.strip():
         raise DataError("missing or empty text", path=str(path), line=line, field="text")
+    return text
+
+
+def given_labels(row: dict[str, Any], path: Path, line: int) -> dict[str, str | None]:
+    """The row's label per head (None where absent or null), each checked against its set."""
     given: dict[str, str | None] = {}
     for head, labels in HEADS.items():
         value = row.get(head)
-        if value is None:
-            given[head] = None
-            continue
-        if value not in labels:
+        if value is not None and value not in labels:
             raise DataError(
                 f"unknown {head} label {value!r}; expected one of {', '.join(labels)}",
                 path=str(path),
@@ -108,9 +120,7 @@ def _example(row: Any, path: Path, line: int) -> Example:
                 field=head,
             )
         given[head] = value
-    intent = given.pop("intent")
-    source, collection = str(row.get("source", "")), str(row.get("collection", ""))
-    return with_heuristics(text, intent, source, collection, **given)
+    return given
 
 
 def write_jsonl(path: Path, examples: list[Example]) -> None:
