@@ -90,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="how long a tried message waits for a worker's answer",
     )
+    console.add_argument(
+        "--review",
+        action="store_true",
+        help="the review page: queued messages with their text (shown by design), agents' "
+        "corrections to topics.feedback, the agents' agreement with the model",
+    )
+    console.add_argument(
+        "--agent-key-file",
+        type=Path,
+        metavar="PATH",
+        help="a secret key (16+ bytes): agents' names become keyed hashes (a-<20 hex>); "
+        "without it a name must already be an opaque id",
+    )
     console.set_defaults(handler=_console)
 
     topics = commands.add_parser("topics", help="manage the topics declared in deploy/topics.yaml")
@@ -294,6 +307,8 @@ def _console(args: argparse.Namespace) -> int:
         show_live_text=args.show_live_text,
         answer_timeout_s=args.answer_timeout,
         allowed_hosts=tuple(args.allowed_host),
+        review=args.review,
+        agent_key_file=args.agent_key_file,
     )
     return serve.run(console, settings)
 

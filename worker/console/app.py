@@ -1,4 +1,5 @@
-"""The console's web app (Starlette): the page, ``POST /api/try`` and the event stream.
+"""The console's web app (Starlette): the page, ``POST /api/try``, the event stream, and
+the review and shadow endpoints (``review_api``).
 
 - ``POST /api/try`` ``{"text": ...}``: produces a message with a fresh message_id to the
   inbound topic and answers with the result or dead letter a worker committed for it,
@@ -7,10 +8,9 @@
 - ``GET /api/events``: server-sent events. ``snapshot`` on connect, then ``records``
   (summaries of what was committed, per poll) and ``stats`` (every second).
 
-The Kafka side runs in threads (``tap``); they hand over to this event loop, which alone
-touches the ``Hub``. Every request must name an allowed host (DNS rebinding: a foreign
-page whose name resolves to 127.0.0.1 sends its own name), and a POST must be JSON from
-no foreign origin (a cross-site form cannot send that).
+The Kafka side runs in threads (``tap``: the live tap, the learning tap); they hand over
+to this event loop, which alone touches the ``Hub`` and the ``Learning``. Every request
+must name an allowed host and every POST is JSON from no foreign origin (``web``).
 """
 
 from __future__ import annotations
@@ -18,28 +18,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import orjson
 import structlog
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from schemas.labels import HEADS
+from schemas.learning import AGENT_ID_PATTERN
 from schemas.messages import ROUTES
-from worker.console import views
+from worker.console import review_api, views
+from worker.console.agents import Pseudonyms
 from worker.console.hub import ConsoleSettings, Hub
-from worker.console.tap import ClientErrors, GroupState, GroupWatch, Submitter, Tap
+from worker.console.learning import Learning
+from worker.console.tap import ClientErrors, GroupState, GroupWatch, Submitter, Tap, live_topics
+from worker.console.web import AllowedHosts, error, json_body, json_response, refuse_post
 from worker.settings import WorkerSettings
 
 log = structlog.get_logger("console")
@@ -68,7 +70,10 @@ def allowed_hosts(cs: ConsoleSettings) -> frozenset[str]:
 
 
 def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
+    """The app; ConfigError when a setting cannot be used (an unreadable agent key)."""
     hub = Hub(cs, ws)
+    learning = Learning(ws.topics, cs.review)
+    pseudonyms = Pseudonyms.from_file(cs.agent_key_file)
     hosts = allowed_hosts(cs)
     state: dict[str, Any] = {}
 
@@ -76,25 +81,38 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
 
-        def on_records(records: list[views.Committed]) -> None:
-            loop.call_soon_threadsafe(take, records)
+        # From the taps' threads: each batch goes to the loop, whose taking it lets the tap
+        # hand over one more.
+        def on_live(records: list[views.Committed]) -> None:
+            loop.call_soon_threadsafe(take, tap, hub.on_records, records)
 
-        def take(records: list[views.Committed]) -> None:
-            tap.handoffs.release()
-            hub.on_records(records)
+        def on_learned(records: list[views.Committed]) -> None:
+            loop.call_soon_threadsafe(take, learning_tap, learning.on_records, records)
+
+        def take(
+            source: Tap,
+            receiver: Callable[[list[views.Committed]], None],
+            records: list[views.Committed],
+        ) -> None:
+            source.handoffs.release()
+            receiver(records)
 
         def on_group(group: GroupState) -> None:
             loop.call_soon_threadsafe(hub.on_group, group)
 
         errors = ClientErrors(ws.kafka)
-        tap = Tap(ws, on_records, errors)
+        tap = Tap(ws, live_topics(ws), on_live, errors)
+        learning_tap = Tap(
+            ws, learning.topics(), on_learned, errors, replay_s=None, name="console-learning"
+        )
         watch = GroupWatch(ws, on_group, errors)
         submitter = Submitter(ws, errors)
-        state.update(tap=tap, submitter=submitter)
+        state.update(tap=tap, learning_tap=learning_tap, submitter=submitter)
         # serve.py's server calls this on SIGINT/SIGTERM, before it waits for connections.
         app.state.end_streams = lambda: loop.call_soon_threadsafe(hub.end_streams)
-        tap.start()
-        watch.start()
+        threads = (tap, learning_tap, watch)
+        for thread in threads:
+            thread.start()
 
         async def tick() -> None:
             while True:
@@ -102,6 +120,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
                 hub.tap_error = tap.error
                 hub.tap_unreadable = tap.unreadable
                 hub.kafka_error = errors.recent()
+                learning.tap_error = learning_tap.error
                 hub.publish("stats", hub.stats())
 
         ticker = asyncio.create_task(tick())
@@ -110,17 +129,17 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         finally:
             ticker.cancel()
             hub.end_streams()
-            tap.stopping.set()
-            watch.stopping.set()
-            await asyncio.to_thread(tap.join, 5)
-            await asyncio.to_thread(watch.join, 5)
+            for thread in threads:
+                thread.stopping.set()
+            for thread in threads:
+                await asyncio.to_thread(thread.join, 5)
             await asyncio.to_thread(submitter.close)
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def config(request: Request) -> Response:
-        return _json(
+        return json_response(
             {
                 "samples": SAMPLES,
                 "show_live_text": cs.show_live_text,
@@ -129,29 +148,33 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
                 "group": ws.group_id,
                 "routes": {r: ws.topics.for_route(r) for r in ROUTES},
                 "dlq": ws.topics.dlq,
+                "review": cs.review,
+                # Without a key the name is the id: the page checks it before it is kept.
+                "agent_keyed": pseudonyms.keyed,
+                "agent_id_pattern": AGENT_ID_PATTERN,
+                "learning_topics": {
+                    "review": ws.topics.review,
+                    "feedback": ws.topics.feedback,
+                    "shadow": ws.topics.shadow,
+                },
+                "heads": HEADS,
             }
         )
 
     async def try_message(request: Request) -> Response:
-        refused = _refuse_post(request, hosts)
+        refused = refuse_post(request, hosts)
         if refused is not None:
             return refused
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _error(400, "the body is not JSON")
+        obj = await json_body(request, MAX_BODY_BYTES)
+        if isinstance(obj, Response):
+            return obj
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            return _error(400, 'expected {"text": "..."}')
+            return error(400, 'expected {"text": "..."}')
         tap: Tap = state["tap"]
         if tap.error is not None:
-            return _error(503, f"the console cannot read Kafka: {tap.error}")
+            return error(503, f"the console cannot read Kafka: {tap.error}")
         if not tap.ready.is_set():
-            return _error(503, "the console is still connecting to Kafka; try again")
+            return error(503, "the console is still connecting to Kafka; try again")
         mid = f"console-{uuid.uuid4().hex[:16]}"
         value = orjson.dumps(
             {
@@ -163,10 +186,10 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
             }
         )
         answer = hub.remember(mid)
-        delivery = await asyncio.to_thread(state["submitter"].send, mid, value)
+        delivery = await asyncio.to_thread(state["submitter"].send, ws.topics.inbound, mid, value)
         if "error" in delivery:
             hub.waiters.pop(mid, None)
-            return _json(
+            return json_response(
                 {"status": "produce_failed", "message_id": mid, "error": delivery["error"]}, 502
             )
         try:
@@ -174,7 +197,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         except TimeoutError:
             hub.waiters.pop(mid, None)
             if not answer.done():
-                return _json(
+                return json_response(
                     {
                         "status": "no_answer",
                         "message_id": mid,
@@ -184,14 +207,14 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
                     }
                 )
             view = answer.result()  # it came in the same step as the timeout
-        return _json(
+        return json_response(
             {"status": view["kind"], "message_id": mid, "produced": delivery, "view": view}
         )
 
     async def events(request: Request) -> Response:
         q = hub.subscribe()
         if q is None:
-            return _error(503, "too many open event streams, or shutting down")
+            return error(503, "too many open event streams, or shutting down")
 
         async def stream() -> AsyncIterator[bytes]:
             try:
@@ -215,8 +238,12 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
 
     async def healthz(request: Request) -> Response:
         tap: Tap = state["tap"]
-        ok = tap.ready.is_set() and tap.error is None
-        return _json({"ok": ok, "tap_error": tap.error}, 200 if ok else 503)
+        learning_tap: Tap = state["learning_tap"]
+        ok = tap.ready.is_set() and tap.error is None and learning_tap.error is None
+        return json_response(
+            {"ok": ok, "tap_error": tap.error, "learning_tap_error": learning_tap.error},
+            200 if ok else 503,
+        )
 
     return Starlette(
         routes=[
@@ -225,55 +252,11 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
             Route("/api/try", try_message, methods=["POST"]),
             Route("/api/events", events),
             Route("/healthz", healthz),
+            *review_api.routes(
+                cs.review, ws, learning, pseudonyms, lambda: state["submitter"], hosts
+            ),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(AllowedHosts, hosts=hosts)],
         lifespan=lifespan,
     )
-
-
-class AllowedHosts:
-    """Refuses a request whose Host header names no allowed host (421), on every path."""
-
-    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
-        self.app = app
-        self.hosts = hosts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            host = Headers(scope=scope).get("host", "")
-            if _hostname(host) not in self.hosts:
-                refusal = _error(421, "unknown Host: start the console with --allowed-host NAME")
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def _hostname(netloc: str) -> str:
-    try:
-        return (urlsplit("//" + netloc).hostname or "").lower()
-    except ValueError:  # an unbalanced IPv6 bracket, say
-        return ""
-
-
-def _refuse_post(request: Request, hosts: frozenset[str]) -> Response | None:
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return _error(415, "send application/json")
-    origin = request.headers.get("origin")
-    if origin is not None and _hostname(urlsplit(origin).netloc) not in hosts:
-        return _error(403, "cross-origin request refused")
-    return None
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    """orjson: NaN and infinities become null; an unencodable answer is a 500 that says so."""
-    try:
-        body = orjson.dumps(data)
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        body = orjson.dumps({"status": "error", "error": f"unencodable result: {exc}"})
-        status = 500
-    return Response(body, status_code=status, media_type="application/json")
-
-
-def _error(status: int, message: str) -> Response:
-    return _json({"status": "error", "error": message}, status)

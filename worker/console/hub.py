@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
@@ -41,6 +42,8 @@ class ConsoleSettings:
     recent: int = 20
     window_s: int = 300
     allowed_hosts: tuple[str, ...] = ()  # Host/Origin names beyond loopback and --host
+    review: bool = False  # the review page: queued messages with their text, corrections
+    agent_key_file: Path | None = None  # the key of agents' pseudonyms (agents.Pseudonyms)
 
 
 class Hub:

@@ -36,6 +36,7 @@ class ConsoleServer(uvicorn.Server):
 
 
 def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
+    app = create_app(cs, ws)  # first: a setting it cannot use stops it before it listens
     family = socket.AF_INET6 if ":" in cs.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -55,9 +56,10 @@ def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
         inbound=ws.topics.inbound,
         group=ws.group_id,
         show_live_text=cs.show_live_text,
+        review=cs.review,
+        agent_ids="keyed hash" if cs.agent_key_file is not None else "as given",
     )
     print(f"support-worker console: {url}", flush=True)
-    app = create_app(cs, ws)
     config = uvicorn.Config(
         app,
         log_level="warning",

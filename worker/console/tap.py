@@ -1,10 +1,13 @@
-"""The console's Kafka side: one read_committed consumer thread over the route topics and
-the DLQ, the worker group's lag, and the producer of the console's own messages.
+"""The console's Kafka side: read_committed consumer threads (the live view's over the
+route topics and the DLQ; the learning loop's over the review, feedback and shadow
+topics), the worker group's lag, and the producer of the console's own records.
 
-The tap's consumer is assigned (no group, no commits: it only watches) at the offsets of
-``replay_s`` seconds ago, so a result committed between startup and the first fetch is
-never skipped, and the live view opens with the last minute drawn. It reads what the
-workers' transactions committed, nothing they aborted.
+A tap's consumer is assigned (no group, no commits: it only watches). The live tap starts
+at the offsets of ``replay_s`` seconds ago, so a result committed between startup and the
+first fetch is never skipped, and the live view opens with the last minute drawn; the
+learning tap starts at the beginning of the topics' retention (the review queue and the
+agreement figures are built from all of it). A tap reads what the producers' transactions
+committed, nothing they aborted.
 """
 
 from __future__ import annotations
@@ -50,22 +53,29 @@ class GroupState:
     checked_ms: float
 
 
+def live_topics(settings: WorkerSettings) -> list[str]:
+    """What the live view reads: the route topics and the DLQ."""
+    return [settings.topics.for_route(r) for r in ROUTES] + [settings.topics.dlq]
+
+
 class Tap(threading.Thread):
-    """Reads every committed record of the route topics and the DLQ, and hands each
-    poll's records to ``on_records``, from this thread."""
+    """Reads every committed record of ``topics`` and hands each poll's records to
+    ``on_records``, from this thread. ``replay_s`` None: from the beginning."""
 
     def __init__(
         self,
         settings: WorkerSettings,
+        topics: list[str],
         on_records: Callable[[list[Committed]], None],
         errors: ClientErrors,
         *,
-        replay_s: float = 60.0,
+        replay_s: float | None = 60.0,
+        name: str = "console-tap",
     ) -> None:
-        super().__init__(name="console-tap", daemon=True)
+        super().__init__(name=name, daemon=True)
         self.s = settings
         self.errors = errors
-        self.topics = [settings.topics.for_route(r) for r in ROUTES] + [settings.topics.dlq]
+        self.topics = topics
         self.on_records = on_records
         self.replay_s = replay_s
         self.ready = threading.Event()  # assigned: a message produced now will be seen
@@ -113,11 +123,13 @@ class Tap(threading.Thread):
             consumer.close()
 
     def _start(self, consumer: Consumer) -> None:
-        """Assigned at the offsets of ``replay_s`` ago, retrying until the cluster answers
-        (``replay_s`` before the try that succeeds: a long outage is not replayed)."""
+        """Assigned at the offsets of ``replay_s`` ago (or the beginning), retrying until
+        the cluster answers (``replay_s`` before the try that succeeds: a long outage is not
+        replayed)."""
         while not self.stopping.is_set():
+            since_ms = None if self.replay_s is None else (time.time() - self.replay_s) * 1000
             try:
-                self._assign_new(consumer, since_ms=time.time() * 1000 - self.replay_s * 1000)
+                self._assign_new(consumer, since_ms=since_ms)
             except KafkaException as exc:
                 self.errors(exc.args[0])
                 self.stopping.wait(2)
@@ -172,7 +184,7 @@ class Tap(threading.Thread):
             new = found
         consumer.incremental_assign(new)
         self._assigned.update((tp.topic, tp.partition) for tp in new)
-        log.info("console_assigned", partitions=len(self._assigned))
+        log.info("console_assigned", tap=self.name, partitions=len(self._assigned))
 
 
 class GroupWatch(threading.Thread):
@@ -302,7 +314,8 @@ def committed(msg: Message, read_ms: float) -> Committed:
 
 
 class Submitter:
-    """Produces the console's own messages to the inbound topic (idempotent, acks=all)."""
+    """Produces the console's own records (idempotent, acks=all): tried messages to the
+    inbound topic, agents' corrections to the feedback topic."""
 
     def __init__(
         self, settings: WorkerSettings, errors: ClientErrors, timeout_s: float = 10
@@ -323,9 +336,9 @@ class Submitter:
             )
         )
 
-    def send(self, message_id: str, value: bytes) -> dict[str, Any]:
-        """Blocks until the broker has the record or librdkafka gave up on it; returns its
-        coordinates and timestamp, or ``error``."""
+    def send(self, topic: str, message_id: str, value: bytes) -> dict[str, Any]:
+        """Blocks until the broker has the record (keyed by ``message_id``) or librdkafka
+        gave up on it; returns its coordinates and timestamp, or ``error``."""
         done: dict[str, Any] = {}
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
@@ -336,7 +349,7 @@ class Submitter:
 
         try:
             self._producer.produce(
-                self.s.topics.inbound,
+                topic,
                 key=message_id.encode(),
                 value=value,
                 headers=[("content-type", b"application/json")],

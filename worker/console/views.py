@@ -7,6 +7,8 @@ page puts every string it gets into the DOM as text, never as markup.
 
 Privacy: a view holds the message text and the raw value; ``without_text`` takes them
 out, and the console applies it to live traffic unless started with ``--show-live-text``.
+A review item's view (``review_item``) holds the text by design: the review page, behind
+``--review``, is where agents read it to label it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import messages as m
+from schemas.learning import ReviewItem
 
 MAX_HEADER_CHARS: Final = 500
 MAX_RAW_CHARS: Final = 20_000  # the folded raw JSON of a result; a long text is cut
@@ -48,16 +51,7 @@ def routed(rec: Committed, route_of_topic: Mapping[str, str]) -> dict[str, Any]:
     if route_of_topic.get(rec.topic) != out.route:
         return _unreadable(rec, f"route {out.route!r} on topic {rec.topic!r}")
     t = out.timing
-    heads = None
-    if out.predictions is not None:
-        heads = {
-            head: {
-                "label": p.label,
-                "confidence": p.confidence,
-                "probabilities": sorted(p.probabilities.items(), key=lambda kv: -kv[1]),
-            }
-            for head, p in out.predictions.items()
-        }
+    heads = _heads(out.predictions)
     text = out.message.get("text")
     view: dict[str, Any] = {
         "kind": "routed",
@@ -86,6 +80,27 @@ def routed(rec: Committed, route_of_topic: Mapping[str, str]) -> dict[str, Any]:
         "raw": _raw(rec.value),
     }
     return view
+
+
+def review_item(item: ReviewItem, at_ms: int | None) -> dict[str, Any]:
+    """What the review page shows of a queued result (read at ``at_ms``): the text, why it
+    was queued, and the model's labels with every probability."""
+    out = item.result
+    text = out.message.get("text")
+    return {
+        "message_id": out.message_id,
+        "reason": item.review.reason,
+        "priority": item.review.priority,
+        "weight": item.review.weight,
+        "text": text[:MAX_RAW_CHARS] if isinstance(text, str) else None,
+        "text_cut": isinstance(text, str) and len(text) > MAX_RAW_CHARS,
+        "route": out.route,
+        "action": out.action,
+        "routing_reason": out.routing.reason,
+        "heads": _heads(out.predictions),
+        "model": {"name": out.model.name, "version": out.model.version},
+        "at_ms": at_ms,
+    }
 
 
 def dead_letter(rec: Committed) -> dict[str, Any]:
@@ -139,6 +154,20 @@ def summary(view: dict[str, Any]) -> dict[str, Any]:
     if heads:
         out["labels"] = {h: [p["label"], round(p["confidence"], 3)] for h, p in heads.items()}
     return out
+
+
+def _heads(predictions: Mapping[str, m.HeadPrediction] | None) -> dict[str, Any] | None:
+    """Per head: the label, its confidence, and every probability, largest first."""
+    if predictions is None:
+        return None
+    return {
+        head: {
+            "label": p.label,
+            "confidence": p.confidence,
+            "probabilities": sorted(p.probabilities.items(), key=lambda kv: -kv[1]),
+        }
+        for head, p in predictions.items()
+    }
 
 
 def _unreadable(rec: Committed, why: str) -> dict[str, Any]:

@@ -12,13 +12,13 @@ import signal
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration.worker.harness import Topics, make_topics, start_worker
@@ -78,12 +78,21 @@ def pipeline(
 
 @contextlib.contextmanager
 def console_on(
-    p: Pipeline, tmp: Path, *args: str, group: str | None = None
+    p: Pipeline,
+    tmp: Path,
+    *args: str,
+    group: str | None = None,
+    topics: Mapping[str, str] | None = None,
 ) -> Iterator[ConsoleProc]:
-    """A ready console on the pipeline's topics and (unless told otherwise) its worker
-    group; stopped after, however the test ends, and it must exit 0."""
+    """A ready console on the pipeline's topics (and ``topics``: more roles, such as
+    review, feedback, shadow) and (unless told otherwise) its worker group; stopped after,
+    however the test ends, and it must exit 0."""
     env = worker_proc.worker_env(
-        p.bootstrap, p.topics.roles(), Path("unused"), group=group or p.group, txn_id="unused"
+        p.bootstrap,
+        {**p.topics.roles(), **(topics or {})},
+        Path("unused"),
+        group=group or p.group,
+        txn_id="unused",
     )
     with console_proc.running(env, tmp / f"console-{uuid.uuid4().hex[:6]}.log", args=args) as c:
         yield c
@@ -156,3 +165,49 @@ def published(p: Pipeline, message_id: str, timeout: float = 30) -> tuple[str, d
     finally:
         c.close()
     raise AssertionError(f"nothing committed for {message_id} within {timeout} s")
+
+
+def learning_topics(make_topic: Callable[..., str]) -> dict[str, str]:
+    """A review, a feedback and a shadow topic of the test's own (roles for console_on)."""
+    return {role: make_topic(f"console-{role}", 1) for role in ("review", "feedback", "shadow")}
+
+
+def produce_values(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) -> None:
+    """(key, value) records, acknowledged by the broker before this returns."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for key, value in records:
+        producer.produce(topic, key=key.encode(), value=value)
+    assert producer.flush(10) == 0
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = 30) -> list[tuple[bytes | None, bytes]]:
+    """Every committed (key, value) of ``topic``, read up to its end as of this call."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    partitions = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    open_partitions = set(partitions)
+    out: list[tuple[bytes | None, bytes]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while open_partitions and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            err = m.error()
+            if err is not None:
+                assert err.code() == KafkaError._PARTITION_EOF, err
+                open_partitions.discard(m.partition())
+                continue
+            out.append((m.key(), m.value() or b""))
+    finally:
+        c.close()
+    assert not open_partitions, f"{topic}: not read to its end within {timeout} s"
+    return out

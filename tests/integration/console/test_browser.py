@@ -1,23 +1,39 @@
 """The console in headless Chromium (Debian's, unpacked by `make tools`), against a
-console, a worker and the real broker: what the page shows is what the worker published."""
+console, a worker and the real broker: what the page shows is what the worker published,
+and what an agent corrects on the review page is what reaches the feedback topic."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.integration.console.conftest import MAX_TEXT_CHARS, Pipeline, published
+from schemas.learning import Feedback
+from tests.integration.console.conftest import (
+    MAX_TEXT_CHARS,
+    Pipeline,
+    console_on,
+    learning_topics,
+    produce_values,
+    published,
+    read_all,
+)
+from tests.unit.worker.console.records import MODEL_VERSION, review_value
 from tools import browser
 from tools.console_proc import ConsoleProc
 
 HEADS = ("intent", "urgency", "sentiment", "action")
+QUEUED = "return [...document.querySelectorAll('#queue li')].map((li) => li.dataset.id)"
+CELLS = "return [...document.querySelectorAll(arguments[0])].map((td) => td.innerText.trim())"
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +130,79 @@ def test_live_dead_letters_appear_without_their_text(page: WebDriver, pipeline: 
     assert "validate · TextTooLong" in item.text
     assert "text hidden" in item.text
     assert "555-0100" not in page.page_source
+
+
+def test_an_agent_corrects_a_queued_message_by_keys_and_the_agreement_shows_it(
+    pipeline: Pipeline, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topics = learning_topics(make_topic)
+    hostile = 'my refund <img src=x onerror="document.title=1"> never came'
+    produce_values(
+        pipeline.bootstrap,
+        topics["review"],
+        [
+            ("m-first", review_value("m-first", hostile, reason="unfamiliar", priority=0.9)),
+            ("m-second", review_value("m-second", "can't log in", priority=0.4)),
+        ],
+    )
+    with console_on(pipeline, tmp_path, "--review", topics=topics) as console:
+        driver = browser.chrome()
+        try:
+            driver.get(console.url)
+            WebDriverWait(driver, 20).until(
+                lambda d: d.find_element(By.ID, "tab-review-link").is_displayed()
+            )
+            driver.find_element(By.ID, "tab-review-link").click()
+            queue = driver.find_element(By.ID, "queue")
+            WebDriverWait(driver, 20).until(
+                lambda _: len(queue.find_elements(By.TAG_NAME, "li")) == 2
+            )
+            driver.find_element(By.ID, "agent-name").send_keys("agent-7")
+            driver.find_element(By.ID, "agent-save").click()
+            assert text_of(driver, "#agent-shown") == "agent-7"
+
+            # The top priority first, its text as text: the markup in it is not markup.
+            item = driver.find_element(By.ID, "review-item")
+            assert item.get_attribute("data-message-id") == "m-first"
+            assert text_of(driver, "#review-text") == hostile
+            assert not driver.find_elements(By.CSS_SELECTOR, "#review-text img")
+            assert "unfamiliar" in text_of(driver, "#review-reason")
+            model = {
+                h: driver.find_element(By.CSS_SELECTOR, f'[data-head="{h}"] button.model')
+                for h in HEADS
+            }
+            assert model["intent"].get_attribute("data-label") == "billing_issue"
+            assert "60.0%" in model["intent"].text
+            assert all("chosen" in (b.get_attribute("class") or "") for b in model.values())
+
+            keys = ActionChains(driver)
+            keys.send_keys("j").perform()  # the next message, and back
+            assert item.get_attribute("data-message-id") == "m-second"
+            keys.send_keys("k").perform()
+            assert item.get_attribute("data-message-id") == "m-first"
+            keys.send_keys("1").perform()  # intent's first label: refund_request
+            chosen = driver.find_element(By.CSS_SELECTOR, '[data-head="intent"] button.chosen')
+            assert chosen.get_attribute("data-label") == "refund_request"
+            assert text_of(driver, '[data-head="intent"] .corrected') == "corrected"
+            assert not driver.find_elements(By.CSS_SELECTOR, '[data-head="action"] .corrected')
+            keys.send_keys(Keys.ENTER).perform()
+
+            # Read in one script each: the page redraws these when its next poll comes.
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script(QUEUED) == ["m-second"])
+            assert "Sent for m-first as agent-7" in text_of(driver, "#review-status")
+            row = f'#agreement-body tr[data-version="{MODEL_VERSION}"] td'
+            want = [MODEL_VERSION, "1", "0.0% (1)", "100.0% (1)", "100.0% (1)", "100.0% (1)"]
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script(CELLS, row) == want)
+            assert driver.title == "support-router console"  # the onerror never ran
+        finally:
+            driver.quit()
+
+    [(key, value)] = read_all(pipeline.bootstrap, topics["feedback"])
+    fb = Feedback.model_validate_json(value)
+    assert (key, fb.agent_id, fb.model_version) == (b"m-first", "agent-7", MODEL_VERSION)
+    assert fb.labels.given() == {
+        "intent": "refund_request",
+        "urgency": "high",
+        "sentiment": "angry",
+        "action": "escalate_to_human",
+    }

@@ -8,7 +8,7 @@ const HEADS = ["intent", "urgency", "sentiment", "action"];
 const RECENT = 20;
 // late: the id of a try that got no answer in time; ownSeen: this page's recent own
 // results from the stream, for one that arrives before the try's answer is read.
-const state = { config: null, late: null, ownSeen: new Map(), escalations: [], deadLetters: [] };
+const state = { config: null, tab: "live", late: null, ownSeen: new Map(), escalations: [], deadLetters: [] };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -260,6 +260,325 @@ function drawChart(series) {
   svg.replaceChildren(...nodes);
 }
 
+// ---- tabs ----------------------------------------------------------------------------
+
+function showTab() {
+  const wanted = location.hash === "#review" && state.config && state.config.review ? "review" : "live";
+  for (const name of ["live", "review"]) {
+    $(`tab-${name}`).hidden = name !== wanted;
+    $(`tab-${name}-link`).classList.toggle("active", name === wanted);
+  }
+  state.tab = wanted;
+  if (wanted === "review") refreshReview();
+  else refreshShadow();
+}
+
+// ---- the review page -----------------------------------------------------------------
+// The one place the console shows customer text by design (--review). The text is
+// untrusted input: it goes into the page with textContent only.
+
+// One key per label, per head, in the head's label order (shown on each button).
+const KEYS = { intent: "12345", urgency: "qwe", sentiment: "asd", action: "zxc" };
+const AGENT_KEY = "support-router.agent";
+const review = { items: [], revision: -1, selected: null, choice: {}, sending: false };
+
+function agentName() {
+  try { return localStorage.getItem(AGENT_KEY) || ""; } catch (_) { return ""; }
+}
+
+function renderAgent() {
+  const name = agentName();
+  $("agent-form").hidden = Boolean(name);
+  $("agent-bar").hidden = !name;
+  $("agent-shown").textContent = name;
+}
+
+function saveAgent(event) {
+  event.preventDefault();
+  const name = $("agent-name").value.trim();
+  if (!name) return;
+  if (!state.config.agent_keyed && !new RegExp(state.config.agent_id_pattern).test(name)) {
+    $("agent-note").textContent = "This console records the name as it is (it has no --agent-key-file), " +
+      "so give an agent id: letters, digits, '.', '_', ':', '-'; no spaces, no e-mail address.";
+    return;
+  }
+  $("agent-note").textContent = "";
+  try { localStorage.setItem(AGENT_KEY, name); } catch (_) { /* private mode: asked again */ }
+  renderAgent();
+}
+
+function changeAgent() {
+  $("agent-name").value = agentName();
+  try { localStorage.removeItem(AGENT_KEY); } catch (_) { /* nothing kept */ }
+  renderAgent();
+  $("agent-name").focus();
+}
+
+async function refreshReview() {
+  if (!state.config || !state.config.review) return;
+  try {
+    const [queue, agreement] = await Promise.all([
+      fetch("/api/review/queue?limit=200").then((r) => r.json()),
+      fetch("/api/review/agreement").then((r) => r.json()),
+    ]);
+    renderQueue(queue);
+    renderAgreement(agreement);
+  } catch (err) {
+    $("queue-note").textContent = `The console did not answer: ${err}`;
+  }
+}
+
+// On the live tab: only the size, for the tab's badge.
+async function refreshCount() {
+  if (!state.config.review) return;
+  try {
+    const q = await (await fetch("/api/review/queue?limit=1")).json();
+    $("review-count").textContent = q.size ? String(q.size) : "";
+  } catch (_) { /* the next poll tries again */ }
+}
+
+function renderQueue(q) {
+  $("review-count").textContent = q.size ? String(q.size) : "";
+  $("queue-size").textContent = `${q.size} waiting` + (q.size > q.items.length ? `, first ${q.items.length} shown` : "");
+  const unreadable = Object.values(q.unreadable || {}).reduce((a, b) => a + b, 0);
+  $("queue-note").textContent = [
+    q.tap_error ? `The console stopped reading the review topics: ${q.tap_error}` : "",
+    unreadable ? `${unreadable} records that are no valid review item or correction were left out.` : "",
+    q.dropped ? `${q.dropped} old items dropped (the queue keeps the newest).` : "",
+  ].filter(Boolean).join(" ");
+  if (q.revision === review.revision) return;
+  review.revision = q.revision;
+  const before = review.items.findIndex((i) => i.message_id === review.selected);
+  review.items = q.items;
+  if (!review.items.some((i) => i.message_id === review.selected)) {
+    // Answered (here or by another agent) or dropped: the next one in its place.
+    const next = review.items[Math.min(Math.max(before, 0), review.items.length - 1)];
+    select(next ? next.message_id : null);
+  }
+  drawQueue();
+}
+
+function drawQueue() {
+  const list = $("queue");
+  list.replaceChildren(...review.items.map((item) => {
+    const li = el("li", { class: item.message_id === review.selected ? "selected" : "", "data-id": item.message_id,
+      onclick: () => { select(item.message_id); drawQueue(); } },
+      el("span", { class: "priority", title: "priority: how much a label would teach the model", text: item.priority.toFixed(2) }),
+      el("span", { class: `chip reason-${item.reason}`, text: item.reason.replace("_", " ") }),
+      el("span", { class: "muted small", text: [item.heads && item.heads.intent ? item.heads.intent.label : null, item.action]
+        .filter(Boolean).map((l) => l.replaceAll("_", " ")).join(" · ") }),
+      el("span", { class: "text", text: item.text === null ? "(no text)" : item.text || "(empty text)" }));
+    return li;
+  }));
+  const current = list.querySelector("li.selected");
+  if (current) current.scrollIntoView({ block: "nearest" });
+}
+
+function selected() {
+  return review.items.find((i) => i.message_id === review.selected) || null;
+}
+
+function select(messageId) {
+  if (messageId !== review.selected) $("review-status").textContent = "";
+  review.selected = messageId;
+  const item = selected();
+  review.choice = {};
+  if (item) {
+    for (const head of Object.keys(state.config.heads)) {
+      review.choice[head] = item.heads && item.heads[head] ? item.heads[head].label : null;
+    }
+  }
+  drawItem();
+}
+
+function move(step) {
+  const i = review.items.findIndex((x) => x.message_id === review.selected);
+  const next = review.items[Math.min(Math.max(i + step, 0), review.items.length - 1)];
+  if (next) { select(next.message_id); drawQueue(); }
+}
+
+function drawItem() {
+  const item = selected();
+  $("review-empty").hidden = Boolean(item);
+  $("review-item").hidden = !item;
+  if (!item) return;
+  $("review-item").dataset.messageId = item.message_id;
+  $("review-meta").replaceChildren(
+    el("span", { class: `chip reason-${item.reason}`, id: "review-reason", text: `queued: ${item.reason.replace("_", " ")}` }),
+    el("span", { text: `priority ${item.priority.toFixed(2)}` }),
+    el("span", { text: `routed ${item.route} (${item.routing_reason})` }),
+    el("span", { text: `${item.model.name} ${item.model.version}` }),
+    el("span", { text: clock(item.at_ms) }),
+    el("span", { text: item.message_id }));
+  const text = $("review-text");
+  text.textContent = item.text === null ? "(no text)" : item.text || "(empty text)";
+  text.classList.toggle("cut", Boolean(item.text_cut));
+  const rows = Object.entries(state.config.heads).map(([head, labels]) => {
+    const model = item.heads && item.heads[head];
+    const chosen = review.choice[head];
+    const keys = KEYS[head] || "";
+    const probability = (label) => {
+      const pair = model ? model.probabilities.find(([l]) => l === label) : null;
+      return pair ? pct(pair[1]) : "";
+    };
+    const buttons = labels.map((label, i) => el("button", {
+      type: "button",
+      class: ["label", label === chosen ? "chosen" : "", model && label === model.label ? "model" : ""].join(" ").trim(),
+      "data-label": label,
+      title: model && label === model.label ? "the model's label" : "",
+      onclick: () => choose(head, label),
+    }, keys[i] ? el("kbd", { text: keys[i] }) : null, el("span", { text: label.replaceAll("_", " ") }),
+    el("span", { class: "p", text: probability(label) })));
+    const changed = model ? chosen !== model.label : chosen !== null;
+    return el("div", { class: `review-head${changed ? " changed" : ""}`, "data-head": head },
+      el("div", { class: "review-head-top" },
+        el("span", { class: "head-name", text: head }),
+        el("span", { class: "muted small", text: model
+          ? `model: ${model.label.replaceAll("_", " ")} ${pct(model.confidence)}` : "model: none" }),
+        changed ? el("span", { class: "corrected small", text: "corrected" }) : null),
+      el("div", { class: "labels" }, ...buttons));
+  });
+  $("review-heads").replaceChildren(...rows);
+  $("review-submit").disabled = review.sending || Object.values(review.choice).some((v) => v === null);
+}
+
+function choose(head, label) {
+  if (!selected()) return;
+  review.choice[head] = label;
+  drawItem();
+}
+
+async function sendCorrection(event) {
+  if (event) event.preventDefault();
+  const item = selected();
+  if (!item || review.sending) return;
+  const agent = agentName();
+  if (!agent) {
+    $("review-status").textContent = "Give your name first (above the queue).";
+    $("agent-name").focus();
+    return;
+  }
+  if (Object.values(review.choice).some((v) => v === null)) {
+    $("review-status").textContent = "Choose a label for every head.";
+    return;
+  }
+  review.sending = true;
+  drawItem();
+  const status = $("review-status");
+  status.textContent = "sending…";
+  try {
+    const response = await fetch(`/api/review/feedback/${encodeURIComponent(item.message_id)}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ agent, labels: review.choice, reason: $("review-note").value }),
+    });
+    const body = await response.json();
+    if (response.ok || response.status === 409 || response.status === 404) {
+      // Sent, or answered or dropped meanwhile: either way it leaves this list.
+      const i = review.items.findIndex((x) => x.message_id === item.message_id);
+      review.items = review.items.filter((x) => x.message_id !== item.message_id);
+      const next = review.items[Math.min(i, review.items.length - 1)];
+      $("review-note").value = "";
+      select(next ? next.message_id : null);
+      drawQueue();
+      status.textContent = response.ok
+        ? `Sent for ${item.message_id} as ${body.feedback.agent_id} (${state.config.learning_topics.feedback} partition ${body.produced.partition}, offset ${body.produced.offset}).`
+        : `Not sent: ${body.error}`;
+      refreshReview();
+    } else {
+      status.textContent = `Not sent (HTTP ${response.status}): ${body.error || "unknown error"}`;
+    }
+  } catch (err) {
+    status.textContent = `Not sent: ${err}`;
+  } finally {
+    review.sending = false;
+    drawItem();
+  }
+}
+
+function onKey(event) {
+  if (state.tab !== "review" || event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target;
+  if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA")) return;
+  const key = event.key;
+  if (key === "j") move(1);
+  else if (key === "k") move(-1);
+  else if (key === "Enter") sendCorrection(null);
+  else if (key === "Escape") select(review.selected);
+  else {
+    const item = selected();
+    const head = Object.keys(KEYS).find((h) => KEYS[h].includes(key.toLowerCase()));
+    if (!item || !head || !state.config.heads[head]) return;
+    const label = state.config.heads[head][KEYS[head].indexOf(key.toLowerCase())];
+    if (label === undefined) return;
+    choose(head, label);
+  }
+  event.preventDefault();
+}
+
+// ---- agreement: the model vs the agents; the candidate vs the serving model ----------
+
+function rateCell(tally, title) {
+  if (!tally || !tally.n) return el("td", { class: "muted", text: "—" });
+  return el("td", { title: title || "" },
+    el("span", { class: "meter" }, el("span", { style: `width:${(100 * tally.rate).toFixed(1)}%` })),
+    el("b", { text: pct(tally.rate) }), el("span", { class: "muted", text: ` (${tally.n})` }));
+}
+
+function weighted(tally) {
+  return tally && tally.weighted_rate !== null && tally.weighted_rate !== undefined
+    ? `weighted to all traffic (review weights): ${pct(tally.weighted_rate)}` : "";
+}
+
+function table(header, rows) {
+  return el("table", { class: "grid" },
+    el("thead", {}, el("tr", {}, ...header.map((h) => el("th", { text: h })))),
+    el("tbody", {}, ...rows));
+}
+
+function renderAgreement(a) {
+  const heads = a.heads;
+  if (!a.versions.length) {
+    $("agreement-body").replaceChildren(document.createTextNode(
+      a.waiting ? `${a.waiting} corrections wait for their review item.` : "No corrections yet."));
+    $("agreement-trend").replaceChildren();
+    return;
+  }
+  $("agreement-body").replaceChildren(table(["model version", "corrected", ...heads],
+    a.versions.map((v) => el("tr", { "data-version": v.version },
+      el("td", { text: v.version }), el("td", { class: "n", text: String(v.n) }),
+      ...heads.map((h) => rateCell(v.heads[h], weighted(v.heads[h])))))));
+  $("agreement-trend").replaceChildren(table(["hour", "model version", "corrected", ...heads],
+    a.trend.map((b) => el("tr", {},
+      el("td", { text: new Date(b.start_s * 1000).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }) }),
+      el("td", { text: b.version }), el("td", { class: "n", text: String(b.n) }),
+      ...heads.map((h) => rateCell(b.heads[h], weighted(b.heads[h])))))));
+}
+
+async function refreshShadow() {
+  try {
+    renderShadow(await (await fetch("/api/shadow")).json());
+  } catch (_) { /* the next poll tries again */ }
+}
+
+function renderShadow(s) {
+  $("shadow-topic").textContent = s.topic;
+  $("shadow-note").textContent = [
+    s.dead_letters ? `${s.dead_letters} dead letters of the shadow run.` : "",
+    s.unreadable ? `${s.unreadable} records that are no valid shadow result were left out.` : "",
+  ].filter(Boolean).join(" ");
+  if (!s.candidates.length) {
+    $("shadow-body").textContent = "No shadow results yet.";
+    return;
+  }
+  $("shadow-body").replaceChildren(table(["candidate", "results", ...s.compared, "serving", "last"],
+    s.candidates.map((c) => el("tr", { "data-version": c.version },
+      el("td", { text: `${c.name} ${c.version}` }), el("td", { class: "n", text: String(c.n) }),
+      ...s.compared.map((k) => rateCell(c.agree[k])),
+      el("td", { class: "small", text: Object.keys(c.serving).join(", ") }),
+      el("td", { class: "small", text: clock(c.last_ms) })))));
+}
+
 // ---- start ---------------------------------------------------------------------------
 
 async function start() {
@@ -277,6 +596,21 @@ async function start() {
   $("privacy").textContent = state.config.show_live_text
     ? "Live traffic shows its text (--show-live-text)."
     : "Live traffic shows labels only; its text is hidden (privacy). This console's own messages show theirs.";
+  if (state.config.review) {
+    $("tab-review-link").hidden = false;
+    $("agent-form").addEventListener("submit", saveAgent);
+    $("agent-change").addEventListener("click", changeAgent);
+    $("review-form").addEventListener("submit", sendCorrection);
+    $("agent-name").placeholder = state.config.agent_keyed ? "your name" : "your agent id";
+    document.addEventListener("keydown", onKey);
+    renderAgent();
+  }
+  window.addEventListener("hashchange", showTab);
+  showTab();
+  setInterval(() => {
+    if (state.tab === "review") refreshReview();
+    else { refreshShadow(); refreshCount(); }
+  }, 2000);
   connect();
 }
 

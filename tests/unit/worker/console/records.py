@@ -75,3 +75,93 @@ def dead(value: bytes, max_text_chars: int = 10, read_ms: float = IN_TS + 30) ->
     rejected = codec.decode(rec, max_text_chars)
     assert isinstance(rejected, codec.Rejected)
     return Committed("r.dlq", 0, 3, IN_TS + 20, value, codec.dead_letter_headers(rejected), read_ms)
+
+
+MODEL_VERSION = "2026.11.26+abc"  # routed()'s
+
+
+def labelled(
+    intent: str = "billing_issue",
+    urgency: str = "high",
+    sentiment: str = "angry",
+    action: str = "escalate_to_human",
+    confidence: float = 0.6,
+) -> dict[str, Any]:
+    """Predictions of the real label sets (schemas.labels.HEADS) whose top labels are these."""
+    from schemas.labels import HEADS
+
+    chosen = {"intent": intent, "urgency": urgency, "sentiment": sentiment, "action": action}
+    out = {}
+    for head, label in chosen.items():
+        rest = (1 - confidence) / (len(HEADS[head]) - 1)
+        probs = {lab: confidence if lab == label else rest for lab in HEADS[head]}
+        out[head] = {"label": label, "confidence": confidence, "probabilities": probs}
+    return out
+
+
+def review_value(
+    message_id: str = "m-1",
+    text: str = "someone stole my card",
+    *,
+    reason: str = "low_confidence",
+    priority: float = 0.5,
+    weight: float = 1.0,
+    preds: dict[str, Any] | None = None,
+) -> bytes:
+    """A ``ReviewItem`` as the worker's sampling policy writes it: a routed result
+    (this module's ``routed``, with ``labelled()`` predictions unless told) and why it
+    was queued."""
+    preds = labelled() if preds is None else preds
+    result = orjson.loads(routed(message_id, text, preds=preds).value or b"")
+    review = {"reason": reason, "priority": priority, "weight": weight, "signature": "0f3c"}
+    return orjson.dumps({"schema_version": 1, "review": review, "result": result})
+
+
+def feedback_value(
+    message_id: str = "m-1",
+    labels: dict[str, str] | None = None,
+    *,
+    at: str = "2026-11-26T10:15:00+00:00",
+    agent_id: str = "a-0123456789abcdef0123",
+    model_version: str = MODEL_VERSION,
+) -> bytes:
+    return orjson.dumps(
+        {
+            "schema_version": 1,
+            "message_id": message_id,
+            "labels": labels or {"intent": "refund_request"},
+            "agent_id": agent_id,
+            "model_version": model_version,
+            "at": at,
+        }
+    )
+
+
+def shadow_value(
+    message_id: str = "m-1",
+    agree: dict[str, bool] | None = None,
+    *,
+    candidate: str = "2026.12.01+new",
+    serving: str = MODEL_VERSION,
+) -> bytes:
+    """A ``ShadowResult``: the candidate's result (``routed`` under another version) and
+    the serving model's labels."""
+    result = orjson.loads(routed(message_id).value or b"")
+    result["model"] = {"name": "minilm", "version": candidate, "content_hash": "h2"}
+    agree = agree if agree is not None else dict.fromkeys((*result["predictions"], "route"), True)
+    return orjson.dumps(
+        {
+            "schema_version": 1,
+            "result": result,
+            "serving": {
+                "model": {"name": "minilm", "version": serving, "content_hash": "h"},
+                "route": "escalate",
+                "labels": {h: p["label"] for h, p in result["predictions"].items()},
+            },
+            "agree": agree,
+        }
+    )
+
+
+def on_topic(topic: str, value: bytes, ts: int = IN_TS, offset: int = 0) -> Committed:
+    return Committed(topic, 0, offset, ts, value, [], ts + 5.0)
