@@ -112,6 +112,8 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        for outcome in ("swapped", "failed"):  # exported at 0 from the start: rate() needs it
+            self.model_swaps.labels(outcome)
         self.review_queued = Counter(
             "support_review_queued",
             "results copied to the review queue, by why (unfamiliar, low_confidence, random)",
