@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas import messages as m
 from schemas.labels import Action
@@ -19,6 +19,7 @@ from schemas.labels import Action
 Headers = list[tuple[str, bytes | None]]  # a None value is a Kafka null header value
 MAX_ERROR_MESSAGE_CHARS = 1000
 JSON_CONTENT_TYPE = b"application/json"
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,19 @@ class Rejected:
     reason: str
 
 
-def decode(record: Record, max_text_chars: int) -> Accepted | Rejected:
-    """bytes -> a validated inbound message, or the reason it cannot be one."""
+def parse(
+    record: Record, model: type[M], max_bytes: int | None = None
+) -> tuple[M, dict[str, Any]] | Rejected:
+    """A record's value as ``model`` and the JSON object it was read from, or the reason
+    it cannot be one: every untrusted value (inbound messages, agents' feedback) is judged
+    by these same steps."""
     if record.header_error is not None:
         return Rejected(record, "decode", "InvalidHeader", record.header_error)
     if record.value is None:
         return Rejected(record, "decode", "EmptyValue", "record has no value (tombstone)")
+    if max_bytes is not None and len(record.value) > max_bytes:
+        why = f"value has {len(record.value)} bytes, limit {max_bytes}"
+        return Rejected(record, "decode", "ValueTooLarge", why)
     try:
         obj = orjson.loads(record.value)  # rejects invalid UTF-8 and nesting beyond 1024
     except orjson.JSONDecodeError as exc:
@@ -67,11 +75,19 @@ def decode(record: Record, max_text_chars: int) -> Accepted | Rejected:
             record, "validate", "NotAnObject", f"expected a JSON object, got {type(obj).__name__}"
         )
     try:
-        msg = m.InboundMessage.model_validate(obj)
+        return model.model_validate(obj), obj
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(value)"
         return Rejected(record, "validate", "ValidationError", f"{where}: {first['msg']}")
+
+
+def decode(record: Record, max_text_chars: int) -> Accepted | Rejected:
+    """bytes -> a validated inbound message, or the reason it cannot be one."""
+    parsed = parse(record, m.InboundMessage)
+    if isinstance(parsed, Rejected):
+        return parsed
+    msg, obj = parsed
     if len(msg.text) > max_text_chars:
         return Rejected(
             record,

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from schemas.learning import Feedback, ReviewItem
 from schemas.messages import OutboundMessage
 from trainer.feedback.join import Correction, micros
-from worker.codec import Record, Rejected
+from worker.codec import Record, Rejected, parse
 
 # A valid Feedback is well under 4 KiB (ids of 128 chars, a reason of 500); parsing more
 # than this is work for an attacker, not for an agent.
@@ -32,31 +32,10 @@ RANK_REVIEW: Final = 0
 
 def decode_feedback(record: Record) -> Correction | Rejected:
     """bytes -> a valid correction, or the reason it cannot be one."""
-    if record.header_error is not None:
-        return Rejected(record, "decode", "InvalidHeader", record.header_error)
-    if record.value is None:
-        return Rejected(record, "decode", "EmptyValue", "record has no value (tombstone)")
-    if len(record.value) > MAX_FEEDBACK_BYTES:
-        return Rejected(
-            record,
-            "decode",
-            "ValueTooLarge",
-            f"value has {len(record.value)} bytes, limit {MAX_FEEDBACK_BYTES}",
-        )
-    try:
-        obj = orjson.loads(record.value)  # rejects invalid UTF-8 too
-    except orjson.JSONDecodeError as exc:
-        return Rejected(record, "decode", "JSONDecodeError", str(exc))
-    if not isinstance(obj, dict):
-        return Rejected(
-            record, "validate", "NotAnObject", f"expected a JSON object, got {type(obj).__name__}"
-        )
-    try:
-        feedback = Feedback.model_validate(obj)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(value)"
-        return Rejected(record, "validate", "ValidationError", f"{where}: {first['msg']}")
+    parsed = parse(record, Feedback, MAX_FEEDBACK_BYTES)
+    if isinstance(parsed, Rejected):
+        return parsed
+    feedback = parsed[0]
     return Correction(feedback, record.partition, record.offset)
 
 
