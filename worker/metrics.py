@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas.labels import HEADS
 from worker.inference import ItemResult
 from worker.intake import Item
 from worker.model.protocol import Prediction
@@ -126,6 +127,12 @@ class Metrics:
             ["why"],
             registry=r,
         )
+        # Exported at 0 from the start, so a panel or a rate() has a series before the
+        # first pick.
+        for reason in ("unfamiliar", "low_confidence", "random"):
+            self.review_queued.labels(reason)
+        for why in ("near_copy", "budget"):
+            self.review_skipped.labels(why)
         self.shadow_compared = Counter(
             "support_shadow_compared",
             "shadow: messages both the candidate and the serving model classified, per head "
@@ -139,6 +146,9 @@ class Metrics:
             ["head"],
             registry=r,
         )
+        for head in (*HEADS, "route"):
+            self.shadow_compared.labels(head)
+            self.shadow_agreed.labels(head)
         # Exported once a source of readiness is given (track_readiness): until then the
         # worker has no readiness to report, and a constant 0 would read as "not ready".
         self.ready = Gauge(
