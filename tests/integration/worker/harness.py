@@ -37,6 +37,7 @@ __all__ = [
     "read_committed",
     "running_worker",
     "start_worker",
+    "wait_for_event",
 ]
 
 
@@ -123,6 +124,17 @@ def running_worker(
         w.signal(signal.SIGTERM)
         code = w.wait(30)
     assert code == 0, w.tail()
+
+
+def wait_for_event(w: WorkerProc, event: str, count: int, timeout: float = 120) -> None:
+    """Until the worker's log holds ``count`` lines of ``event`` (model_swapped, ...)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(e.get("event") == event for e in w.log_lines()) >= count:
+            return
+        assert w.proc.poll() is None, w.tail()
+        time.sleep(0.2)
+    raise AssertionError(f"no {count}x {event}:\n{w.tail()}")
 
 
 def message(i: int, *, text: str | None = None) -> dict[str, Any]:

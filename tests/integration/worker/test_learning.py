@@ -26,8 +26,8 @@ from tests.integration.worker.harness import (
     produce,
     read_committed,
     running_worker,
+    wait_for_event,
 )
-from tools.worker_proc import WorkerProc
 from worker.review import drawn
 
 
@@ -64,16 +64,6 @@ def point(models: Path, version: str) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(version)
     os.replace(tmp, models / "current")
-
-
-def wait_for_event(w: WorkerProc, event: str, count: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(e.get("event") == event for e in w.log_lines()) >= count:
-            return
-        assert w.proc.poll() is None, w.tail()
-        time.sleep(0.2)
-    raise AssertionError(f"no {count}x {event}:\n{w.tail()}")
 
 
 def test_the_review_queue_takes_every_uncertain_question_once_in_the_batch_transaction(
