@@ -132,6 +132,9 @@ class LineageCounts(_Frozen):
     feedback_held_back: int = Field(ge=0, description="the newest corrections, never seen")
     replay_train: int = Field(ge=0, description="rows of the parent's train split mixed in")
     replay_validation: int = Field(ge=0, description="rows of the parent's validation split")
+    feedback_repeats: int = Field(
+        default=1, ge=1, description="how many times each correction was trained on per epoch"
+    )
 
 
 class Lineage(_Frozen):

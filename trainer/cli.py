@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --from: train rows of the parent's data to mix in, stratified by source "
         "intent (default 2000; a quarter as many validation rows)",
     )
+    tr.add_argument(
+        "--feedback-repeats",
+        type=int,
+        metavar="K",
+        help="with --from: train on each correction K times an epoch (default: about as "
+        "many rows as the replay sample, at most 8)",
+    )
     _holdout_arg(
         tr,
         "with --from: the newest share of the feedback, by time, never trained "
@@ -310,6 +317,7 @@ def _train(args: argparse.Namespace) -> int:
     for flag, value in (
         ("--feedback", args.feedback),
         ("--replay", args.replay),
+        ("--feedback-repeats", args.feedback_repeats),
         ("--holdout-share", args.holdout_share),
     ):
         if value is not None:
@@ -420,13 +428,19 @@ def _finetune(args: argparse.Namespace) -> int:
     share = corrections.HOLDOUT_SHARE if args.holdout_share is None else args.holdout_share
     replay_rows = REPLAY_ROWS if args.replay is None else args.replay
     m = finetune.mix(
-        feedback, parent_data, holdout_share=share, replay_rows=replay_rows, seed=cfg.seed
+        feedback,
+        parent_data,
+        holdout_share=share,
+        replay_rows=replay_rows,
+        seed=cfg.seed,
+        repeats=args.feedback_repeats,
     )
     print(
         f"parent {parent.name} {parent.version}; data {origin}\n"
         f"feedback {feedback.path} ({feedback.fingerprint[:16]}): {len(feedback.rows)} "
         f"corrections{f', {skipped} invalid lines skipped' if skipped else ''}; "
-        f"{len(m.feedback_train)} to train on, {len(m.feedback_validation)} to validate on, "
+        f"{len(m.feedback_train)} to train on (x{m.feedback_repeats} an epoch), "
+        f"{len(m.feedback_validation)} to validate on, "
         f"the newest {len(m.held_back)} held back; replay {m.replay_train} train and "
         f"{m.replay_validation} validation rows",
         flush=True,

@@ -166,3 +166,13 @@ def test_architecture_flags_are_refused_with_from(smoke_artifact: Path, tmp_path
     )
     assert done.returncode == 1
     assert "--pooling: a fine-tune keeps its parent's (--from)" in done.stderr
+
+
+def test_corrections_are_repeated_to_about_the_replay_size_at_most_eight_times() -> None:
+    from trainer.finetune import MAX_FEEDBACK_REPEATS, feedback_repeats
+
+    assert feedback_repeats(400, 2000) == 5
+    assert feedback_repeats(2000, 2000) == 1
+    assert feedback_repeats(5000, 2000) == 1
+    assert feedback_repeats(10, 2000) == MAX_FEEDBACK_REPEATS
+    assert feedback_repeats(0, 2000) == 1
