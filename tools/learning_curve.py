@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -343,6 +344,9 @@ def run(args: argparse.Namespace) -> int:
             for n in ns:
                 ids = [i for i in choose(routed, pick, n, args.seed) if i in oracle]
                 run_dir = out / f"{pick}-{n}"
+                # A data set is bound to the collector's group, and each run has its own
+                # topics and group: what an earlier run left here is stale.
+                shutil.rmtree(run_dir, ignore_errors=True)
                 feedback_topic = f"{topics['feedback']}.{pick}-{n}"
                 create_feedback_topic(bootstrap, feedback_topic)
                 try:
