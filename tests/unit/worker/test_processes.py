@@ -219,3 +219,18 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
         proc.wait(10)
         # PR_SET_PDEATHSIG: SIGTERM, then each drains (nothing to drain) within its grace.
         wait_until(lambda: not any(alive(p) for p in pids), 20, "orphaned workers still ran", log)
+
+
+def test_sighup_reaches_every_worker_and_ends_none(tmp_path: Path) -> None:
+    with supervisor(tmp_path, run_env(**NO_BROKER)) as (proc, log):
+        wait_until(lambda: both_listening(log), 120, "two workers not listening", log)
+        proc.send_signal(signal.SIGHUP)
+
+        def asked() -> set[int]:
+            return {e.get("process") for e in lines(log) if e.get("event") == "reload_requested"}
+
+        wait_until(lambda: asked() == {0, 1}, 30, "SIGHUP not passed to both workers", log)
+        assert proc.poll() is None and all(alive(pid) for pid in worker_pids(log))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert not [e for e in lines(log) if e.get("event") == "process_exited"]
