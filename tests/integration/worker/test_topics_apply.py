@@ -11,14 +11,10 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from tests.conftest import REPO
+from worker.settings import TopicNames
 
-TOPICS = [
-    "support.inbound",
-    "support.escalate",
-    "support.auto_resolve",
-    "support.more_info",
-    "support.dlq",
-]
+# Every topic deploy/topics.yaml declares: the ones the worker's settings name.
+TOPICS = sorted(TopicNames().model_dump().values())
 
 
 def _apply(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,13 +54,13 @@ def test_apply_creates_every_topic_then_is_idempotent(
 ) -> None:
     first = _apply(kafka_bootstrap, "--name-suffix", suffix)
     assert first.returncode == 0, first.stderr
-    assert [line.split()[0] for line in first.stdout.splitlines()] == ["create"] * 5
+    assert [line.split()[0] for line in first.stdout.splitlines()] == ["create"] * len(TOPICS)
     assert _partitions(kafka_admin, "support.inbound" + suffix) == 12
     assert _partitions(kafka_admin, "support.dlq" + suffix) == 3
 
     second = _apply(kafka_bootstrap, "--name-suffix", suffix)
     assert second.returncode == 0, second.stderr
-    assert [line.split()[0] for line in second.stdout.splitlines()] == ["ok"] * 5
+    assert [line.split()[0] for line in second.stdout.splitlines()] == ["ok"] * len(TOPICS)
 
 
 def test_apply_adds_partitions_and_reports_drift(
