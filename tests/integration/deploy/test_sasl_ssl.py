@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, Producer
 from tests.conftest import KAFKA_TOOL, REPO
 from tests.integration.worker.harness import Topics, message, running_worker, start_worker
 from worker.errors import ExitCode
-from worker.settings import REDACTED, KafkaSettings
+from worker.settings import REDACTED, KafkaSettings, TopicNames
 
 pytestmark = [
     pytest.mark.skipif(
@@ -275,7 +275,7 @@ def test_the_worker_routes_over_sasl_ssl_with_the_right_credentials(
     )
     assert apply.returncode == 0, apply.stdout + apply.stderr
     created = [line for line in apply.stdout.splitlines() if line.startswith("create ")]
-    assert len(created) == 5, apply.stdout
+    assert len(created) == len(TopicNames().model_dump()), apply.stdout
     topics = topics_named(suffix)
 
     settings = secure_broker.worker_settings()
