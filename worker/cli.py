@@ -103,7 +103,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="a secret key (16+ bytes): agents' names become keyed hashes (a-<20 hex>); "
         "without it a name must already be an opaque id",
     )
+    access = console.add_argument_group(
+        "access",
+        "who may use the console (README: the console's access). Neither a users file nor "
+        "a proxy: no login, on a loopback --host only",
+    )
+    access.add_argument(
+        "--users-file",
+        type=Path,
+        metavar="PATH",
+        help="standalone login: name:role:argon2-hash lines (console hash-password writes one)",
+    )
+    access.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="an address or CIDR block of the OIDC proxy (oauth2-proxy) whose "
+        "X-Forwarded-User/-Email/-Groups are believed; from anywhere else they are refused",
+    )
+    access.add_argument(
+        "--proxy-roles-file",
+        type=Path,
+        metavar="PATH",
+        help="TOML: [users] and [groups] of the proxy's identities -> viewer, agent, operator",
+    )
+    access.add_argument(
+        "--session-key-file",
+        type=Path,
+        metavar="PATH",
+        help="32+ random bytes that sign session cookies (else a random key: a restart "
+        "ends every session)",
+    )
+    access.add_argument("--certfile", type=Path, metavar="PATH", help="HTTPS: the certificate")
+    access.add_argument("--keyfile", type=Path, metavar="PATH", help="HTTPS: its private key")
     console.set_defaults(handler=_console)
+    console_cmds = console.add_subparsers(dest="console_command", metavar="ACTION")
+    hash_password = console_cmds.add_parser(
+        "hash-password",
+        help="print a users-file line (name:role:argon2 hash); the password is read from "
+        "the terminal, or from stdin's first line when it is no terminal",
+    )
+    hash_password.add_argument("name")
+    hash_password.add_argument("role", choices=["viewer", "agent", "operator"])
+    hash_password.set_defaults(handler=_hash_password)
 
     topics = commands.add_parser("topics", help="manage the topics declared in deploy/topics.yaml")
     topic_cmds = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
@@ -309,8 +352,38 @@ def _console(args: argparse.Namespace) -> int:
         allowed_hosts=tuple(args.allowed_host),
         review=args.review,
         agent_key_file=args.agent_key_file,
+        users_file=args.users_file,
+        trusted_proxies=tuple(args.trusted_proxy),
+        proxy_roles_file=args.proxy_roles_file,
+        session_key_file=args.session_key_file,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
     )
     return serve.run(console, settings)
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    """Never from argv: a command line is in the shell's history and in ``ps``."""
+    import getpass
+
+    try:
+        from worker.console.auth.roles import Role
+        from worker.console.auth.users import hash_line
+    except ImportError as exc:
+        raise ConfigError(
+            f"hash-password needs the console extra: pip install 'support-router[console]' ({exc})"
+        ) from exc
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        print(hash_line(args.name, Role.parse(args.role), password))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return 0
 
 
 def _classify(args: argparse.Namespace) -> int:

@@ -19,4 +19,6 @@ serving model. It never loads the model: everything it shows is what a worker pu
 - ``app``: the Starlette app: the page, ``POST /api/try``, ``GET /api/events`` (SSE);
   ``review_api``: the review and shadow endpoints; ``web``: the allowed-host check and
   the JSON pieces they share. ``serve``: binds, announces the URL, runs uvicorn.
+- ``auth``: who may do what: logins, the OIDC proxy's headers, roles, sessions, CSRF,
+  the login rate limit and the audit trail; every endpoint asks its ``Gate``.
 """

@@ -38,6 +38,9 @@ from schemas.learning import AGENT_ID_PATTERN
 from schemas.messages import ROUTES
 from worker.console import review_api, views
 from worker.console.agents import Pseudonyms
+from worker.console.auth.audit import audit
+from worker.console.auth.gate import Gate
+from worker.console.auth.roles import Role
 from worker.console.hub import ConsoleSettings, Hub
 from worker.console.learning import Learning
 from worker.console.tap import ClientErrors, GroupState, GroupWatch, Submitter, Tap, live_topics
@@ -74,6 +77,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
     hub = Hub(cs, ws)
     learning = Learning(ws.topics, cs.review)
     pseudonyms = Pseudonyms.from_file(cs.agent_key_file)
+    gate = Gate(cs, pseudonyms)
     hosts = allowed_hosts(cs)
     state: dict[str, Any] = {}
 
@@ -139,10 +143,13 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def config(request: Request) -> Response:
+        who = gate.check(request, Role.VIEWER)
+        if isinstance(who, Response):
+            return who
         return json_response(
             {
                 "samples": SAMPLES,
-                "show_live_text": cs.show_live_text,
+                "show_live_text": cs.show_live_text and who.may(Role.OPERATOR),
                 "answer_timeout_s": cs.answer_timeout_s,
                 "inbound": ws.topics.inbound,
                 "group": ws.group_id,
@@ -165,6 +172,9 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         refused = refuse_post(request, hosts)
         if refused is not None:
             return refused
+        who = gate.check(request, Role.OPERATOR, post=True)
+        if isinstance(who, Response):
+            return who
         obj = await json_body(request, MAX_BODY_BYTES)
         if isinstance(obj, Response):
             return obj
@@ -186,6 +196,8 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
             }
         )
         answer = hub.remember(mid)
+        if who.user is not None:
+            audit("message_tried", gate.audit_name(who), message_id=mid)
         delivery = await asyncio.to_thread(state["submitter"].send, ws.topics.inbound, mid, value)
         if "error" in delivery:
             hub.waiters.pop(mid, None)
@@ -212,7 +224,14 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         )
 
     async def events(request: Request) -> Response:
-        q = hub.subscribe()
+        who = gate.check(request, Role.VIEWER)
+        if isinstance(who, Response):
+            return who
+        # Text (this console's tries; live traffic's with --show-live-text) goes to
+        # operators only: a viewer's or an agent's stream has none.
+        q = hub.subscribe(text=who.may(Role.OPERATOR))
+        if q is not None and who.user is not None and cs.show_live_text and who.may(Role.OPERATOR):
+            audit("live_text_opened", gate.audit_name(who))
         if q is None:
             return error(503, "too many open event streams, or shutting down")
 
@@ -228,7 +247,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
                         return
                     yield item
             finally:
-                hub.subscribers.discard(q)
+                hub.unsubscribe(q)
 
         return StreamingResponse(
             stream(),
@@ -245,18 +264,21 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
             200 if ok else 503,
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", page),
             Route("/api/config", config),
             Route("/api/try", try_message, methods=["POST"]),
             Route("/api/events", events),
             Route("/healthz", healthz),
+            *gate.routes(hosts),
             *review_api.routes(
-                cs.review, ws, learning, pseudonyms, lambda: state["submitter"], hosts
+                cs.review, ws, learning, pseudonyms, lambda: state["submitter"], hosts, gate
             ),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(AllowedHosts, hosts=hosts)],
         lifespan=lifespan,
     )
+    app.state.access_mode = gate.mode
+    return app

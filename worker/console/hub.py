@@ -44,6 +44,13 @@ class ConsoleSettings:
     allowed_hosts: tuple[str, ...] = ()  # Host/Origin names beyond loopback and --host
     review: bool = False  # the review page: queued messages with their text, corrections
     agent_key_file: Path | None = None  # the key of agents' pseudonyms (agents.Pseudonyms)
+    # Access (auth/): a standalone login, an OIDC proxy's headers, or neither (loopback).
+    users_file: Path | None = None  # name:role:argon2-hash lines
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-* are believed
+    proxy_roles_file: Path | None = None  # TOML: proxy users, e-mails and groups -> roles
+    session_key_file: Path | None = None  # signs the session cookies; none: a random key
+    certfile: Path | None = None  # HTTPS with keyfile; the session cookie is Secure then
+    keyfile: Path | None = None
 
 
 class Hub:
@@ -55,6 +62,7 @@ class Hub:
         self.own: OrderedDict[str, None] = OrderedDict()  # ids this console produced
         self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.subscribers: set[Stream] = set()
+        self.textless: set[Stream] = set()  # streams that must carry no customer text
         self.closing = False
         self.group: GroupState | None = None
         self.tap_error: str | None = None  # the tap stopped: the page is no longer live
@@ -125,9 +133,10 @@ class Hub:
             "kafka_error": self.kafka_error,
         }
 
-    def subscribe(self) -> Stream | None:
+    def subscribe(self, *, text: bool = True) -> Stream | None:
         """A new stream, its first event the snapshot: taken in the same step as joining,
-        so no record is in both. None when full or closing."""
+        so no record is in both. ``text`` False: a stream without any customer text (a
+        viewer's, an agent's). None when full or closing."""
         if self.closing or len(self.subscribers) >= MAX_SUBSCRIBERS:
             return None
         q: Stream = asyncio.Queue(QUEUE_EVENTS)
@@ -136,19 +145,31 @@ class Hub:
             "escalations": list(self.window.escalations),
             "dead_letters": list(self.window.dead_letters),
         }
+        if not text:
+            snapshot["escalations"] = [textless(s) for s in snapshot["escalations"]]
+            snapshot["dead_letters"] = [textless(s) for s in snapshot["dead_letters"]]
+            self.textless.add(q)
         q.put_nowait(encode("snapshot", snapshot))
         self.subscribers.add(q)
         return q
 
+    def unsubscribe(self, q: Stream) -> None:
+        self.subscribers.discard(q)
+        self.textless.discard(q)
+
     def publish(self, event: str, data: Any) -> None:
         try:
             payload = encode(event, data)
+            # Encoded once more only when a textless stream is open and there is text.
+            bare = payload
+            if event == "records" and self.textless:
+                bare = encode(event, [textless(s) for s in data])
         except (TypeError, orjson.JSONEncodeError) as exc:  # e.g. an integer over 64 bits
             log.warning("console_event_unencodable", event_name=event, error=str(exc))
             return
         for q in list(self.subscribers):
             try:
-                q.put_nowait(payload)
+                q.put_nowait(bare if q in self.textless else payload)
             except asyncio.QueueFull:  # too slow a reader: end its stream, it reconnects
                 self._end(q)
 
@@ -159,11 +180,21 @@ class Hub:
             self._end(q)
 
     def _end(self, q: Stream) -> None:
-        self.subscribers.discard(q)
+        self.unsubscribe(q)
         with contextlib.suppress(asyncio.QueueEmpty):
             q.get_nowait()
         with contextlib.suppress(asyncio.QueueFull):
             q.put_nowait(None)
+
+
+def textless(summary: dict[str, Any]) -> dict[str, Any]:
+    """A streamed summary for a stream without text: no text, no dead-letter reason (it
+    can quote the message), no full view, and not marked as a try of this page's."""
+    out = {k: v for k, v in summary.items() if k not in ("view", "own")}
+    out.update(text=None, text_hidden=True)
+    if out.get("kind") == "dead_letter":
+        out["reason"] = None
+    return out
 
 
 def encode(event: str, data: Any) -> bytes:

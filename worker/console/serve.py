@@ -48,7 +48,7 @@ def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
     sock.listen(128)
     port = sock.getsockname()[1]
     host = f"[{cs.host}]" if family == socket.AF_INET6 else cs.host
-    url = f"http://{host}:{port}/"
+    url = f"{'https' if cs.certfile else 'http'}://{host}:{port}/"
     log.info(
         "console_listening",
         url=url,
@@ -58,6 +58,9 @@ def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
         show_live_text=cs.show_live_text,
         review=cs.review,
         agent_ids="keyed hash" if cs.agent_key_file is not None else "as given",
+        access=app.state.access_mode,
+        trusted_proxies=list(cs.trusted_proxies),
+        tls=cs.certfile is not None,
     )
     print(f"support-worker console: {url}", flush=True)
     config = uvicorn.Config(
@@ -67,6 +70,11 @@ def run(cs: ConsoleSettings, ws: WorkerSettings) -> int:
         lifespan="on",
         # The streams are ended on the signal (ConsoleServer); anything else gets a second.
         timeout_graceful_shutdown=1,
+        # The peer address is the socket's: it decides whose X-Forwarded-User is believed
+        # (auth.proxy), so no X-Forwarded-For may rewrite it.
+        proxy_headers=False,
+        ssl_certfile=cs.certfile,
+        ssl_keyfile=cs.keyfile,
     )
     # uvicorn handles SIGINT/SIGTERM while it serves, then restores the handlers it found
     # and raises the signal again; these make that second delivery a no-op, so a stop is

@@ -193,3 +193,21 @@ def test_console_on_a_port_in_use_is_a_configuration_error() -> None:
         )
     assert proc.returncode == ExitCode.CONFIG, proc.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+
+
+def test_hash_password_reads_stdin_and_prints_a_line_the_console_accepts(tmp_path: Path) -> None:
+    from worker.console.auth.users import Users
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "console", "hash-password", "ana", "agent"],
+        cwd=REPO,
+        input="correct horse\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ana:agent:$argon2id$") and "correct horse" not in proc.stdout
+    users = tmp_path / "users"
+    users.write_text(proc.stdout)
+    assert Users.from_file(users).verify("ana", "correct horse") is not None

@@ -8,7 +8,17 @@ const HEADS = ["intent", "urgency", "sentiment", "action"];
 const RECENT = 20;
 // late: the id of a try that got no answer in time; ownSeen: this page's recent own
 // results from the stream, for one that arrives before the try's answer is read.
-const state = { config: null, tab: "live", late: null, ownSeen: new Map(), escalations: [], deadLetters: [] };
+// me: who is logged in (/api/session): user, role, csrf; user null without a login.
+const state = { config: null, me: null, tab: "live", late: null, ownSeen: new Map(), escalations: [], deadLetters: [] };
+const RANK = { viewer: 1, agent: 2, operator: 3 };
+const may = (role) => Boolean(state.me) && RANK[state.me.role] >= RANK[role];
+
+// Every POST carries the session's CSRF token; the server refuses one without it.
+function post(path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.me && state.me.csrf) headers["X-CSRF-Token"] = state.me.csrf;
+  return fetch(path, { method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin" });
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -46,11 +56,7 @@ async function submit(event) {
   $("result").dataset.status = "waiting";
   state.late = null;
   try {
-    const response = await fetch("/api/try", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ text }),
-    });
+    const response = await post("/api/try", { text });
     const body = await response.json();
     renderAnswer(body, response.status);
   } catch (err) {
@@ -263,7 +269,7 @@ function drawChart(series) {
 // ---- tabs ----------------------------------------------------------------------------
 
 function showTab() {
-  const wanted = location.hash === "#review" && state.config && state.config.review ? "review" : "live";
+  const wanted = location.hash === "#review" && state.config && state.config.review && may("agent") ? "review" : "live";
   for (const name of ["live", "review"]) {
     $(`tab-${name}`).hidden = name !== wanted;
     $(`tab-${name}-link`).classList.toggle("active", name === wanted);
@@ -287,10 +293,11 @@ function agentName() {
 }
 
 function renderAgent() {
-  const name = agentName();
+  const name = state.me.user || agentName();
   $("agent-form").hidden = Boolean(name);
   $("agent-bar").hidden = !name;
   $("agent-shown").textContent = name;
+  $("agent-change").hidden = Boolean(state.me.user);
 }
 
 function saveAgent(event) {
@@ -330,7 +337,7 @@ async function refreshReview() {
 
 // On the live tab: only the size, for the tab's badge.
 async function refreshCount() {
-  if (!state.config.review) return;
+  if (!state.config.review || !may("agent")) return;
   try {
     const q = await (await fetch("/api/review/queue?limit=1")).json();
     $("review-count").textContent = q.size ? String(q.size) : "";
@@ -452,7 +459,7 @@ async function sendCorrection(event) {
   if (event) event.preventDefault();
   const item = selected();
   if (!item || review.sending) return;
-  const agent = agentName();
+  const agent = state.me.user || agentName();
   if (!agent) {
     $("review-status").textContent = "Give your name first (above the queue).";
     $("agent-name").focus();
@@ -467,11 +474,10 @@ async function sendCorrection(event) {
   const status = $("review-status");
   status.textContent = "sending…";
   try {
-    const response = await fetch(`/api/review/feedback/${encodeURIComponent(item.message_id)}`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ agent, labels: review.choice, reason: $("review-note").value }),
-    });
+    // Logged in, the server takes the agent from the session; the name is for no login.
+    const body0 = { labels: review.choice, reason: $("review-note").value };
+    if (!state.me.user) body0.agent = agent;
+    const response = await post(`/api/review/feedback/${encodeURIComponent(item.message_id)}`, body0);
     const body = await response.json();
     if (response.ok || response.status === 409 || response.status === 404) {
       // Sent, or answered or dropped meanwhile: either way it leaves this list.
@@ -581,7 +587,55 @@ function renderShadow(s) {
 
 // ---- start ---------------------------------------------------------------------------
 
+// ---- who is here ----------------------------------------------------------------------
+
+async function login(event) {
+  event.preventDefault();
+  $("login-note").textContent = "";
+  const response = await post("/api/login", { user: $("login-user").value, password: $("login-password").value });
+  $("login-password").value = "";
+  if (response.ok) { location.reload(); return; }
+  const body = await response.json().catch(() => ({}));
+  $("login-note").textContent = response.status === 429
+    ? `Too many failed logins: ${body.error}` : body.error || `HTTP ${response.status}`;
+}
+
+async function logout() {
+  await post("/api/logout", {});
+  location.reload();
+}
+
+// The session decides what the page offers; the server enforces it on every request.
+async function whoAmI() {
+  const response = await fetch("/api/session", { credentials: "same-origin" });
+  const body = await response.json().catch(() => ({}));
+  if (response.status === 401 && body.login) {
+    $("login").hidden = false;
+    $("login-form").addEventListener("submit", login);
+    $("stream-state").textContent = "logged out";
+    $("login-user").focus();
+    return null;
+  }
+  if (!response.ok) {
+    $("kafka-error").hidden = false;
+    $("kafka-error").textContent = `Refused (HTTP ${response.status}): ${body.error || ""}`;
+    return null;
+  }
+  return body;
+}
+
 async function start() {
+  state.me = await whoAmI();
+  if (!state.me) return;
+  $("tab-live").hidden = false;
+  if (state.me.user) {
+    $("me").hidden = false;
+    $("me-user").textContent = state.me.user;
+    $("me-role").textContent = state.me.role;
+    $("logout").hidden = !state.me.logout;
+    $("logout").addEventListener("click", logout);
+  }
+  $("try").hidden = !may("operator");
   const legend = $("legend");
   for (const name of SERIES) {
     legend.append(el("span", {}, el("span", { class: "swatch", style: `background:var(--${name})` }), name.replace("_", " ")));
@@ -596,7 +650,7 @@ async function start() {
   $("privacy").textContent = state.config.show_live_text
     ? "Live traffic shows its text (--show-live-text)."
     : "Live traffic shows labels only; its text is hidden (privacy). This console's own messages show theirs.";
-  if (state.config.review) {
+  if (state.config.review && may("agent")) {
     $("tab-review-link").hidden = false;
     $("agent-form").addEventListener("submit", saveAgent);
     $("agent-change").addEventListener("click", changeAgent);

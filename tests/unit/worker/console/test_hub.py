@@ -170,3 +170,24 @@ def test_a_record_the_views_choke_on_is_counted_and_the_rest_go_on() -> None:
         assert record["message_id"] == "m-2"
 
     asyncio.run(go())
+
+
+def test_a_textless_stream_gets_no_text_even_of_own_tries_or_with_live_text() -> None:
+    async def go() -> None:
+        h = hub(show_live_text=True)
+        h.remember("own-1")
+        h.on_records([routed("own-1", "my own words")])  # in the snapshot's lists
+        bare, full = h.subscribe(text=False), h.subscribe()
+        assert bare is not None and full is not None
+        h.on_records([routed("other-1", "live words")])
+        first = bare.get_nowait()
+        assert first is not None and b"my own words" not in first
+        [(_, records)] = events(bare)
+        assert records[0]["text"] is None and records[0]["text_hidden"] is True
+        assert "view" not in records[0] and "own" not in records[0]
+        [(_, records)] = events(full)
+        assert records[0]["text"] == "live words"
+        h.unsubscribe(bare)
+        assert bare not in h.textless and bare not in h.subscribers
+
+    asyncio.run(go())
