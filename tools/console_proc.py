@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,13 +86,20 @@ class ConsoleProc:
         return self._call(req, timeout)
 
     def _call(self, req: urllib.request.Request, timeout: float = 5) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-        except OSError:
-            return 0, None
+        return call(req, timeout)[:2]
+
+    def login(self, user: str, password: str) -> tuple[int, Any, Client | None]:
+        """POST /api/login as the page does: (status, body, the logged-in client or None)."""
+        req = urllib.request.Request(
+            self.url + "api/login",
+            data=json.dumps({"user": user, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        status, body, headers = call(req, 30)
+        if status != 200:
+            return status, body, None
+        cookie = headers.get("set-cookie", "").split(";")[0]
+        return status, body, Client(self, cookie, str(body["csrf"]))
 
     def stop(self, timeout: float = 15) -> int:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout``; its exit code."""
@@ -106,6 +113,57 @@ class ConsoleProc:
             raise RuntimeError(
                 f"the console ignored SIGTERM for {timeout} s:\n{self.tail()}"
             ) from exc
+
+
+@dataclass
+class Client:
+    """A logged-in user of a console: its session cookie (``name=value``) and CSRF token."""
+
+    console: ConsoleProc
+    cookie: str
+    csrf: str
+
+    def headers(self) -> dict[str, str]:
+        return {"Cookie": self.cookie}
+
+    def get(self, path: str) -> tuple[int, Any]:
+        req = urllib.request.Request(self.console.url + path, headers=self.headers())
+        return call(req)[:2]
+
+    def post(
+        self, path: str, body: Any, headers: Mapping[str, str] | None = None, timeout: float = 30
+    ) -> tuple[int, Any]:
+        """A JSON POST with the session's cookie and CSRF token (``headers`` override)."""
+        sent = {**self.headers(), "Content-Type": "application/json", "X-CSRF-Token": self.csrf}
+        req = urllib.request.Request(
+            self.console.url + path,
+            data=body if isinstance(body, bytes) else json.dumps(body).encode(),
+            headers={k: v for k, v in {**sent, **(headers or {})}.items() if v},
+        )
+        return call(req, timeout)[:2]
+
+
+def call(req: urllib.request.Request, timeout: float = 5) -> tuple[int, Any, Mapping[str, str]]:
+    """(status, JSON body, headers); the body None when it is no JSON (the page), status
+    0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, _json(r.read()), _lower(r.headers.items())
+    except urllib.error.HTTPError as e:
+        return e.code, _json(e.read()), _lower(e.headers.items())
+    except OSError:
+        return 0, None, {}
+
+
+def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {k.lower(): v for k, v in items}
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        return None
 
 
 @contextlib.contextmanager

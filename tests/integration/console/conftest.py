@@ -104,11 +104,18 @@ def console(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield c
 
 
-def events(console: ConsoleProc, until: Callable[[str, Any], bool], timeout: float = 30) -> None:
+def events(
+    console: ConsoleProc,
+    until: Callable[[str, Any], bool],
+    timeout: float = 30,
+    headers: Mapping[str, str] | None = None,
+) -> None:
     """Reads the console's event stream until ``until(event, data)`` is true, for at most
-    ``timeout`` seconds in all (a stats event each second keeps the stream busy)."""
+    ``timeout`` seconds in all (a stats event each second keeps the stream busy);
+    ``headers``: a logged-in client's (console_proc.Client.headers)."""
     deadline = time.monotonic() + timeout
-    with urllib.request.urlopen(console.url + "api/events", timeout=timeout) as stream:
+    req = urllib.request.Request(console.url + "api/events", headers=dict(headers or {}))
+    with urllib.request.urlopen(req, timeout=timeout) as stream:
         event = None
         for raw in stream:
             if time.monotonic() > deadline:

@@ -206,3 +206,109 @@ def test_an_agent_corrects_a_queued_message_by_keys_and_the_agreement_shows_it(
         "sentiment": "angry",
         "action": "escalate_to_human",
     }
+
+
+def log_in(driver: WebDriver, user: str, password: str) -> None:
+    """Types into the login form; the page reloads as the user."""
+    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "login-form").is_displayed())
+    driver.find_element(By.ID, "login-user").send_keys(user)
+    driver.find_element(By.ID, "login-password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+    WebDriverWait(driver, 20).until(
+        lambda d: (
+            d.find_element(By.ID, "me-user").text == user
+            and d.find_element(By.ID, "stream-state").text == "live"
+        )
+    )
+
+
+def log_out(driver: WebDriver) -> None:
+    driver.find_element(By.ID, "logout").click()
+    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "login").is_displayed())
+
+
+# What the page's own script could send, bypassing its buttons: the server decides.
+FORCE_TRY = """
+const done = arguments[arguments.length - 1];
+post("/api/try", { text: "sent around the page" }).then((r) => done(r.status));
+"""
+FORCE_CORRECTION = """
+const done = arguments[arguments.length - 1];
+post("/api/review/feedback/m-1", { labels: {} }).then((r) => done(r.status));
+"""
+
+
+def test_each_role_logs_in_and_sees_and_does_only_its_part(
+    pipeline: Pipeline, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    from worker.console.auth.roles import Role
+    from worker.console.auth.users import hash_line
+
+    topics = learning_topics(make_topic)
+    private = "please refund order 4471, my address is 12 Elm St"
+    produce_values(pipeline.bootstrap, topics["review"], [("m-1", review_value("m-1", private))])
+    users = tmp_path / "users"
+    users.write_text(
+        "".join(
+            hash_line(n, r, f"{n}-password") + "\n"
+            for n, r in (("vera", Role.VIEWER), ("ana", Role.AGENT), ("otto", Role.OPERATOR))
+        )
+    )
+    args = ("--review", "--users-file", str(users))
+    with console_on(pipeline, tmp_path, *args, topics=topics) as console:
+        driver = browser.chrome()
+        try:
+            driver.get(console.url)
+            # No session: the login form and nothing else.
+            WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "login").is_displayed())
+            assert not driver.find_element(By.ID, "tab-live").is_displayed()
+            driver.find_element(By.ID, "login-user").send_keys("ana")
+            driver.find_element(By.ID, "login-password").send_keys("wrong")
+            driver.find_element(By.ID, "login-submit").click()
+            note = driver.find_element(By.ID, "login-note")
+            WebDriverWait(driver, 20).until(lambda _: "wrong name or password" in note.text)
+            driver.find_element(By.ID, "login-user").clear()
+
+            # viewer: the live view; no try, no review, and the server refuses both.
+            log_in(driver, "vera", "vera-password")
+            assert text_of(driver, "#me-role") == "viewer"
+            assert not driver.find_element(By.ID, "try").is_displayed()
+            assert not driver.find_element(By.ID, "tab-review-link").is_displayed()
+            assert driver.find_element(By.ID, "live").is_displayed()
+            driver.get(console.url + "#review")
+            assert not driver.find_element(By.ID, "tab-review").is_displayed()
+            assert driver.execute_async_script(FORCE_TRY) == 403
+            assert driver.execute_async_script(FORCE_CORRECTION) == 403
+            assert private not in driver.page_source
+            log_out(driver)
+
+            # agent: the review page with the queued text, labelled as the session's user.
+            log_in(driver, "ana", "ana-password")
+            assert not driver.find_element(By.ID, "try").is_displayed()
+            assert driver.execute_async_script(FORCE_TRY) == 403
+            driver.find_element(By.ID, "tab-review-link").click()
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script(QUEUED) == ["m-1"])
+            assert text_of(driver, "#review-text") == private
+            assert not driver.find_element(By.ID, "agent-form").is_displayed()
+            assert text_of(driver, "#agent-shown") == "ana"
+            assert not driver.find_element(By.ID, "agent-change").is_displayed()
+            ActionChains(driver).send_keys("1").send_keys(Keys.ENTER).perform()
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script(QUEUED) == [])
+            # The queue is empty, so the item's card (and its status line) is hidden.
+            status = driver.execute_script("return $('review-status').textContent")
+            assert "Sent for m-1 as ana" in status
+            log_out(driver)
+            assert driver.get_cookies() == []  # the session cookie is gone
+
+            # operator: try a message (on the live tab: the page reopens on #review).
+            log_in(driver, "otto", "otto-password")
+            driver.find_element(By.ID, "tab-live-link").click()
+            assert driver.find_element(By.ID, "try").is_displayed()
+            assert submit(driver, "my card was declined, help") == "routed"
+        finally:
+            driver.quit()
+
+    [(key, value)] = read_all(pipeline.bootstrap, topics["feedback"])
+    fb = Feedback.model_validate_json(value)
+    assert (key, fb.agent_id) == (b"m-1", "ana")
+    assert fb.labels.given()["intent"] == "refund_request"
