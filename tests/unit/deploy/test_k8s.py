@@ -603,3 +603,72 @@ def test_several_processes_per_gpu_is_an_opt_in_component() -> None:
     assert str(worker(docs)["resources"]["limits"]["nvidia.com/gpu"]) == "1"
     assert port_number(worker(docs), worker(docs)["livenessProbe"]["httpGet"]["port"]) == 9400
     assert [d["kind"] for d in docs] == [d["kind"] for d in rendered("gpu")]
+
+
+CONSOLE_PROXY = K8S / "components" / "console-oauth2-proxy"
+
+
+def console_docs(docs: tuple[Doc, ...]) -> tuple[Doc, ...]:
+    return tuple(
+        d
+        for d in docs
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "console"
+        or d["metadata"]["name"].startswith("support-router-console-roles")
+    )
+
+
+def test_the_console_behind_oauth2_proxy_is_an_opt_in_component(tmp_path: Path) -> None:
+    from worker.cli import build_parser
+    from worker.console.auth.proxy import RoleMap
+
+    write_kustomization(tmp_path, source("cpu"), (CONSOLE_PROXY,))
+    docs = render(str(tmp_path))
+    console = console_docs(docs)
+    # The worker's objects do not move; the component adds the console's three.
+    assert [d for d in docs if d not in console] == list(rendered("cpu"))
+    assert sorted(d["kind"] for d in console) == ["ConfigMap", "Deployment", "Service"]
+    for version in K8S_VERSIONS:
+        for doc in console:
+            kubernetes_validate.validate(doc, version, strict=True)
+            assert doc["metadata"].get("namespace"), doc["kind"]
+    assert not of_kind(docs, "Secret")
+
+    pod = one(console, "Deployment")["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"oauth2-proxy", "console"}
+    proxy_c, console_c = containers["oauth2-proxy"], containers["console"]
+    # The console as its own CLI reads these arguments: loopback, trusting the pod's
+    # loopback (the proxy beside it) and nothing else.
+    args = build_parser().parse_args(console_c["args"])
+    assert args.host == "127.0.0.1" and args.trusted_proxy == ["127.0.0.1"]
+    assert args.review and args.users_file is None and args.agent_key_file is not None
+    proxy_args = dict(a.removeprefix("--").split("=", 1) for a in proxy_c["args"])
+    assert proxy_args["upstream"] == f"http://127.0.0.1:{args.port}/"
+    assert proxy_args["pass-user-headers"] == "true"
+    assert proxy_args["cookie-secure"] == "true"
+    # The Service reaches the proxy only, never the console's port.
+    service = one(console, "Service")
+    assert [port_number(proxy_c, p["targetPort"]) for p in service["spec"]["ports"]] == [4180]
+    assert not console_c.get("ports")
+    assert service["spec"]["selector"].items() <= pod_labels(one(console, "Deployment")).items()
+    # The roles file is mounted where the console reads it, and parses.
+    mounts = {m["mountPath"]: m["name"] for m in console_c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    roles_file = args.proxy_roles_file
+    config_map = volumes[mounts[str(roles_file.parent)]]["configMap"]["name"]
+    [roles_cm] = [d for d in console if d["kind"] == "ConfigMap"]
+    assert roles_cm["metadata"]["name"] == config_map
+    (tmp_path / roles_file.name).write_text(roles_cm["data"][roles_file.name])
+    roles = RoleMap.from_file(tmp_path / roles_file.name)
+    assert roles.identity("u", "", "support-agents") is not None
+    assert "secret" in volumes[mounts[str(args.agent_key_file.parent)]]
+    # Secrets by reference; the worker's settings by the generated ConfigMap's real name.
+    for env in proxy_c["env"]:
+        assert "secretKeyRef" in env["valueFrom"], env["name"]
+    names = {d["metadata"]["name"] for d in of_kind(docs, "ConfigMap")}
+    assert {e["configMapRef"]["name"] for e in console_c["envFrom"]} <= names
+
+
+def pod_labels(deployment: Doc) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
