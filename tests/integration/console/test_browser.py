@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -208,13 +209,19 @@ def test_an_agent_corrects_a_queued_message_by_keys_and_the_agreement_shows_it(
     }
 
 
+# The page reloads at login and logout: an element read mid-reload is stale, try again.
+RELOADING = (StaleElementReferenceException, NoSuchElementException)
+
+
 def log_in(driver: WebDriver, user: str, password: str) -> None:
     """Types into the login form; the page reloads as the user."""
-    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "login-form").is_displayed())
+    WebDriverWait(driver, 20, ignored_exceptions=RELOADING).until(
+        lambda d: d.find_element(By.ID, "login-form").is_displayed()
+    )
     driver.find_element(By.ID, "login-user").send_keys(user)
     driver.find_element(By.ID, "login-password").send_keys(password)
     driver.find_element(By.ID, "login-submit").click()
-    WebDriverWait(driver, 20).until(
+    WebDriverWait(driver, 20, ignored_exceptions=RELOADING).until(
         lambda d: (
             d.find_element(By.ID, "me-user").text == user
             and d.find_element(By.ID, "stream-state").text == "live"
@@ -224,7 +231,9 @@ def log_in(driver: WebDriver, user: str, password: str) -> None:
 
 def log_out(driver: WebDriver) -> None:
     driver.find_element(By.ID, "logout").click()
-    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "login").is_displayed())
+    WebDriverWait(driver, 20, ignored_exceptions=RELOADING).until(
+        lambda d: d.find_element(By.ID, "login").is_displayed()
+    )
 
 
 # What the page's own script could send, bypassing its buttons: the server decides.
