@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import shutil
+import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -32,7 +35,7 @@ from tests.integration.console.conftest import (
     read_all,
 )
 from tests.unit.worker.console.records import MODEL_VERSION, labelled, review_value
-from tools import REPO
+from tools import REPO, console_proc, worker_proc
 from tools.console_proc import Client, ConsoleProc, call
 from worker.console.auth.roles import Role
 from worker.console.auth.users import hash_line
@@ -303,3 +306,54 @@ def test_a_bind_beyond_loopback_without_a_login_does_not_start(tmp_path: Path) -
     )
     assert proc.returncode == ExitCode.CONFIG, proc.stderr
     assert "no login" in proc.stderr and "--users-file" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the certificate")
+def test_under_tls_the_console_serves_https_only_and_its_cookie_is_secure(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", "key.pem", "-out", "cert.pem", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    tls = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    env = worker_proc.worker_env(
+        pipeline.bootstrap, pipeline.topics.roles(), Path("unused"), group=pipeline.group,
+        txn_id="unused",
+    )  # fmt: skip
+    args = (
+        "--users-file", str(write_users(tmp_path / "users")),
+        "--certfile", str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem"),
+    )  # fmt: skip
+    console = console_proc.start(env, tmp_path / "console.log", args=args)
+    try:
+        url = ""
+        deadline = time.monotonic() + 60
+        while not url and time.monotonic() < deadline:
+            assert console.proc.poll() is None, console.tail()
+            url = console._announced()
+            time.sleep(0.2)
+        assert url.startswith("https://127.0.0.1:"), console.tail()
+        login = urllib.request.Request(
+            url + "api/login",
+            data=json.dumps({"user": "vera", "password": PASSWORDS["vera"]}).encode(),
+            headers=JSON,
+        )
+        while True:  # the port is announced before the first request is served
+            try:
+                with urllib.request.urlopen(login, timeout=5, context=tls) as r:
+                    cookie = r.headers["set-cookie"]
+                    break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline, console.tail()
+                time.sleep(0.2)
+        attrs = {a.strip().split("=")[0].lower() for a in cookie.split(";")}
+        assert {"secure", "httponly"} <= attrs and "samesite=strict" in cookie.lower()
+        plain = url.replace("https://", "http://") + "healthz"
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(plain, timeout=5)  # plain HTTP gets no answer
+    finally:
+        console.proc.terminate()
+        console.proc.wait(15)
