@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from schemas.learning import AGENT_ID_PATTERN
-from worker.errors import ConfigError
+from worker.console.keyfile import read_key
 
 MIN_KEY_BYTES: Final = 16
 MAX_NAME_CHARS: Final = 128
@@ -33,19 +33,10 @@ class Pseudonyms:
 
     @classmethod
     def from_file(cls, path: Path | None) -> Pseudonyms:
-        """The key in ``path`` (leading and trailing whitespace left out: a key written
-        with ``echo`` ends in a newline); no path, no key."""
+        """The key in ``path`` (worker.console.keyfile); no path, no key."""
         if path is None:
             return cls(None)
-        try:
-            key = path.read_bytes().strip()
-        except OSError as exc:
-            raise ConfigError(f"--agent-key-file {path}: {exc.strerror or exc}") from exc
-        if len(key) < MIN_KEY_BYTES:
-            raise ConfigError(
-                f"--agent-key-file {path} holds {len(key)} bytes; it needs at least "
-                f"{MIN_KEY_BYTES} random ones (head -c 32 /dev/urandom > {path})"
-            )
+        key = read_key(path, "--agent-key-file", MIN_KEY_BYTES)
         return cls(key)
 
     @property

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from worker.console.auth.roles import Role
-from worker.errors import ConfigError
+from worker.console.keyfile import read_key
 
 MIN_KEY_BYTES: Final = 32
 IDLE_S: Final = 30 * 60
@@ -35,16 +35,7 @@ def load_key(path: Path | None) -> bytes:
     path (then sessions end when the process does)."""
     if path is None:
         return secrets.token_bytes(MIN_KEY_BYTES)
-    try:
-        key = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"--session-key-file {path}: {exc.strerror or exc}") from exc
-    if len(key) < MIN_KEY_BYTES:
-        raise ConfigError(
-            f"--session-key-file {path} holds {len(key)} bytes; it needs at least "
-            f"{MIN_KEY_BYTES} random ones (head -c 48 /dev/urandom > {path})"
-        )
-    return key
+    return read_key(path, "--session-key-file", MIN_KEY_BYTES)
 
 
 @dataclass
