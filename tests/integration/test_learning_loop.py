@@ -47,6 +47,7 @@ from tests.integration.worker.harness import (
     make_topics,
     read_committed,
     running_worker,
+    version_runs,
     wait_for_event,
 )
 from tools import REPO, browser
@@ -329,22 +330,6 @@ class Flow:
         if self.error is not None:
             raise self.error
         return self.next
-
-
-def version_runs(results: list[tuple[dict[str, Any], Message]]) -> set[tuple[str, ...]]:
-    """Per inbound partition, in offset order, the versions that routed it, runs merged."""
-    by_partition: dict[int, list[tuple[int, str]]] = {}
-    for value, msg in results:
-        raw = dict(msg.headers() or [])["model-version"]
-        header = raw.decode() if isinstance(raw, bytes) else str(raw)
-        assert header == value["model"]["version"]
-        src = value["source"]
-        by_partition.setdefault(src["partition"], []).append((src["offset"], header))
-    runs = set()
-    for rows in by_partition.values():
-        seq = [v for _, v in sorted(rows)]
-        runs.add(tuple(v for k, v in enumerate(seq) if k == 0 or seq[k - 1] != v))
-    return runs
 
 
 # -- the test ---------------------------------------------------------------------------

@@ -11,12 +11,12 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from schemas.messages import ROUTES
 from tools import worker_proc
@@ -251,3 +251,19 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> Iterator[int]:
 
 def kill(worker: WorkerProc) -> None:
     worker.kill()
+
+
+def version_runs(results: Iterable[tuple[dict[str, Any], Message]]) -> set[tuple[str, ...]]:
+    """Per inbound partition, in offset order, the versions that routed it, runs merged."""
+    by_partition: dict[int, list[tuple[int, str]]] = {}
+    for value, msg in results:
+        raw = dict(msg.headers() or [])["model-version"]
+        header = raw.decode() if isinstance(raw, bytes) else str(raw)
+        assert header == value["model"]["version"]
+        src = value["source"]
+        by_partition.setdefault(src["partition"], []).append((src["offset"], header))
+    runs = set()
+    for rows in by_partition.values():
+        seq = [v for _, v in sorted(rows)]
+        runs.add(tuple(v for k, v in enumerate(seq) if k == 0 or seq[k - 1] != v))
+    return runs

@@ -26,6 +26,7 @@ from tests.integration.worker.harness import (
     produce,
     read_committed,
     running_worker,
+    version_runs,
     wait_for_event,
 )
 from worker.review import drawn
@@ -171,16 +172,7 @@ def test_a_worker_swaps_versions_under_load_and_a_broken_one_leaves_the_old_serv
     assert "weights_sha256" in failed[0]["error"]
     # Each result carries the version that routed it, in its body and its header; per
     # partition, in offset order, the versions run v1 ... v2 ... v1.
-    by_partition: dict[int, list[tuple[int, str]]] = {}
-    for _, value, msg in got.results:
-        header = dict(msg.headers())["model-version"].decode()
-        assert header == value["model"]["version"]
-        src = value["source"]
-        by_partition.setdefault(src["partition"], []).append((src["offset"], header))
-    runs = set()
-    for rows in by_partition.values():
-        seq = [v for _, v in sorted(rows)]
-        runs.add(tuple(v for k, v in enumerate(seq) if k == 0 or seq[k - 1] != v))
+    runs = version_runs((value, msg) for _, value, msg in got.results)
     assert runs <= {("v1", "v2", "v1"), ("v1", "v2"), ("v2", "v1"), ("v1",), ("v2",)}
     assert ("v1", "v2", "v1") in runs
     assert "v3-broken" not in {v["model"]["version"] for _, v, _ in got.results}
