@@ -56,9 +56,10 @@ log = structlog.get_logger("worker")
 R = TypeVar("R")
 
 
-def _forward_serving(model: Model, items: Sequence[Item]) -> Outputs:
+def _forward_serving(reference: Reference, items: Sequence[Item]) -> Outputs:
     """Shadow: the serving model's pass over the candidate's batch, in its own tokens."""
-    return forward(model, shadow.retokenized(items, model), model.tokenize([PROBE_TEXT]).ids[0])
+    model = reference.model
+    return forward(model, shadow.retokenized(items, model), reference.probe)
 
 
 CONSUME_CHUNK = 500
@@ -83,6 +84,7 @@ class Reference:
 
     model: Model
     policy: RoutingPolicy
+    probe: list[int]  # PROBE_TEXT in the serving model's tokens, cut once
 
 
 class Pipeline:
@@ -275,7 +277,7 @@ class Pipeline:
         future.add_done_callback(self._count_model_calls)
         serving = None
         if self.reference is not None:  # queued behind the candidate on the model thread
-            serving = self._model_thread.submit(_forward_serving, self.reference.model, items)
+            serving = self._model_thread.submit(_forward_serving, self.reference, items)
         return Flight(items, future, started_wall_ms, serving=serving)
 
     def _count_model_calls(self, future: Future[Outputs]) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from worker.errors import ConfigError, ExitCode, FatalKafkaError, ModelBrokenError, ModelLoadError
 from worker.http_server import Health, HttpServer
+from worker.inference import PROBE_TEXT
 from worker.kafka_io import make_consumer, make_producer
 from worker.metrics import Metrics
 from worker.model.artifact import LoadedModel
@@ -285,7 +286,8 @@ def load_reference(serving: WorkerSettings) -> Reference:
     settings = at_path(serving, Path(target(serving.model.path)), live=False)
     model = load_served(settings).model
     model.warmup(min(8, settings.batching.max_batch_size))
-    return Reference(model, build_policy(settings, artifact_thresholds(settings)))
+    policy = build_policy(settings, artifact_thresholds(settings))
+    return Reference(model, policy, model.tokenize([PROBE_TEXT]).ids[0])
 
 
 def reloader(serving: WorkerSettings, metrics: Metrics) -> Callable[[], Swapped]:
