@@ -28,8 +28,9 @@ FallbackRoute = Literal["escalate", "more_info"]
 # Why a result took its route: the action head; the fallback for low action confidence or
 # for input unlike the training data; a safety rule (rule:<name>); no text to classify.
 RouteReason = Literal["model", "low_confidence", "unfamiliar", "rule:urgency_high", "empty_text"]
-# Where a record failed, in a dead letter's x-error-stage header.
-DlqStage = Literal["decode", "validate", "infer", "route", "serialize", "produce"]
+# Where a record failed, in a dead letter's x-error-stage header; "fetch": the Kafka client
+# could not deliver it (a pointer dead letter for a span of offsets, worker.unreadable).
+DlqStage = Literal["fetch", "decode", "validate", "infer", "route", "serialize", "produce"]
 DLQ_STAGES: Final[tuple[DlqStage, ...]] = get_args(DlqStage)
 
 
@@ -133,6 +134,8 @@ HEADER_MESSAGE: Final = "x-error-message"
 HEADER_SOURCE_TOPIC: Final = "x-source-topic"
 HEADER_SOURCE_PARTITION: Final = "x-source-partition"
 HEADER_SOURCE_OFFSET: Final = "x-source-offset"
+# Stage "fetch" only: the last offset of the unreadable span that starts at x-source-offset.
+HEADER_SOURCE_OFFSET_LAST: Final = "x-source-offset-last"
 # A record that `support-worker dlq replay` re-published: "<dlq topic>/<partition>/<offset>".
 HEADER_REPLAY_OF: Final = "x-replay-of"
 HEADER_CONTENT_TYPE: Final = "content-type"

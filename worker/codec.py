@@ -53,6 +53,17 @@ class Rejected:
     reason: str
 
 
+@dataclass(frozen=True)
+class Unreadable(Rejected):
+    """Offsets ``first_offset``..``record.offset`` that the Kafka client cannot deliver.
+
+    ``record`` stands at the span's LAST offset, with no key, value or headers, so that
+    committing it moves the partition past the whole span (worker.unreadable).
+    """
+
+    first_offset: int = 0
+
+
 def parse(
     record: Record, model: type[M], max_bytes: int | None = None
 ) -> tuple[M, dict[str, Any]] | Rejected:
@@ -101,15 +112,19 @@ def decode(record: Record, max_text_chars: int) -> Accepted | Rejected:
 def dead_letter_headers(rejected: Rejected) -> Headers:
     """The original headers, untouched, plus the reason and the source coordinates."""
     r = rejected.record
-    return [
+    first = rejected.first_offset if isinstance(rejected, Unreadable) else r.offset
+    headers = [
         *r.headers,
         (m.HEADER_STAGE, rejected.stage.encode()),
         (m.HEADER_TYPE, rejected.error_type.encode()),
         (m.HEADER_MESSAGE, rejected.reason[:MAX_ERROR_MESSAGE_CHARS].encode("utf-8", "replace")),
         (m.HEADER_SOURCE_TOPIC, r.topic.encode()),
         (m.HEADER_SOURCE_PARTITION, str(r.partition).encode()),
-        (m.HEADER_SOURCE_OFFSET, str(r.offset).encode()),
+        (m.HEADER_SOURCE_OFFSET, str(first).encode()),
     ]
+    if isinstance(rejected, Unreadable):
+        headers.append((m.HEADER_SOURCE_OFFSET_LAST, str(r.offset).encode()))
+    return headers
 
 
 def result_headers(record: Record, model_version: str) -> Headers:

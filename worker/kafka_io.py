@@ -21,6 +21,13 @@ log = structlog.get_logger("worker")
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 # Bounded prefetch: a slow model slows fetching instead of growing memory.
 PREFETCH_KBYTES = 16 * 1024
+# One fetch response holds at most FETCH_MAX_BYTES, and one batch may inflate to at most
+# RECEIVE_MAX_BYTES (librdkafka wants receive >= fetch + 512). Far above a batch of records
+# of at most 4 MiB each, and a bound on what a decompression bomb costs: librdkafka's own
+# defaults (50 MB, 100 MB) let a 4.6 KB zstd record allocate 100 MB. A batch that inflates
+# past it is an unreadable span (worker.unreadable).
+FETCH_MAX_BYTES = 32 * 1024 * 1024
+RECEIVE_MAX_BYTES = 64 * 1024 * 1024
 # init_transactions waits at most this long between looks at the client's errors.
 INIT_SLICE_S = 0.5
 # A transaction begun right after the last one committed meets CONCURRENT_TRANSACTIONS while
@@ -178,6 +185,8 @@ def consumer_config(s: WorkerSettings, metrics: Metrics) -> dict[str, Any]:
             "session.timeout.ms": s.session_timeout_ms,
             "queued.max.messages.kbytes": PREFETCH_KBYTES,
             "fetch.message.max.bytes": MAX_RECORD_BYTES,
+            "fetch.max.bytes": FETCH_MAX_BYTES,
+            "receive.message.max.bytes": RECEIVE_MAX_BYTES,
         }
     )
     if s.statistics_interval_ms:

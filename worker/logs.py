@@ -12,6 +12,7 @@ import structlog
 
 from schemas.messages import HEADER_MESSAGE, HEADER_TYPE
 from worker import codec
+from worker.log_limit import LIMIT
 
 if TYPE_CHECKING:
     # Types only: the supervisor of several workers (worker.processes) configures logging
@@ -37,6 +38,7 @@ def configure(level: str = "info", process: int | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             tag,
             structlog.processors.add_log_level,
+            LIMIT,  # repeated warnings and errors, rate-limited (worker.log_limit)
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),

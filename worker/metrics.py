@@ -73,6 +73,32 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.consumer_errors = Counter(
+            "support_consumer_errors",
+            "errors the Kafka consumer delivered instead of a record, by librdkafka code",
+            ["code"],
+            registry=r,
+        )
+        self.unreadable_spans = Counter(
+            "support_unreadable_spans",
+            "spans of offsets the Kafka client could not deliver (a batch it cannot "
+            "decompress, ...), each dead-lettered as one pointer and committed past",
+            ["topic", "partition", "code"],
+            registry=r,
+        )
+        self.unreadable_offsets = Counter(
+            "support_unreadable_offsets",
+            "offsets inside those spans",
+            ["topic", "partition", "code"],
+            registry=r,
+        )
+        self.partition_stalled = Gauge(
+            "support_partition_stalled",
+            "1 while records wait on the partition and the offset this worker commits for it "
+            "has not moved for stall_after_s",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.model_failing_batches = Gauge(
             "support_model_failing_batches",
             "batches in a row that failed whole in the model, a probe message too (0 once one "
@@ -200,11 +226,24 @@ class Metrics:
                 for head, label in result.labels.items():
                     self.predictions.labels(head, label).inc()
 
-    def forget_partitions(self, partitions: Any) -> None:
-        """Drop the lag series of partitions this worker no longer owns (revoked, lost)."""
+    def assigned(self, partitions: Any, codes: Sequence[str]) -> None:
+        """Export a partition's unreadable counters at 0 (increase() needs a first sample)."""
         for tp in partitions:
-            with contextlib.suppress(KeyError):
-                self.consumer_lag.remove(tp.topic, str(tp.partition))
+            labels = (tp.topic, str(tp.partition))
+            self.partition_stalled.labels(*labels).set(0)
+            for code in codes:
+                self.unreadable_spans.labels(*labels, code)
+                self.unreadable_offsets.labels(*labels, code)
+
+    def forget_partitions(self, partitions: Any) -> None:
+        """Drop the gauges of partitions this worker no longer owns (revoked, lost).
+
+        Counters stay: a count that vanished with its partition would hide it from alerts.
+        """
+        for tp in partitions:
+            for gauge in (self.consumer_lag, self.partition_stalled):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(tp.topic, str(tp.partition))
 
     def on_stats(self, stats_json: str) -> None:
         """librdkafka statistics callback: consumer lag per assigned partition.

@@ -47,9 +47,15 @@ class Outgoing:
 
 
 def dead_letter(rejected: codec.Rejected, dlq_topic: str) -> Outgoing:
-    """The original key and value, with the reason in headers, for the dead-letter topic."""
+    """The original key and value, with the reason in headers, for the dead-letter topic.
+
+    Records the client could not deliver have no key or value here: a pointer.
+    """
     r = rejected.record
     headers = codec.dead_letter_headers(rejected)
+    if isinstance(rejected, codec.Unreadable):
+        pointer = [*headers, (HEADER_POINTER, b"1")]
+        return Outgoing(dlq_topic, None, None, pointer, stage=rejected.stage, rung=2)
     return Outgoing(dlq_topic, r.key, r.value, headers, stage=rejected.stage)
 
 

@@ -32,7 +32,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from worker import codec, shadow
+from worker import codec, log_limit, shadow
 from worker.batching import Batcher, BatchLimits
 from worker.commit import Committer
 from worker.errors import FatalKafkaError, ModelBrokenError
@@ -50,7 +50,9 @@ from worker.positions import first_offsets, names, seek_to_committed
 from worker.review import Pick, Sampler, review_value
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
+from worker.stall import StallWatch
 from worker.swap import PointerWatch, Swapped
+from worker.unreadable import UNREADABLE_CODES, Span, Spans
 
 log = structlog.get_logger("worker")
 R = TypeVar("R")
@@ -65,6 +67,10 @@ def _forward_serving(reference: Reference, items: Sequence[Item]) -> Outputs:
 CONSUME_CHUNK = 500
 IDLE_POLL_S = 0.1
 FLIGHT_POLL_S = 0.005
+# How often the loop looks at its partitions for stalls and at unanswered probes.
+TICK_S = 5.0
+# The high watermark a probe for an unreadable span may ask the broker for.
+WATERMARK_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -136,6 +142,10 @@ class Pipeline:
         # Hot swap (worker.swap): ``reload`` loads what model.path points to now.
         self.reload = reload
         self.watch = watch
+        self.clock = clock
+        self.unreadable = Spans(self._seek, self._high_watermark, clock)
+        self.stall = StallWatch(settings.stall_after_s, clock)
+        self._next_tick = clock() + TICK_S
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -155,6 +165,8 @@ class Pipeline:
         """Until ``stopping``: consume, batch, process; then finish the batch in hand."""
         while not self.stopping:
             self.health.beat()
+            if self.clock() >= self._next_tick:
+                self.tick()
             if self.watch is not None and self.watch.due():
                 self.swap()
             if len(self.batcher):
@@ -201,19 +213,38 @@ class Pipeline:
     # -- intake ----------------------------------------------------------------
 
     def accept(self, msgs: Sequence[Any]) -> None:
-        """Decode a consumed chunk, tokenize its texts in one call, and batch it."""
-        records = []
+        """Decode a consumed chunk, tokenize its texts in one call, and batch it.
+
+        A consumer error that recurs at one offset starts a search for the unreadable
+        span (worker.unreadable); its partition's records answer the search until the
+        span is known, which then takes its place in the batch as a pointer dead letter.
+        """
+        entries: list[codec.Record | Item] = []
+        self.unreadable.new_chunk()
         for msg in msgs:
             err = msg.error()
             if err is not None:
                 if err.fatal():
                     raise FatalKafkaError(f"consumer: {err}")
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer_error", error=str(err))
+                span = self._consumer_error(msg, err)
+                if span is not None:
+                    entries.append(self._unreadable_item(span))
                 continue
-            records.append(to_record(msg))
+            tp = (msg.topic(), msg.partition())
+            if self.unreadable.stale(tp):
+                continue
+            if self.unreadable.searching(tp):
+                answered, span = self.unreadable.take_record(tp, msg.offset())
+                if span is not None:
+                    entries.append(self._unreadable_item(span))
+                if answered:
+                    continue
+            self.stall.read(tp, msg.offset())
+            entries.append(to_record(msg))
+        records = [e for e in entries if isinstance(e, codec.Record)]
         self.metrics.messages_in.inc(len(records))
-        items = intake(records, self.classifier, self.s.max_text_chars)
+        decoded = iter(intake(records, self.classifier, self.s.max_text_chars))
+        items = [next(decoded) if isinstance(e, codec.Record) else e for e in entries]
         for n, item in enumerate(items):
             if not self.batcher.fits(len(item.ids)) and not self.dispatch():
                 return  # aborted and rewound: the rest of the chunk is read again
@@ -221,6 +252,92 @@ class Pipeline:
             more = n + 1 < len(items)
             if more and self.batcher.ready() and not self.dispatch():
                 return
+
+    def _consumer_error(self, msg: Any, err: KafkaError) -> Span | None:
+        """Count and log it (rate-limited); a Span when it ends an unreadable span's search."""
+        if err.code() == KafkaError._PARTITION_EOF:
+            return None
+        code, text = err.name(), self.s.kafka.scrub(err.str())
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        self.metrics.consumer_errors.labels(code).inc()
+        where = {"topic": topic, "partition": partition, "offset": offset}
+        log.warning("consumer_error", code=code, **where, error=text)
+        if topic is None or partition is None or partition < 0 or offset is None:
+            return None
+        self.stall.error((topic, partition), f"{code}: {text}")
+        return self.unreadable.on_error((topic, partition), offset, code, text)
+
+    def _unreadable_item(self, span: Span) -> Item:
+        """A pointer dead letter standing at the span's last offset (worker.unreadable)."""
+        log.warning(
+            "unreadable_span",
+            topic=span.topic,
+            partition=span.partition,
+            first=span.first,
+            last=span.last,
+            code=span.code,
+            error=span.error,
+        )
+        record = codec.Record(span.topic, span.partition, span.last, None, None, [], None)
+        reason = f"the Kafka client cannot deliver offsets {span.first}-{span.last}: {span.error}"
+        return Item(record, codec.Unreadable(record, "fetch", span.code, reason, span.first), [])
+
+    def _seek(self, topic: str, partition: int, offset: int) -> None:
+        self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _high_watermark(self, topic: str, partition: int) -> int | None:
+        """The partition's end, as last fetched, else as the broker says; None: unknown."""
+        tp = TopicPartition(topic, partition)
+        try:
+            high = self.consumer.get_watermark_offsets(tp, cached=True)[1]
+            if high < 0:
+                high = self.consumer.get_watermark_offsets(tp, timeout=WATERMARK_TIMEOUT_S)[1]
+        except KafkaException:
+            return None
+        return high if high >= 0 else None
+
+    # -- every TICK_S --------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Probes that got no answer, stalled partitions, and logs the limiter owes."""
+        self._next_tick = self.clock() + TICK_S
+        self.unreadable.resend_stale()
+        self.check_stalls()
+        log_limit.flush(log)
+
+    def check_stalls(self) -> None:
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        try:
+            positions = {
+                (tp.topic, tp.partition): tp.offset for tp in self.consumer.position(assigned)
+            }
+        except KafkaException:
+            return
+
+        def unread(tp: tuple[str, int]) -> bool:
+            position = positions.get(tp, -1)
+            if position < 0:
+                return False
+            try:
+                high = self.consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1]
+            except KafkaException:
+                return False
+            return 0 <= position < high
+
+        for (topic, partition), stalled in self.stall.check(unread).items():
+            self.metrics.partition_stalled.labels(topic, str(partition)).set(stalled is not None)
+            if stalled is not None and stalled.log:
+                log.warning(
+                    "partition_stalled",
+                    topic=topic,
+                    partition=partition,
+                    seconds=round(stalled.seconds),
+                    committed=stalled.committed,
+                    position=positions.get((topic, partition)),
+                    last_error=stalled.last_error,
+                )
 
     # -- one batch ---------------------------------------------------------------
 
@@ -334,6 +451,7 @@ class Pipeline:
             return False
         self._count_learning(picks, committed.kept, agreements)
         kept = [items[i] for i in committed.kept]
+        self._count_committed(kept)
         results = [result.results[i] for i in committed.kept]
         now_ms = time.time() * 1000
         ms = result.inference_ms
@@ -348,6 +466,19 @@ class Pipeline:
         debug = self.s.log_level == "debug"
         log_committed(kept, committed.outgoing, ms, result.predicted, self.s.log_text, debug)
         return True
+
+    def _count_committed(self, kept: list[Item]) -> None:
+        """Offsets moved (the stall watch), and the unreadable spans committed past."""
+        moved = {(i.record.topic, i.record.partition): i.record.offset + 1 for i in kept}
+        self.stall.committed(sorted(moved.items()))
+        for item in kept:
+            if isinstance(item.outcome, codec.Unreadable):
+                r, span = item.record, item.outcome
+                labels = (r.topic, str(r.partition), span.error_type)
+                self.metrics.unreadable_spans.labels(*labels).inc()
+                self.metrics.unreadable_offsets.labels(*labels).inc(
+                    r.offset - span.first_offset + 1
+                )
 
     def _review_copy(self, pick: Pick, out: Outgoing) -> Outgoing:
         """A routed result's copy for the review queue, keyed by its message."""
@@ -468,6 +599,7 @@ class Pipeline:
         """Seek every assigned partition to its committed offset; drop what is held."""
         self.batcher.take()
         self.carry = []  # fetched before the seek: the rewind reads them again
+        self.unreadable.forget()  # the error, read again, starts its search again
         if self.live is not None:
             self.live.interrupted()  # the next cycle holds the rewind, not a batch
         seek_to_committed(self.consumer, self.s.commit_timeout_s)
@@ -476,6 +608,8 @@ class Pipeline:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions_assigned", partitions=names(partitions))
+        self.stall.assigned((tp.topic, tp.partition) for tp in partitions)
+        self.metrics.assigned(partitions, sorted(UNREADABLE_CODES))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit the batches in hand before their partitions go to another member."""
@@ -488,6 +622,8 @@ class Pipeline:
         )
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.metrics.forget_partitions(partitions)
+        self.stall.revoked(gone)
+        self.unreadable.forget(gone)
         if self._waiting:
             # Called from the poll inside a wait: a commit here would overtake the batch
             # being waited for. Forget the held records of the revoked partitions (the new
@@ -512,6 +648,8 @@ class Pipeline:
         )
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.metrics.forget_partitions(partitions)
+        self.stall.revoked(gone)
+        self.unreadable.forget()  # the seeks below move the partitions still owned too
         held = [i for f in self.flights for i in f.items] + self.batcher.take()
         self.flights.clear()
         positions = [(i.record.topic, i.record.partition, i.record.offset) for i in held]

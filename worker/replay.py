@@ -134,6 +134,9 @@ def read_dead_letter(record: codec.Record) -> DeadLetter:
         for h in (m.HEADER_SOURCE_TOPIC, m.HEADER_SOURCE_PARTITION, m.HEADER_SOURCE_OFFSET)
     )
     source = f"{topic}/{partition}/{offset}" if topic and partition and offset else None
+    last_offset = text.get(m.HEADER_SOURCE_OFFSET_LAST)  # a span the client could not read
+    if source and last_offset:
+        source += f"-{last_offset}"
     return DeadLetter(
         record=record,
         stage=text.get(m.HEADER_STAGE),

@@ -378,6 +378,12 @@ class WorkerSettings(BaseSettings):
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     transaction_timeout_ms: int = Field(default=60_000, ge=1000)
     commit_timeout_s: float = Field(default=30.0, gt=0)
+    stall_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="a partition with records waiting whose committed offset has not moved "
+        "for this long is stalled: support_partition_stalled, a partition_stalled line",
+    )
     statistics_interval_ms: int = Field(default=5000, ge=0, description="0 disables lag metrics")
     admin_host: str = "127.0.0.1"
     admin_port: int = Field(default=9400, ge=0, le=65535, description="0 picks a free port")

@@ -162,6 +162,7 @@ class GroupConsumer:
     def __init__(self, owned: Sequence[int] = (0,)) -> None:
         self.owned = list(owned)
         self.seeks: list[tuple[int, int]] = []
+        self.high_watermark = 100
 
     def consumer_group_metadata(self) -> object:
         return object()
@@ -174,6 +175,14 @@ class GroupConsumer:
 
     def seek(self, tp: Any) -> None:
         self.seeks.append((tp.partition, tp.offset))
+
+    def position(self, parts: list[Any]) -> list[Any]:
+        """Where the last seek left each partition (-1001, librdkafka's unknown, before)."""
+        at = dict(self.seeks)
+        return [TopicPartition(tp.topic, tp.partition, at.get(tp.partition, -1001)) for tp in parts]
+
+    def get_watermark_offsets(self, tp: Any, timeout: float = 0, cached: bool = False) -> Any:
+        return (0, self.high_watermark)
 
 
 class PausingConsumer(GroupConsumer):

@@ -9,7 +9,7 @@ from worker import codec
 from worker.inference import Failure, Skipped
 from worker.intake import Item
 from worker.model.protocol import Prediction
-from worker.outgoing import to_outgoing
+from worker.outgoing import dead_letter, step_down, to_outgoing
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
 
@@ -97,3 +97,15 @@ def test_a_message_sent_to_the_model_without_a_result_is_a_loud_error() -> None:
     policy = RoutingPolicy()
     with pytest.raises(RuntimeError, match="no model result"):
         to_outgoing(_item(ids=[1, 2]), Skipped(), _ctx(policy), policy, TOPICS)
+
+
+def test_a_span_the_client_could_not_deliver_is_a_pointer_naming_its_offsets() -> None:
+    record = codec.Record("in", 2, 41, None, None, [], None)  # stands at the span's last
+    rejected = codec.Unreadable(record, "fetch", "_BAD_COMPRESSION", "cannot inflate", 37)
+    out = dead_letter(rejected, "dlq")
+    headers = dict(out.headers)
+    assert (out.key, out.value, out.rung, out.stage) == (None, None, 2, "fetch")
+    assert headers["x-source-offset"] == b"37" and headers["x-source-offset-last"] == b"41"
+    assert headers["x-dead-letter-pointer"] == b"1"
+    assert headers["x-error-type"] == b"_BAD_COMPRESSION"
+    assert step_down(out) is None  # nothing smaller to fall back to

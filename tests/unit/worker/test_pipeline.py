@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from tests.unit.worker.fakes import (
     BrokenModel,
@@ -191,6 +191,58 @@ def test_a_rewind_drops_the_records_carried_from_a_paused_poll(smoke_artifact: P
     pipeline.carry = [Msg(3, "fetched while paused")]
     pipeline.rewind()
     assert pipeline.carry == [] and consumer.seeks == [(0, 0)]  # the seek reads it again
+
+
+# -- records the client cannot deliver, stalls ------------------------------------------
+
+
+def _undecompressible(offset: int) -> Any:
+    err = KafkaError(KafkaError._BAD_COMPRESSION, "Decompression (codec 0x4) failed")
+    return Message(topic="memory", partition=0, offset=offset, error=err)
+
+
+def test_an_unreadable_batch_is_a_pointer_committed_past_and_routing_resumes_behind_it(
+    smoke_artifact: Path,
+) -> None:
+    pipeline, _, producer, consumer = _overlap_pipeline(smoke_artifact, False)
+    # The error twice in one chunk: the second was fetched before the probe's seek.
+    pipeline.accept(
+        [Msg(0, "refund"), Msg(1, "refund"), _undecompressible(2), _undecompressible(2)]
+    )
+    assert consumer.seeks == [(0, 3)]  # the probe
+    pipeline.accept([_undecompressible(2)])  # a later chunk: 3 is in the span too
+    assert consumer.seeks == [(0, 3), (0, 5)]  # gallop to 2 + 3
+    pipeline.accept([Msg(5, "where is my order"), Msg(6, "stale: fetched from the probe")])
+    assert consumer.seeks[-1] == (0, 4)  # bisect between 3 (in the span) and 5 (past it)
+    pipeline.accept([Msg(4, "my card was declined")])  # 4 is readable: the span is 2-3
+    assert consumer.seeks[-1] == (0, 4)  # routing resumes at 4
+    pipeline.accept([Msg(4, "my card was declined"), Msg(5, "where is my order")])
+    assert pipeline.process(pipeline.batcher.take())
+    dlq = WorkerSettings().topics.dlq
+    assert producer.topics.count(dlq) == 1 and producer.produced[2] is None  # a pointer
+    assert len(producer.produced) == 5 and producer.last_offsets == [(0, 6)]
+    counted = pipeline.metrics.unreadable_offsets.labels("memory", "0", "_BAD_COMPRESSION")
+    assert counted._value.get() == 2
+    assert pipeline.metrics.consumer_errors.labels("_BAD_COMPRESSION")._value.get() == 3
+
+
+def test_a_partition_whose_records_wait_uncommitted_shows_as_stalled(
+    smoke_artifact: Path,
+) -> None:
+    now = [0.0]
+    pipeline, _, _, consumer = _overlap_pipeline(smoke_artifact, False)
+    pipeline.stall.clock = lambda: now[0]
+    pipeline._on_assign(cast(Any, consumer), [TopicPartition("memory", 0)])
+    consumer.seeks.append((0, 7))  # fetch position 7, high watermark 100
+    stalled = pipeline.metrics.partition_stalled.labels("memory", "0")
+    pipeline.check_stalls()
+    assert stalled._value.get() == 0
+    now[0] = pipeline.s.stall_after_s + 1
+    pipeline.check_stalls()
+    assert stalled._value.get() == 1
+    consumer.high_watermark = 7  # caught up
+    pipeline.check_stalls()
+    assert stalled._value.get() == 0
 
 
 # -- rebalance callbacks --------------------------------------------------------------

@@ -453,3 +453,22 @@ def test_an_unreachable_cluster_fails_within_the_admin_timeout_naming_it(
     monkeypatch.setenv("SUPPORT_WORKER_KAFKA__ADMIN_TIMEOUT_S", "2")
     assert main(["dlq", "replay", "--stage", "infer"]) == ExitCode.FATAL
     assert "cannot reach Kafka at 127.0.0.1:1 within 2s" in capsys.readouterr().err
+
+
+def test_a_pointer_for_records_the_client_could_not_read_names_its_span_and_is_not_replayed() -> (
+    None
+):
+    headers = [
+        ("x-error-stage", b"fetch"),
+        ("x-error-type", b"_BAD_COMPRESSION"),
+        ("x-source-topic", b"support.inbound"),
+        ("x-source-partition", b"3"),
+        ("x-source-offset", b"120"),
+        ("x-source-offset-last", b"125"),
+        ("x-dead-letter-pointer", b"1"),
+    ]
+    record = codec.Record("support.dlq", 0, 9, None, None, headers, None)
+    d = read_dead_letter(record)
+    assert d.source == "support.inbound/3/120-125" and d.pointer
+    decision = decide(record, Selection())
+    assert decision.verdict == "unreplayable" and "support.inbound/3/120-125" in decision.why
