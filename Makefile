@@ -25,12 +25,13 @@ PROMTOOL := $(TOOLS)/usr/bin/promtool
 # libraries this machine lacks, unpacked the same way (tools/unpack_debs.sh, ~150 MB).
 CHROMIUM := $(TOOLS)/.chromium-unpacked
 
-.PHONY: help install tools lint test chaos demo screenshot gpu-pack gpu-check kafka-up kafka-down kafka-status clean
+.PHONY: help install tools lint test chaos soak demo screenshot gpu-pack gpu-check kafka-up kafka-down kafka-status clean
 
 help:
 	@echo "make demo        broker, topics, model, worker, sample traffic and a live view"
 	@echo "make test        install, lint, start a broker, run every test, stop it"
 	@echo "make chaos       the fault suite on a broker of its own (< 30 min); runs/chaos/report.md"
+	@echo "make soak        an hour at a steady rate, 1% hostile, a SIGKILL every 5 min; runs/soak/"
 	@echo "make lint        ruff check, ruff format --check, mypy"
 	@echo "make screenshot  docs/console.png: the console after a routed result (headless Chromium)"
 	@echo "make tools       promtool and chromium into .tools/ from Debian's .debs (no root needed)"
@@ -88,6 +89,15 @@ CHAOS_ARGS ?=
 chaos: $(STAMP)
 	$(PY) -m tests.chaos $(CHAOS_ARGS)
 
+# An hour at a steady rate with 1% hostile records and a worker SIGKILLed every 5 min
+# (tests/chaos/soak.py): RSS, fds, threads and log bytes per message must be as flat in
+# the last 10 min as in the first, and every input routed or dead-lettered exactly once.
+# Its own broker (.kafka-soak, a free port); not part of `make test`. SOAK_ARGS: e.g.
+# --minutes 12 --kill-every 120 --window-minutes 2, --rate 50, --seed 7, --out DIR.
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(PY) -m tests.chaos.soak $(SOAK_ARGS)
+
 # The main job: broker + topics + a model (trained if models/current is missing) +
 # the worker + sample traffic + a live view. Ctrl-C stops what it started.
 # A developer tool (tools/demo.py), not part of the worker's package.
@@ -126,4 +136,4 @@ kafka-status:
 	@$(KAFKA) status
 
 clean:
-	rm -rf .kafka .kafka-chaos build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .kafka .kafka-chaos .kafka-soak build *.egg-info .mypy_cache .ruff_cache .pytest_cache

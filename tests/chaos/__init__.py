@@ -7,4 +7,8 @@ Modules: ``scenarios`` (the eleven scenarios), ``fleet`` (worker replicas), ``wo
 (accounting and the JSON/markdown reports), ``broker`` (the run's own broker),
 ``faulty_worker`` (model faults without touching worker code), ``fuzz`` (hypothesis
 cases and the in-process chain check).
+
+The soak (`make soak`, ``python -m tests.chaos.soak``) reuses them: ``soak`` (the run),
+``soak_feed`` (steady input with hostile records), ``soak_sample`` (/proc samples),
+``soak_flatness`` (first window against last), ``soak_report``.
 """
