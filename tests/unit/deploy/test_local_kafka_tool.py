@@ -80,3 +80,35 @@ def test_missing_maven_is_named_when_the_jars_are_not_cached(tmp_path: Path) -> 
     assert out.returncode == 1
     [line] = out.stderr.splitlines()
     assert "mvn not found" in line
+
+
+def test_the_single_brokers_options_fingerprint_is_unchanged() -> None:
+    # A broker started before --brokers existed must still be reused by a plain `up`.
+    import hashlib
+
+    tool = _load_tool_module()
+    default = tool.BrokerOptions()  # type: ignore[attr-defined]
+    assert default.fingerprint() == hashlib.sha256(repr((False, ())).encode()).hexdigest()[:16]
+    cluster = tool.parse_up(["--brokers", "3"])  # type: ignore[attr-defined]
+    assert cluster.brokers == 3
+    assert cluster.fingerprint() != default.fingerprint()
+    proxied = tool.parse_up(  # type: ignore[attr-defined]
+        ["--brokers", "3", "--advertise-external", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"]
+    )
+    assert proxied.advertise == ("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
+    assert proxied.fingerprint() != cluster.fingerprint()
+
+
+def test_cluster_options_that_do_not_fit_are_named(tmp_path: Path) -> None:
+    env = _bare_env(tmp_path)
+    for args, said in [
+        (["up", "--brokers", "0"], "--brokers takes 1 to 9"),
+        (["up", "--advertise-external", "127.0.0.1:1"], "needs --brokers 2 or more"),
+        (["up", "--brokers", "3", "--sasl-ssl"], "not with --brokers"),
+        (["relaunch", "--node", "2"], "no cluster in"),
+    ]:
+        out = _run(env, *args)
+        assert out.returncode == 1, args
+        [line] = out.stderr.splitlines()
+        assert said in line, (args, line)
+        assert out.stdout == ""
