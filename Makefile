@@ -24,17 +24,24 @@ PROMTOOL := $(TOOLS)/usr/bin/promtool
 # The console's browser tests: Debian's chromium + chromium-driver and whichever of their
 # libraries this machine lacks, unpacked the same way (tools/unpack_debs.sh, ~150 MB).
 CHROMIUM := $(TOOLS)/.chromium-unpacked
+# Toxiproxy's server (the network faults of `make chaos CHAOS_ARGS="--brokers 3"`), built
+# with Go from the Go module proxy into .tools/ (gitignored). The module's server command
+# is cmd/server (there is no cmd/toxiproxy-server); `go install` names it `server`.
+TOXIPROXY_VERSION := 2.12.0
+TOXIPROXY := $(TOOLS)/toxiproxy-$(TOXIPROXY_VERSION)/toxiproxy-server
 
-.PHONY: help install tools lint test chaos soak demo screenshot gpu-pack gpu-check kafka-up kafka-down kafka-status clean
+.PHONY: help install tools toxiproxy lint test chaos soak demo screenshot gpu-pack gpu-check kafka-up kafka-down kafka-status clean
 
 help:
 	@echo "make demo        broker, topics, model, worker, sample traffic and a live view"
 	@echo "make test        install, lint, start a broker, run every test, stop it"
 	@echo "make chaos       the fault suite on a broker of its own (< 30 min); runs/chaos/report.md"
+	@echo "                 CHAOS_ARGS=\"--brokers 3\": on a three-node cluster, plus its scenarios"
 	@echo "make soak        an hour at a steady rate, 1% hostile, a SIGKILL every 5 min; runs/soak/"
 	@echo "make lint        ruff check, ruff format --check, mypy"
 	@echo "make screenshot  docs/console.png: the console after a routed result (headless Chromium)"
 	@echo "make tools       promtool and chromium into .tools/ from Debian's .debs (no root needed)"
+	@echo "make toxiproxy   toxiproxy-server into .tools/ with go install (chaos network faults)"
 	@echo "make gpu-pack    .gpu/ and .whl/: what the GPU check needs on a device machine (< 60 MiB)"
 	@echo "make gpu-check   the GPU check (tools/gpu_check.py): classify, batch sweep, pipeline; JSON"
 	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
@@ -69,6 +76,16 @@ $(CHROMIUM): tools/unpack_debs.sh
 
 tools: $(PROMTOOL) $(CHROMIUM)
 
+$(TOXIPROXY):
+	@command -v go >/dev/null || { echo "toxiproxy: go not found (https://go.dev/dl/)" >&2; exit 1; }
+	GOBIN="$(CURDIR)/$(@D)" go install -ldflags "-s -w \
+	  -X github.com/Shopify/toxiproxy/v2.Version=$(TOXIPROXY_VERSION)" \
+	  github.com/Shopify/toxiproxy/v2/cmd/server@v$(TOXIPROXY_VERSION)
+	mv "$(@D)/server" $@
+	@$@ -version
+
+toxiproxy: $(TOXIPROXY)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -84,10 +101,13 @@ test: $(STAMP) lint $(PROMTOOL) $(CHROMIUM)
 # Faults (SIGKILLs, a broker killed and frozen, poison, fuzz, a broken model) against real
 # workers, on a broker of its own (.kafka-chaos, a free port): it kills and restarts that
 # broker, so never the one `make test` or `make demo` uses. Stops what it started, also on
-# Ctrl-C. CHAOS_ARGS: e.g. --short, --scenario poison, --seed 7, --out DIR.
+# Ctrl-C. CHAOS_ARGS: e.g. --short, --scenario poison, --seed 7, --out DIR, --brokers 3.
+# --brokers 3: a three-node cluster there instead (replication factor 3, min.insync.replicas
+# 2), every scenario on it plus one node stopped, killed, frozen, the transaction
+# coordinator killed, a rolling restart, and network faults through Toxiproxy (built first).
 CHAOS_ARGS ?=
-chaos: $(STAMP)
-	$(PY) -m tests.chaos $(CHAOS_ARGS)
+chaos: $(STAMP) $(if $(findstring --brokers,$(CHAOS_ARGS)),$(TOXIPROXY))
+	TOXIPROXY_SERVER="$(CURDIR)/$(TOXIPROXY)" $(PY) -m tests.chaos $(CHAOS_ARGS)
 
 # An hour at a steady rate with 1% hostile records and a worker SIGKILLed every 5 min
 # (tests/chaos/soak.py): RSS, fds, threads and log bytes per message must be as flat in

@@ -56,6 +56,8 @@ class ChaosBroker:
         self.port = port or free_port_pair()
         self.addr = ""
         self.frozen = False
+        self.label = "broker"  # what a fault summary calls the target
+        self.scope_note = ""  # what a scenario's description adds about the target
 
     def _tool(self, *args: str, timeout: float = 180) -> str:
         env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
@@ -76,6 +78,10 @@ class ChaosBroker:
 
     def pid(self) -> int:
         return int((self.state / "broker.pid").read_text().strip())
+
+    def what(self) -> str:
+        """The target of a fault, for the fault log."""
+        return f"pid {self.pid()}"
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, the log recovers on the next start."""

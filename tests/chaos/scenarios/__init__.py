@@ -9,28 +9,43 @@ died by itself, exit codes, ...). Checks are never relaxed to make today's code 
 Modules: ``common`` (Ctx, Run and the result every scenario returns), ``crashes``
 (crash storm, scale, SIGTERM under backlog), ``broker_faults`` (broker kill and freeze),
 ``poison_fuzz`` (poison records and fuzz), ``model_faults`` (model fault, model down,
-slow model), ``txn_memory`` (transactional.id schemes, peak RSS).
+slow model), ``txn_memory`` (transactional.id schemes, peak RSS); with ``--brokers 3``
+also ``cluster_faults`` (one node: leader stopped, killed, frozen; the transaction
+coordinator killed; a rolling restart) and ``network_faults`` (latency, connection
+resets, a blackhole between workers and brokers, through Toxiproxy).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tests.chaos.cluster import ChaosCluster
 from tests.chaos.scenarios.broker_faults import broker_freeze, broker_restart
+from tests.chaos.scenarios.cluster_faults import (
+    leader_freeze,
+    leader_sigkill,
+    leader_sigterm,
+    rolling_restart,
+    txn_coordinator_kill,
+)
 from tests.chaos.scenarios.common import FAULTY, LATE_STAGES, Ctx, Run
 from tests.chaos.scenarios.crashes import crash_storm, scale, sigterm_backlog
 from tests.chaos.scenarios.model_faults import model_down, model_fault, slow_model
+from tests.chaos.scenarios.network_faults import net_blackhole, net_latency, net_reset
 from tests.chaos.scenarios.poison_fuzz import DEEP, Case, poison
 from tests.chaos.scenarios.txn_memory import memory, txn_id
 
 __all__ = [
     "ALL",
+    "CLUSTER",
     "DEEP",
     "FAULTY",
     "LATE_STAGES",
+    "NETWORK",
     "OWN_BROKER",
     "SCENARIOS",
     "SHORT_SET",
@@ -69,6 +84,16 @@ ALL = (
     "memory",
 )
 OWN_BROKER = frozenset({"broker-restart", "broker-freeze"})
+# Only on the run's own three-node cluster (--brokers 3); NETWORK also needs Toxiproxy.
+NETWORK = ("net-latency", "net-reset", "net-blackhole")
+CLUSTER = (
+    "leader-sigterm",
+    "leader-sigkill",
+    "txn-coordinator",
+    "leader-freeze",
+    "rolling-restart",
+    *NETWORK,
+)
 
 
 SCENARIOS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
@@ -83,6 +108,14 @@ SCENARIOS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "slow-model": slow_model,
     "txn-id": txn_id,
     "memory": memory,
+    "leader-sigterm": leader_sigterm,
+    "leader-sigkill": leader_sigkill,
+    "txn-coordinator": txn_coordinator_kill,
+    "leader-freeze": leader_freeze,
+    "rolling-restart": rolling_restart,
+    "net-latency": net_latency,
+    "net-reset": net_reset,
+    "net-blackhole": net_blackhole,
 }
 
 
@@ -90,13 +123,20 @@ def run_scenario(ctx: Ctx, name: str) -> dict[str, Any]:
     """One scenario, whatever happens: an exception is a failed result, and cleanup runs."""
     print(f"== {name} ({'short' if ctx.short else 'full'})", flush=True)
     started = time.monotonic()
+    skip = ""
     if name in OWN_BROKER and ctx.broker is None:
+        skip = "needs the run's own broker (not --bootstrap)"
+    elif name in CLUSTER and not isinstance(ctx.broker, ChaosCluster):
+        skip = "needs the run's own three-node cluster (--brokers 3)"
+    elif name in NETWORK and ctx.proxy is None:
+        skip = "needs Toxiproxy (`make toxiproxy` builds .tools/toxiproxy-*/toxiproxy-server)"
+    if skip:
         return {
             "scenario": name,
             "passed": True,
             "skipped": True,
             "checks": [],
-            "about": "skipped: needs the run's own broker (not --bootstrap)",
+            "about": f"skipped: {skip}",
             "fault_summary": "skipped",
             "seconds": 0.0,
         }
@@ -120,6 +160,10 @@ def run_scenario(ctx: Ctx, name: str) -> dict[str, Any]:
         result["tails"] = tails
     finally:
         ctx.close_runs()
+        if ctx.proxy is not None:
+            with contextlib.suppress(Exception):
+                ctx.proxy.reset()  # no toxic outlives its scenario, whatever happened
+        ctx.drop_topics()
     print(f"   {summary_line(result)}", flush=True)
     return result
 
@@ -139,8 +183,11 @@ def summary_line(r: dict[str, Any]) -> str:
     )
 
 
-def scenario_names(requested: list[str] | None, short: bool) -> list[str]:
-    return list(requested) if requested else list(SHORT_SET if short else ALL)
+def scenario_names(requested: list[str] | None, short: bool, brokers: int = 1) -> list[str]:
+    """The requested ones, else the default set; a cluster adds its own scenarios."""
+    if requested:
+        return list(requested)
+    return [*(SHORT_SET if short else ALL), *(CLUSTER if brokers >= 3 else ())]
 
 
 def iter_failures(r: dict[str, Any]) -> Iterator[str]:

@@ -1,4 +1,7 @@
-"""Chaos scenarios of broker faults: the broker SIGKILLed and relaunched, or SIGSTOPped."""
+"""Chaos scenarios of broker faults: the broker SIGKILLed and relaunched, or SIGSTOPped.
+
+On the three-node cluster (--brokers 3) both act on every node at once: the whole cluster
+killed, or frozen. Faults of one node are in cluster_faults.py."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def broker_restart(ctx: Ctx) -> dict[str, Any]:
     run.ready("r0", "r1")
     run.feeder.steady(mixed("br", bad_every=50), n, rate)
     run.sleep(at)
-    run.faults.add("broker-kill", f"SIGKILL pid {ctx.broker.pid()}")
+    run.faults.add("broker-kill", f"SIGKILL {ctx.broker.what()}")
     ctx.broker.kill()
     run.sleep(down)
     ok = True
@@ -51,11 +54,11 @@ def broker_restart(ctx: Ctx) -> dict[str, Any]:
     return _result(
         run,
         "2 replicas under steady load; the broker is SIGKILLed and relaunched "
-        "on the same data dir and port.",
+        "on the same data dir and port." + ctx.broker.scope_note,
         {"messages": n, "rate": rate, "kill_at_s": at, "down_s": down},
         acc,
         extra,
-        "broker SIGKILL + relaunch",
+        f"{ctx.broker.label} SIGKILL + relaunch",
     )
 
 
@@ -83,9 +86,9 @@ def broker_freeze(ctx: Ctx) -> dict[str, Any]:
     return _result(
         run,
         "2 replicas under steady load; the broker is SIGSTOPped for longer than "
-        "the worker's commit_timeout_s, then SIGCONTinued.",
+        "the worker's commit_timeout_s, then SIGCONTinued." + ctx.broker.scope_note,
         {"messages": n, "rate": rate, "freeze_s": frozen, "commit_timeout_s": commit_timeout},
         acc,
         extra,
-        f"broker frozen {frozen:.0f}s",
+        f"{ctx.broker.label} frozen {frozen:.0f}s",
     )

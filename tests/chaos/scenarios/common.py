@@ -19,14 +19,19 @@ from typing import Any
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.chaos.broker import ChaosBroker
+from tests.chaos.cluster import ChaosCluster
 from tests.chaos.fleet import Fleet
 from tests.chaos.observe import CommittedTail, FaultLog, RssSampler
 from tests.chaos.report import Accounting, Inputs, account, recovery
+from tests.chaos.toxiproxy import Toxiproxy
 from tests.chaos.workload import Feeder
 from tests.integration.worker.harness import make_topics
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
 
 FAULTY = "tests.chaos.faulty_worker"
+# The worker's watchdog exit when a librdkafka call hangs after its broker went away
+# (librdkafka#5456/#5511, worker/watchdog.py): deliberate where a scenario restarts brokers.
+HUNG_CALL = frozenset({"kafka_call_hung"})
 # Post-decode stages at which a message the decoder accepted may sensibly be dead-lettered.
 LATE_STAGES = frozenset({"dlq:route", "dlq:serialize"})
 
@@ -40,11 +45,16 @@ class Ctx:
     out_dir: Path
     short: bool
     seed: int
-    broker: ChaosBroker | None = None  # None: not ours, so the broker faults are skipped
+    # None: not ours, so the broker faults are skipped; a cluster with --brokers 3
+    broker: ChaosBroker | ChaosCluster | None = None
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     runs: list[Run] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     rss: RssSampler = field(default_factory=RssSampler)
+    replication: int = 1  # of every topic a scenario makes; 3 on the cluster
+    # Toxiproxy in front of each broker, and the bootstrap through it (network faults)
+    proxy: Toxiproxy | None = None
+    proxy_bootstrap: str | None = None
 
     def __post_init__(self) -> None:
         self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
@@ -56,8 +66,19 @@ class Ctx:
     ) -> str:
         """The integration tier's make_topic, outside pytest: unique name, deleted at close."""
         name = f"chaos.{prefix}.{uuid.uuid4().hex[:10]}"
+        config = dict(config or {})
+        if self.replication > 1:
+            # acks=all then needs two copies: one node may be down, none may be lost.
+            config.setdefault("min.insync.replicas", str(self.replication - 1))
         futures = self.admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})]
+            [
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=self.replication,
+                    config=config,
+                )
+            ]
         )
         futures[name].result(timeout=60)
         self.topics.append(name)
@@ -72,6 +93,11 @@ class Ctx:
     def close(self) -> None:
         self.close_runs()
         self.rss.close()
+        self.drop_topics()
+
+    def drop_topics(self) -> None:
+        """Delete the topics made so far (after a scenario: fewer partitions for the
+        next one's failovers to move)."""
         if self.topics:
             for fut in self.admin.delete_topics(self.topics).values():
                 with contextlib.suppress(Exception):
@@ -102,8 +128,10 @@ class Run:
         partitions: int,
         module: str = "worker.cli",
         extra_env: dict[str, str] | None = None,
+        worker_bootstrap: str | None = None,
         **settings: str,
     ) -> None:
+        """``worker_bootstrap``: where the workers (only) connect, e.g. through Toxiproxy."""
         self.ctx, self.name = ctx, name
         self.closed = False
         ctx.runs.append(self)  # closed by ctx.close_runs() whatever happens next
@@ -117,7 +145,7 @@ class Run:
             t.dlq,
         )
         self.fleet = Fleet(
-            ctx.bootstrap,
+            worker_bootstrap or ctx.bootstrap,
             t,
             ctx.artifact,
             ctx.out_dir / "logs" / ctx.run_id / name,
