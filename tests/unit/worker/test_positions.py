@@ -1,0 +1,79 @@
+"""Where to read from again: the committed-offset lookup of a rewind, through a
+coordinator that moves."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from worker.errors import FatalKafkaError
+from worker.positions import first_offsets, seek_to_committed
+
+
+class Lookups:
+    """A consumer whose committed() fails with ``errors`` in turn, then answers offset 7."""
+
+    def __init__(self, *errors: int, per_partition: bool = False) -> None:
+        self.errors, self.per_partition = list(errors), per_partition
+        self.seeks: list[tuple[int, int]] = []
+        self.calls = 0
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("in", 0), TopicPartition("in", 1)]
+
+    def committed(self, parts: list[TopicPartition], timeout: float) -> list[Any]:
+        self.calls += 1
+        if self.errors:
+            err = KafkaError(self.errors.pop(0))
+            if not self.per_partition:
+                raise KafkaException(err)
+            # what librdkafka returns for a partition whose lookup failed
+            return [
+                SimpleNamespace(topic=tp.topic, partition=tp.partition, offset=-1001, error=err)
+                for tp in parts
+            ]
+        return [TopicPartition(tp.topic, tp.partition, 7) for tp in parts]
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+
+
+def _run(consumer: Lookups, timeout_s: float = 30) -> list[float]:
+    now, slept = [0.0], []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    seek_to_committed(consumer, timeout_s, clock=lambda: now[0], sleep=sleep)  # type: ignore[arg-type]
+    return slept
+
+
+@pytest.mark.parametrize("per_partition", [False, True])
+def test_a_coordinator_that_moved_is_asked_again_until_it_answers(per_partition: bool) -> None:
+    moved = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS)
+    consumer = Lookups(*moved, per_partition=per_partition)
+    assert _run(consumer) == [0.1, 0.2]
+    assert consumer.seeks == [(0, 7), (1, 7)]
+
+
+def test_an_error_no_retry_can_fix_is_fatal_at_once() -> None:
+    consumer = Lookups(KafkaError.GROUP_AUTHORIZATION_FAILED)
+    with pytest.raises(FatalKafkaError, match="committed offsets"):
+        _run(consumer)
+    assert consumer.calls == 1 and consumer.seeks == []
+
+
+def test_a_coordinator_that_never_answers_is_fatal_once_the_time_is_up() -> None:
+    consumer = Lookups(*[KafkaError.NOT_COORDINATOR] * 100)
+    with pytest.raises(FatalKafkaError, match="committed offsets"):
+        _run(consumer, timeout_s=10)
+    assert 4 <= consumer.calls <= 12 and consumer.seeks == []
+
+
+def test_first_offsets_are_the_lowest_per_partition() -> None:
+    rows = [("a", 0, 5), ("a", 0, 3), ("a", 1, 9), ("b", 0, 1)]
+    assert first_offsets(rows) == [("a", 0, 3), ("a", 1, 9), ("b", 0, 1)]
