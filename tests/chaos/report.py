@@ -91,6 +91,10 @@ class Accounting:
         }
 
 
+def offset_unknown(s: Sent) -> bool:
+    return s.offset is None or s.offset < 0
+
+
 def account(inputs: Inputs, outs: list[Out], policy: RoutingPolicy | None) -> Accounting:
     """Match outputs to inputs by the inbound (partition, offset) each output names."""
     delivered = inputs.delivered()
@@ -103,6 +107,14 @@ def account(inputs: Inputs, outs: list[Out], policy: RoutingPolicy | None) -> Ac
             unmatched.append(out)
         else:
             hits[sent.cid].append(out)
+    # A delivery report without an offset: an idempotent retry the broker answered as a
+    # duplicate of a batch it had already written (seen after a whole-cluster SIGKILL).
+    # The record is in the log once; its output is found by message id instead.
+    for s in delivered:
+        if offset_unknown(s) and s.message_id is not None:
+            found = [o for o in unmatched if o.message_id == s.message_id]
+            hits[s.cid].extend(found)
+            unmatched = [o for o in unmatched if o.message_id != s.message_id]
     missing = [s for s in delivered if not hits.get(s.cid)]
     duplicated = [(s, len(hits[s.cid])) for s in delivered if len(hits.get(s.cid, [])) > 1]
     wrong: list[tuple[Sent, str]] = []

@@ -22,7 +22,7 @@ from tests.chaos.broker import ChaosBroker
 from tests.chaos.cluster import ChaosCluster
 from tests.chaos.fleet import Fleet
 from tests.chaos.observe import CommittedTail, FaultLog, RssSampler
-from tests.chaos.report import Accounting, Inputs, account, recovery
+from tests.chaos.report import Accounting, Inputs, account, offset_unknown, recovery
 from tests.chaos.toxiproxy import Toxiproxy
 from tests.chaos.workload import Feeder
 from tests.integration.worker.harness import make_topics
@@ -176,8 +176,15 @@ class Run:
 
     def outstanding(self) -> int:
         """Delivered inputs that have no committed output yet."""
-        seen = {o.source for o in self.tail.snapshot() if o.source is not None}
-        return sum((s.partition, s.offset) not in seen for s in self.inputs.delivered())
+        outs = self.tail.snapshot()
+        seen = {o.source for o in outs if o.source is not None}
+        ids = {o.message_id for o in outs if o.message_id is not None}
+        return sum(
+            (s.message_id not in ids)
+            if offset_unknown(s)
+            else ((s.partition, s.offset) not in seen)
+            for s in self.inputs.delivered()
+        )
 
     def supervise(self) -> None:
         """Restart replicas that died by themselves while restarts are left (deaths count)."""
