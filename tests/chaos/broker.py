@@ -42,6 +42,24 @@ def _free(port: int) -> bool:
     return True
 
 
+def kafka_tool(args: tuple[str, ...], state: Path, timeout: float, **env: str) -> str:
+    """``deploy/local-kafka/kafka ARGS`` on the state dir ``state``; its stdout.
+
+    Never the caller's KAFKA_BOOTSTRAP_SERVERS: the tool would reuse that broker.
+    """
+    full = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    full.update(LOCAL_KAFKA_STATE=str(state), **env)
+    out = subprocess.run(
+        [sys.executable, str(KAFKA_TOOL), *args],
+        env=full,
+        text=True,
+        stdout=subprocess.PIPE,
+        timeout=timeout,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -60,17 +78,7 @@ class ChaosBroker:
         self.scope_note = ""  # what a scenario's description adds about the target
 
     def _tool(self, *args: str, timeout: float = 180) -> str:
-        env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-        env.update(LOCAL_KAFKA_STATE=str(self.state), LOCAL_KAFKA_PORT=str(self.port))
-        out = subprocess.run(
-            [sys.executable, str(KAFKA_TOOL), *args],
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            timeout=timeout,
-            check=True,
-        )
-        return out.stdout.strip()
+        return kafka_tool(args, self.state, timeout, LOCAL_KAFKA_PORT=str(self.port))
 
     def up(self) -> str:
         self.addr = self._tool("up")

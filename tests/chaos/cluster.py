@@ -17,8 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +24,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from tests.chaos.broker import DEFAULT_STATE, _alive
-from tests.conftest import KAFKA_TOOL
+from tests.chaos.broker import DEFAULT_STATE, _alive, kafka_tool
 
 
 @dataclass(frozen=True)
@@ -60,17 +57,7 @@ class ChaosCluster:
     # -- the tool ---------------------------------------------------------------------
 
     def _tool(self, *args: str, timeout: float = 240) -> str:
-        env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-        env["LOCAL_KAFKA_STATE"] = str(self.state)
-        out = subprocess.run(
-            [sys.executable, str(KAFKA_TOOL), *args],
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            timeout=timeout,
-            check=True,
-        )
-        return out.stdout.strip()
+        return kafka_tool(args, self.state, timeout)
 
     def up(self) -> str:
         args = ["up", "--brokers", str(self.brokers)]
