@@ -46,7 +46,7 @@ from worker.model.protocol import Model
 from worker.model.tuner import LiveVariants
 from worker.model_thread import model_executor
 from worker.outgoing import Outgoing, to_outgoing
-from worker.positions import first_offsets, names, seek_to_committed
+from worker.positions import assign_at_committed, first_offsets, names, seek_to_committed
 from worker.review import Pick, Sampler, review_value
 from worker.routing import RoutingPolicy
 from worker.settings import WorkerSettings
@@ -602,12 +602,15 @@ class Pipeline:
         self.unreadable.forget()  # the error, read again, starts its search again
         if self.live is not None:
             self.live.interrupted()  # the next cycle holds the rewind, not a batch
-        seek_to_committed(self.consumer, self.s.commit_timeout_s)
+        seek_to_committed(self.consumer, self.s.commit_timeout_s, beat=self.health.beat)
 
     # -- rebalance callbacks (called from inside consume()) -----------------------
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions_assigned", partitions=names(partitions))
+        # Outlasts a previous owner's open transaction (worker.positions).
+        wait_s = self.s.transaction_timeout_ms / 1000 + self.s.commit_timeout_s
+        assign_at_committed(self.consumer, partitions, wait_s, beat=self.health.beat)
         self.stall.assigned((tp.topic, tp.partition) for tp in partitions)
         self.metrics.assigned(partitions, sorted(UNREADABLE_CODES))
 

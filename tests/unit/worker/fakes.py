@@ -162,7 +162,11 @@ class GroupConsumer:
     def __init__(self, owned: Sequence[int] = (0,)) -> None:
         self.owned = list(owned)
         self.seeks: list[tuple[int, int]] = []
+        self.assigned: list[tuple[int, int]] = []  # (partition, offset) handed to librdkafka
         self.high_watermark = 100
+
+    def incremental_assign(self, parts: list[Any]) -> None:
+        self.assigned += [(tp.partition, tp.offset) for tp in parts]
 
     def consumer_group_metadata(self) -> object:
         return object()

@@ -248,6 +248,14 @@ def test_a_partition_whose_records_wait_uncommitted_shows_as_stalled(
 # -- rebalance callbacks --------------------------------------------------------------
 
 
+def test_assigned_partitions_start_at_their_committed_offsets_not_librdkafkas(
+    smoke_artifact: Path,
+) -> None:
+    pipeline, _, _, consumer = _overlap_pipeline(smoke_artifact, False)
+    pipeline._on_assign(cast(Any, consumer), [TopicPartition("memory", 0)])
+    assert consumer.assigned == [(0, 0)]  # absolute: librdkafka does not look it up again
+
+
 def _rebalance_pipeline(smoke_artifact: Path) -> tuple[Pipeline, TxnProducer, GroupConsumer]:
     pipeline, _, producer, _ = _overlap_pipeline(smoke_artifact, False)
     consumer = GroupConsumer(owned=(0, 1))

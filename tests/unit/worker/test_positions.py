@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from worker.errors import FatalKafkaError
-from worker.positions import first_offsets, seek_to_committed
+from worker.positions import assign_at_committed, first_offsets, seek_to_committed
 
 
 class Lookups:
@@ -77,3 +77,51 @@ def test_a_coordinator_that_never_answers_is_fatal_once_the_time_is_up() -> None
 def test_first_offsets_are_the_lowest_per_partition() -> None:
     rows = [("a", 0, 5), ("a", 0, 3), ("a", 1, 9), ("b", 0, 1)]
     assert first_offsets(rows) == [("a", 0, 3), ("a", 1, 9), ("b", 0, 1)]
+
+
+class Assigns(Lookups):
+    def __init__(self, *errors: int, per_partition: bool = False) -> None:
+        super().__init__(*errors, per_partition=per_partition)
+        self.assigned: list[tuple[int, int]] = []
+
+    def incremental_assign(self, parts: list[TopicPartition]) -> None:
+        self.assigned += [(tp.partition, tp.offset) for tp in parts]
+
+
+def _assign(consumer: Assigns, timeout_s: float = 90) -> tuple[list[float], int]:
+    now, slept, beats = [0.0], [], [0]
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    def beat() -> None:
+        beats[0] += 1
+
+    parts = [TopicPartition("in", 0), TopicPartition("in", 1)]
+    assign_at_committed(consumer, parts, timeout_s, lambda: now[0], sleep, beat)  # type: ignore[arg-type]
+    return slept, beats[0]
+
+
+@pytest.mark.parametrize("per_partition", [False, True])
+def test_an_assignment_waits_for_offsets_an_open_transaction_holds(per_partition: bool) -> None:
+    # librdkafka answers UNSTABLE_OFFSET_COMMIT per partition, or times the call out
+    # while it retries that itself
+    code = KafkaError.UNSTABLE_OFFSET_COMMIT if per_partition else KafkaError._TIMED_OUT
+    consumer = Assigns(code, code, code, per_partition=per_partition)
+    slept, beats = _assign(consumer)
+    assert slept == [0.1, 0.2, 0.4] and beats == 4  # the loop's heartbeat goes on
+    assert consumer.assigned == [(0, 7), (1, 7)]  # absolute positions, never a reset
+
+
+def test_an_assignment_whose_offsets_stay_unstable_past_the_wait_is_fatal() -> None:
+    consumer = Assigns(*[KafkaError.UNSTABLE_OFFSET_COMMIT] * 200, per_partition=True)
+    with pytest.raises(FatalKafkaError, match="UNSTABLE"):
+        _assign(consumer, timeout_s=20)
+    assert consumer.assigned == []
+
+
+def test_an_empty_assignment_asks_nothing() -> None:
+    consumer = Assigns()
+    assign_at_committed(consumer, [], 10)  # type: ignore[arg-type]
+    assert consumer.calls == 0 and consumer.assigned == []
