@@ -90,6 +90,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m tools.check_imports
 
 # `kafka run` starts a broker unless one runs (or KAFKA_BOOTSTRAP_SERVERS is set),
 # and stops the one it started when pytest ends, pass or fail.

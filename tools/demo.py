@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, Producer
 
 from schemas.messages import ROUTES
 from tools import KAFKA_TOOL, REPO, console_proc
-from worker.kafka_io import to_record
+from worker.kafka.clients import to_record
 from worker.settings import TopicNames
 
 MODELS = REPO / "models"

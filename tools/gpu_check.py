@@ -350,8 +350,8 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from tools.bench import sweep
-    from worker import logs
     from worker.model_thread import model_executor
+    from worker.runtime import logs
     from worker.service import pin_tokenizer_threads
 
     logs.configure("warning")  # a line per batch would drown the figures

@@ -203,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _topics_apply(args: argparse.Namespace) -> int:
     # Imported here so `--help` and `--version` do not load librdkafka.
-    from worker import kafka_admin
+    from worker.ops import topics_kafka
+    from worker.ops.topics import load_topics, plan
     from worker.settings import KafkaOnlySettings, KafkaSettings
-    from worker.topics import load_topics, plan
 
     kafka = _checked(KafkaOnlySettings).kafka
     if args.bootstrap_servers:
@@ -216,18 +216,18 @@ def _topics_apply(args: argparse.Namespace) -> int:
         replication_factor=args.replication_factor,
         name_suffix=args.name_suffix,
     )
-    admin = kafka_admin.make_admin(kafka)
-    brokers = kafka_admin.cluster_brokers(admin, kafka)
+    admin = topics_kafka.make_admin(kafka)
+    brokers = topics_kafka.cluster_brokers(admin, kafka)
     too_wide = [s.name for s in specs if s.replication_factor > brokers]
     if too_wide:
         raise ConfigError(
             f"{', '.join(too_wide)}: replication factor above the {brokers} broker(s) at "
             f"{kafka.bootstrap_servers}; pass --replication-factor {brokers}"
         )
-    observed = kafka_admin.observe(admin, [s.name for s in specs], kafka.admin_timeout_s)
+    observed = topics_kafka.observe(admin, [s.name for s in specs], kafka.admin_timeout_s)
     changes = plan(specs, observed)
     if not args.dry_run:
-        kafka_admin.execute(admin, changes, kafka.admin_timeout_s)
+        topics_kafka.execute(admin, changes, kafka.admin_timeout_s)
     for change in changes:
         print(f"{change.kind:<15} {change.topic:<28} {change.detail}")
     drift = [c for c in changes if c.kind == "drift"]
@@ -238,8 +238,8 @@ def _topics_apply(args: argparse.Namespace) -> int:
 
 def _dlq_replay(args: argparse.Namespace) -> int:
     from schemas.messages import DLQ_STAGES
-    from worker.replay import Selection, parse_offsets, parse_time
-    from worker.replay_kafka import ReplayOptions, replay
+    from worker.ops.replay import Selection, parse_offsets, parse_time
+    from worker.ops.replay_kafka import ReplayOptions, replay
 
     unknown = sorted(set(args.stage) - set(DLQ_STAGES))
     if unknown:
@@ -305,19 +305,19 @@ def _echo(name: str, error: Any) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from worker.signals import block_stop_signals
+    from worker.runtime.signals import block_stop_signals
 
     # Before torch and librdkafka start threads, so they all inherit the block and the
-    # stop signals reach the worker's signal thread only (worker.signals.Stopper).
+    # stop signals reach the worker's signal thread only (worker.runtime.signals.Stopper).
     block_stop_signals()
-    from worker import logs
+    from worker.runtime import logs
 
     if args.shadow is not None:  # the environment, so a supervisor's processes inherit it
         os.environ["SUPPORT_WORKER_SHADOW__CANDIDATE"] = str(args.shadow)
     settings = _settings(args.config)
     logs.configure(settings.log_level, settings.process_index)
     if settings.processes > 1:
-        from worker import processes  # no torch: the supervisor only starts workers
+        from worker.runtime import processes  # no torch: the supervisor only starts workers
 
         return processes.supervise(settings, args.config)
     from worker import service
@@ -339,8 +339,8 @@ def _console(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"the console needs its extra: pip install 'support-router[console]' ({exc})"
         ) from exc
-    from worker import logs
     from worker.console.hub import ConsoleSettings
+    from worker.runtime import logs
 
     settings = _settings(args.config)
     logs.configure(settings.log_level)
@@ -398,7 +398,7 @@ def _classify(args: argparse.Namespace) -> int:
     from worker.outgoing import to_outgoing
 
     settings = _settings(args.config)
-    from worker import logs
+    from worker.runtime import logs
 
     logs.configure(settings.log_level)  # on stderr: stdout holds only the JSON
     if args.model:

@@ -1,6 +1,6 @@
 """The worker loop: consume -> decode -> batch -> one forward pass -> route -> commit.
 
-Offsets move only in ``worker.commit`` (the commit protocol, with its numbered steps
+Offsets move only in ``worker.kafka.commit`` (the commit protocol, with its numbered steps
 and its error table), and only together with the outputs. An aborted batch is read
 again: every partition is rewound to its committed offset and what is held is dropped.
 
@@ -32,23 +32,24 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from worker import codec, log_limit, shadow
+from worker import codec, shadow
 from worker.batching import Batcher, BatchLimits
-from worker.commit import Committer
 from worker.errors import FatalKafkaError, ModelBrokenError
-from worker.http_server import Health
+from worker.health import Health
 from worker.inference import PROBE_TEXT, BatchResult, Failure, Outputs, forward, resolve
 from worker.intake import Item, intake
-from worker.kafka_io import to_record
-from worker.logs import log_committed
+from worker.kafka.clients import to_record
+from worker.kafka.commit import Committer
+from worker.kafka.positions import assign_at_committed, first_offsets, names, seek_to_committed
 from worker.metrics import Metrics
 from worker.model.protocol import Model
 from worker.model.tuner import LiveVariants
 from worker.model_thread import model_executor
 from worker.outgoing import Outgoing, to_outgoing
-from worker.positions import assign_at_committed, first_offsets, names, seek_to_committed
 from worker.review import Pick, Sampler, review_value
 from worker.routing import RoutingPolicy
+from worker.runtime import log_limit
+from worker.runtime.logs import log_committed
 from worker.settings import WorkerSettings
 from worker.stall import StallWatch
 from worker.swap import PointerWatch, Swapped
@@ -608,7 +609,7 @@ class Pipeline:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions_assigned", partitions=names(partitions))
-        # Outlasts a previous owner's open transaction (worker.positions).
+        # Outlasts a previous owner's open transaction (worker.kafka.positions).
         wait_s = self.s.transaction_timeout_ms / 1000 + self.s.commit_timeout_s
         assign_at_committed(self.consumer, partitions, wait_s, beat=self.health.beat)
         self.stall.assigned((tp.topic, tp.partition) for tp in partitions)
@@ -632,7 +633,7 @@ class Pipeline:
             # being waited for. Forget the held records of the revoked partitions (the new
             # owner reads them from the committed offset). The batches in flight keep
             # theirs, but the commit sends nothing for a partition this member no longer
-            # owns (worker.commit, step 1).
+            # owns (worker.kafka.commit, step 1).
             self._forget(gone)
             return
         if not self.drain():

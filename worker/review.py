@@ -1,7 +1,7 @@
 """The review queue's sampling policy: which routed results agents should label first.
 
 Pure: no Kafka. The pipeline asks ``Sampler.pick`` for a committed-to-be batch's picks,
-produces them to ``support.review`` in the batch's own transaction (``worker.commit``),
+produces them to ``support.review`` in the batch's own transaction (``worker.kafka.commit``),
 and calls ``Sampler.taken`` once that transaction committed, so an aborted batch spends
 no budget and leaves no signature behind.
 

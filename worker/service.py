@@ -16,9 +16,9 @@ import structlog
 import torch
 
 from worker.errors import ConfigError, ExitCode, FatalKafkaError, ModelBrokenError, ModelLoadError
-from worker.http_server import Health, HttpServer
+from worker.health import Health
 from worker.inference import PROBE_TEXT
-from worker.kafka_io import make_consumer, make_producer
+from worker.kafka.clients import make_consumer, make_producer
 from worker.metrics import Metrics
 from worker.model.artifact import LoadedModel
 from worker.model.classifier import Classifier, resolve_device
@@ -28,8 +28,9 @@ from worker.model_thread import model_executor
 from worker.pipeline import Pipeline, Reference
 from worker.review import Sampler
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
+from worker.runtime.http_server import HttpServer
+from worker.runtime.signals import Stopper
 from worker.settings import WorkerSettings
-from worker.signals import Stopper
 from worker.swap import PointerWatch, Swapped, target
 
 log = structlog.get_logger("worker")

@@ -396,7 +396,8 @@ class WorkerSettings(BaseSettings):
         ge=1,
         le=MAX_PROCESSES,
         description="worker processes on this host (e.g. per GPU); above 1, `run` supervises "
-        "that many, process i with transactional_id-<i> and admin_port+i (worker.processes)",
+        "that many, process i with transactional_id-<i> and admin_port+i "
+        "(worker.runtime.processes)",
     )
     process_index: int | None = Field(
         default=None,

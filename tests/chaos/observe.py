@@ -39,7 +39,7 @@ def safe_headers(msg: Any) -> dict[str, bytes] | None:
     confluent-kafka's ``Message.headers()`` leaves a NULL in its list for a key that is
     not UTF-8, which can kill this process later (SystemError or SIGSEGV). A dead letter
     keeps the original headers, so the DLQ may hold such keys: read them the way the
-    worker does (worker.kafka_headers, raw bytes through librdkafka) when that exists.
+    worker does (worker.kafka.headers, raw bytes through librdkafka) when that exists.
     """
     if _read_headers is not None:
         try:
@@ -56,7 +56,7 @@ def safe_headers(msg: Any) -> dict[str, bytes] | None:
 
 def _header_reader() -> Any:
     try:
-        from worker.kafka_headers import read_headers
+        from worker.kafka.headers import read_headers
     except ImportError:
         return None
     return read_headers

@@ -1,7 +1,7 @@
 """Produce what confluent-kafka's Producer cannot: any header key bytes, and null header values.
 
 Test-only: ctypes calls to rd_kafka_producev in the librdkafka that confluent_kafka.cimpl is
-linked against (dlsym through cimpl's handle, as worker.kafka_headers reads with).
+linked against (dlsym through cimpl's handle, as worker.kafka.headers reads with).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--txn-backoff",
         action="store_true",
         help="only time the bare loop's back-to-back transactions at retry.backoff.ms 100, "
-        "20 and the worker's (worker.kafka_io.TXN_RETRY_BACKOFF_MS); needs the broker",
+        "20 and the worker's (worker.kafka.clients.TXN_RETRY_BACKOFF_MS); needs the broker",
     )
     p.add_argument(
         "--compare",
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported after parsing, so that --help does not load torch.
     from tools.bench import model, report, run
-    from worker import logs
+    from worker.runtime import logs
 
     logs.configure("warning")  # a line per batch would drown the figures
     if args.profile_ops:

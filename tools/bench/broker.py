@@ -17,7 +17,7 @@ from schemas.messages import ROUTES
 from tools import worker_proc
 from tools.bench.model import rate
 from tools.worker_proc import WorkerProc
-from worker.kafka_io import TXN_RETRY_BACKOFF_MS
+from worker.kafka.clients import TXN_RETRY_BACKOFF_MS
 
 OUTPUTS = (*ROUTES, "dlq")
 ROLES = ("inbound", *OUTPUTS)
@@ -214,7 +214,7 @@ def bench_bare(
 def txn_backoff(bootstrap: str, texts: Sequence[str], batch: int) -> str:
     """Milliseconds per back-to-back transaction of the bare loop at librdkafka's default
     retry.backoff.ms (100), Java's for CONCURRENT_TRANSACTIONS (20) and the worker's, as a
-    markdown table (worker.kafka_io.TXN_RETRY_BACKOFF_MS)."""
+    markdown table (worker.kafka.clients.TXN_RETRY_BACKOFF_MS)."""
     lines = [
         f"bare loop, {len(texts)} messages in transactions of {batch}, back to back",
         "",

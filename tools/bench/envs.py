@@ -42,7 +42,7 @@ def renice_broker(nice: int) -> None:
 
 def main(argv: list[str]) -> int:
     model, n, specs = Path(argv[0]), int(argv[1]), argv[2:]
-    from worker import logs
+    from worker.runtime import logs
 
     logs.configure("warning")
     texts = [ex.text for ex in message_set(n)[0]]

@@ -13,7 +13,7 @@ from confluent_kafka import Message
 
 from tools.bench.model import rate
 from worker import codec
-from worker.http_server import Health
+from worker.health import Health
 from worker.metrics import Metrics
 from worker.model.protocol import Model
 from worker.pipeline import Pipeline

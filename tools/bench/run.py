@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Variant:
+class Candidate:
     """One way to run the same artifact: one of worker.model.variants by name
     (``model_variant``), or a Classifier's own options (the padded baseline, and the
     padding-free one at ``--dtype``) and the worker's env for them."""
@@ -59,15 +59,15 @@ class Variant:
         }
 
 
-PADDED = Variant("padded", padding_free=False)
-PACKED = Variant("padding-free")  # the worker's default
+PADDED = Candidate("padded", padding_free=False)
+PACKED = Candidate("padding-free")  # the worker's default
 # Faster settings, each used for d_best_over_a only if no head loses more than 0.5 points.
 CPU_FAST = (
-    Variant("int8, padding-free", model_variant="torch-int8"),
-    Variant("bf16 autocast, padding-free", model_variant="torch-bf16"),
+    Candidate("int8, padding-free", model_variant="torch-int8"),
+    Candidate("bf16 autocast, padding-free", model_variant="torch-bf16"),
 )
 # The ONNX Runtime and OpenVINO variants, where the artifact has their files.
-RUNTIMES = tuple(Variant(name, model_variant=name) for name in variants.RUNTIME_FILES)
+RUNTIMES = tuple(Candidate(name, model_variant=name) for name in variants.RUNTIME_FILES)
 # The bench's name for each variant autotune may pick.
 BY_VARIANT = {v.model_variant: v.name for v in (*CPU_FAST, *RUNTIMES)} | {"torch-fp32": PACKED.name}
 AUTO_ENV = {"SUPPORT_WORKER_MODEL__VARIANT": "auto"}
@@ -256,8 +256,8 @@ def broker_figures(
     r: dict[str, Any],
     fig: Figures,
     texts: list[str],
-    runs_here: Sequence[Variant],
-    best: Variant,
+    runs_here: Sequence[Candidate],
+    best: Candidate,
     loaded: Any,
     repeats: int,
 ) -> dict[str, float | None]:

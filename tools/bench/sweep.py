@@ -22,7 +22,7 @@ import torch
 
 from tools.bench.figures import spread
 from tools.bench.model import message_set, time_forward
-from tools.bench.run import PACKED, PADDED, Variant
+from tools.bench.run import PACKED, PADDED, Candidate
 from worker.batching import Batcher, BatchLimits
 
 T = TypeVar("T")
@@ -155,7 +155,7 @@ def sweep(
     repeats: int,
     seconds: float,
     stop_at: float = float("inf"),
-    layouts: Sequence[Variant] = (PADDED, PACKED),
+    layouts: Sequence[Candidate] = (PADDED, PACKED),
 ) -> dict[str, Any]:
     """Every dtype x layout x batch size, one row each; per dtype and layout, how often
     its labels agree with the first one's (float32 padded, the base, by default).

@@ -1,6 +1,6 @@
 """The thin Kafka side of reading: consumers, topic ends, reading up to a snapshot, and
 fetching single records by their coordinates. Records come out as ``worker.codec.Record``
-(through ``worker.kafka_io.to_record``, which never crashes on a bad header key)."""
+(through ``worker.kafka.clients.to_record``, which never crashes on a bad header key)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from trainer.feedback.errors import FeedbackError, KafkaUnreachableError
 from worker.codec import Record
-from worker.commit import Disposition, classify
-from worker.kafka_io import MAX_RECORD_BYTES, REFUSED, ClientErrors, Refusals, to_record
+from worker.kafka.clients import MAX_RECORD_BYTES, REFUSED, ClientErrors, Refusals, to_record
+from worker.kafka.commit import Disposition, classify
 from worker.settings import WorkerSettings
 
 POLL_S: Final = 0.5

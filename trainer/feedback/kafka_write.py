@@ -1,8 +1,8 @@
 """The collector's Kafka transaction: a chunk's dead letters and the feedback group's
-offsets past the chunk, committed together or not at all (``worker.commit``'s protocol,
+offsets past the chunk, committed together or not at all (``worker.kafka.commit``'s protocol,
 for a batch command that has no partitions to lose to a rebalance).
 
-Errors go through ``worker.commit.classify``: retriable ones are called again until the
+Errors go through ``worker.kafka.commit.classify``: retriable ones are called again until the
 commit timeout (plus the transaction timeout inside a transaction); abortable ones abort,
 replace dead letters the broker refused on their own merits with a smaller rung
 (``worker.outgoing.step_down``) and commit again, at most ``MAX_ABORTS`` times; anything
@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from trainer.feedback.errors import FeedbackError, KafkaUnreachableError
 from trainer.feedback.kafka_read import QuietErrors
-from worker.commit import RECORD_ERRORS, STEP_SLICE_S, Disposition, classify
-from worker.kafka_io import MAX_RECORD_BYTES, WorkerProducer
+from worker.kafka.clients import MAX_RECORD_BYTES, WorkerProducer
+from worker.kafka.commit import RECORD_ERRORS, STEP_SLICE_S, Disposition, classify
 from worker.outgoing import Outgoing, step_down
 from worker.settings import WorkerSettings
 

@@ -43,7 +43,7 @@ from worker.console.auth.gate import Gate
 from worker.console.auth.roles import Role
 from worker.console.hub import ConsoleSettings, Hub
 from worker.console.learning import Learning
-from worker.console.tap import ClientErrors, GroupState, GroupWatch, Submitter, Tap, live_topics
+from worker.console.tap import ConsoleErrors, GroupState, GroupWatch, Submitter, Tap, live_topics
 from worker.console.web import AllowedHosts, error, json_body, json_response, refuse_post
 from worker.settings import WorkerSettings
 
@@ -87,16 +87,16 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
 
         # From the taps' threads: each batch goes to the loop, whose taking it lets the tap
         # hand over one more.
-        def on_live(records: list[views.Committed]) -> None:
+        def on_live(records: list[views.SeenRecord]) -> None:
             loop.call_soon_threadsafe(take, tap, hub.on_records, records)
 
-        def on_learned(records: list[views.Committed]) -> None:
+        def on_learned(records: list[views.SeenRecord]) -> None:
             loop.call_soon_threadsafe(take, learning_tap, learning.on_records, records)
 
         def take(
             source: Tap,
-            receiver: Callable[[list[views.Committed]], None],
-            records: list[views.Committed],
+            receiver: Callable[[list[views.SeenRecord]], None],
+            records: list[views.SeenRecord],
         ) -> None:
             source.handoffs.release()
             receiver(records)
@@ -104,7 +104,7 @@ def create_app(cs: ConsoleSettings, ws: WorkerSettings) -> Starlette:
         def on_group(group: GroupState) -> None:
             loop.call_soon_threadsafe(hub.on_group, group)
 
-        errors = ClientErrors(ws.kafka)
+        errors = ConsoleErrors(ws.kafka)
         tap = Tap(ws, live_topics(ws), on_live, errors)
         learning_tap = Tap(
             ws, learning.topics(), on_learned, errors, replay_s=None, name="console-learning"

@@ -82,7 +82,7 @@ class Hub:
 
     # -- what the tap read ---------------------------------------------------------------
 
-    def on_records(self, records: list[views.Committed]) -> None:
+    def on_records(self, records: list[views.SeenRecord]) -> None:
         now = time.time()
         out = []
         for rec in records:
@@ -97,7 +97,7 @@ class Hub:
         if out:
             self.publish("records", out)
 
-    def _one(self, rec: views.Committed, now: float) -> dict[str, Any] | None:
+    def _one(self, rec: views.SeenRecord, now: float) -> dict[str, Any] | None:
         if rec.topic == self.dlq:
             view = views.dead_letter(rec)
         else:

@@ -22,7 +22,7 @@ from worker.console import views
 from worker.console.agreement import Agreement
 from worker.console.review_queue import MAX_ITEMS, Queued, ReviewQueue
 from worker.console.shadow import ShadowAgreement
-from worker.console.views import Committed
+from worker.console.views import SeenRecord
 from worker.settings import TopicNames
 
 log = structlog.get_logger("console")
@@ -43,7 +43,7 @@ class Learning:
         self.queue = ReviewQueue(max_queue)
         self.agreement = Agreement(bucket_s)
         self.shadow = ShadowAgreement()
-        readers: dict[str, Callable[[Committed], None]] = {topics.shadow: self._on_shadow}
+        readers: dict[str, Callable[[SeenRecord], None]] = {topics.shadow: self._on_shadow}
         if review:  # without --review the console holds no customer text from these topics
             readers[topics.review] = self._on_review
             readers[topics.feedback] = self._on_feedback
@@ -59,7 +59,7 @@ class Learning:
         feedback topics too."""
         return list(self._readers)
 
-    def on_records(self, records: list[Committed]) -> None:
+    def on_records(self, records: list[SeenRecord]) -> None:
         for rec in records:
             reader = self._readers.get(rec.topic)
             if reader is None:
@@ -87,7 +87,7 @@ class Learning:
         self.queue.answer(fb.message_id)
         self.agreement.on_feedback(fb.message_id, fb.labels.given(), fb.at.timestamp())
 
-    def _on_review(self, rec: Committed) -> None:
+    def _on_review(self, rec: SeenRecord) -> None:
         item = ReviewItem.model_validate_json(rec.value or b"")
         out = item.result
         preds = out.predictions
@@ -107,10 +107,10 @@ class Learning:
             )
         )
 
-    def _on_feedback(self, rec: Committed) -> None:
+    def _on_feedback(self, rec: SeenRecord) -> None:
         self.answered(Feedback.model_validate_json(rec.value or b""))
 
-    def _on_shadow(self, rec: Committed) -> None:
+    def _on_shadow(self, rec: SeenRecord) -> None:
         s = ShadowResult.model_validate_json(rec.value or b"")
         model = s.result.model
         self.shadow.add(

@@ -33,8 +33,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from schemas.messages import ROUTES
-from worker.console.views import Committed
-from worker.kafka_io import REFUSED, refused_message, to_record
+from worker.console.views import SeenRecord
+from worker.kafka.clients import REFUSED, refused_message, to_record
 from worker.settings import KafkaSettings, WorkerSettings
 
 log = structlog.get_logger("console")
@@ -66,8 +66,8 @@ class Tap(threading.Thread):
         self,
         settings: WorkerSettings,
         topics: list[str],
-        on_records: Callable[[list[Committed]], None],
-        errors: ClientErrors,
+        on_records: Callable[[list[SeenRecord]], None],
+        errors: ConsoleErrors,
         *,
         replay_s: float | None = 60.0,
         name: str = "console-tap",
@@ -198,7 +198,7 @@ class GroupWatch(threading.Thread):
         self,
         settings: WorkerSettings,
         on_group: Callable[[GroupState], None],
-        errors: ClientErrors,
+        errors: ConsoleErrors,
         *,
         every_s: float = 2.0,
     ) -> None:
@@ -225,7 +225,7 @@ class GroupWatch(threading.Thread):
             consumer.close()
 
 
-class ClientErrors:
+class ConsoleErrors:
     """``error_cb`` for every client of the console: what the page shows, and the log.
 
     librdkafka reports an unreachable broker from each client, again on each reconnect
@@ -305,12 +305,12 @@ def group_state(
     return GroupState(group, members, state, lag, time.time() * 1000)
 
 
-def committed(msg: Message, read_ms: float) -> Committed:
+def committed(msg: Message, read_ms: float) -> SeenRecord:
     """A consumed record as the views read it. Through the worker's own ``to_record``:
     never ``Message.headers()``, which a header key that is not UTF-8 turns into a crash
-    of the process (worker/kafka_headers.py); such a key is left out here."""
+    of the process (worker/kafka/headers.py); such a key is left out here."""
     r = to_record(msg)
-    return Committed(r.topic, r.partition, r.offset, r.timestamp_ms, r.value, r.headers, read_ms)
+    return SeenRecord(r.topic, r.partition, r.offset, r.timestamp_ms, r.value, r.headers, read_ms)
 
 
 class Submitter:
@@ -318,7 +318,7 @@ class Submitter:
     inbound topic, agents' corrections to the feedback topic."""
 
     def __init__(
-        self, settings: WorkerSettings, errors: ClientErrors, timeout_s: float = 10
+        self, settings: WorkerSettings, errors: ConsoleErrors, timeout_s: float = 10
     ) -> None:
         self.s = settings
         self.timeout_s = timeout_s

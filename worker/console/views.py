@@ -30,7 +30,7 @@ LOW_CONFIDENCE: Final = frozenset({"low_confidence", "unfamiliar"})
 
 
 @dataclass(frozen=True)
-class Committed:
+class SeenRecord:
     """A record the console read under read_committed, and when (epoch ms)."""
 
     topic: str
@@ -42,7 +42,7 @@ class Committed:
     read_ms: float
 
 
-def routed(rec: Committed, route_of_topic: Mapping[str, str]) -> dict[str, Any]:
+def routed(rec: SeenRecord, route_of_topic: Mapping[str, str]) -> dict[str, Any]:
     """The view of a result on a route topic; ``kind`` "unreadable" when it is no result."""
     try:
         out = m.OutboundMessage.model_validate_json(rec.value or b"")
@@ -103,7 +103,7 @@ def review_item(item: ReviewItem, at_ms: int | None) -> dict[str, Any]:
     }
 
 
-def dead_letter(rec: Committed) -> dict[str, Any]:
+def dead_letter(rec: SeenRecord) -> dict[str, Any]:
     """The view of a record on the DLQ: its stage and reason, from the worker's headers."""
     h = {k: _header(v) for k, v in rec.headers}
     message_id, text = _inbound_fields(rec.value)
@@ -127,7 +127,7 @@ def dead_letter(rec: Committed) -> dict[str, Any]:
 def without_text(view: dict[str, Any]) -> dict[str, Any]:
     """A view of live traffic for a console without ``--show-live-text``: no text, no raw
     value, and no dead-letter reason (it can quote the message, as the worker's log rule
-    says: worker.logs.log_committed)."""
+    says: worker.runtime.logs.log_committed)."""
     hidden = {"text": None, "raw": None}
     if view["kind"] == "dead_letter":
         hidden["reason"] = None
@@ -170,7 +170,7 @@ def _heads(predictions: Mapping[str, m.HeadPrediction] | None) -> dict[str, Any]
     }
 
 
-def _unreadable(rec: Committed, why: str) -> dict[str, Any]:
+def _unreadable(rec: SeenRecord, why: str) -> dict[str, Any]:
     return {"kind": "unreadable", "topic": rec.topic, "why": why, "at_ms": rec.timestamp_ms}
 
 

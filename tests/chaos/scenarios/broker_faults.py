@@ -31,7 +31,7 @@ def broker_restart(ctx: Ctx) -> dict[str, Any]:
     run = Run(ctx, "broker-restart", partitions=4)
     run.restarts_left = 3  # a worker that exits is restarted, as Kubernetes would
     # librdkafka#5456/#5511: send_offsets_to_transaction can block forever after the
-    # coordinator restarts; the worker's watchdog then exits 1 (worker/watchdog.py).
+    # coordinator restarts; the worker's watchdog then exits 1 (worker/kafka/watchdog.py).
     run.deliberate_exits = frozenset({"kafka_call_hung"})
     run.fleet.start("r0")
     run.fleet.start("r1")

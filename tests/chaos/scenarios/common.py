@@ -30,7 +30,7 @@ from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
 
 FAULTY = "tests.chaos.faulty_worker"
 # The worker's watchdog exit when a librdkafka call hangs after its broker went away
-# (librdkafka#5456/#5511, worker/watchdog.py): deliberate where a scenario restarts brokers.
+# (librdkafka#5456/#5511, worker/kafka/watchdog.py): deliberate where a scenario restarts brokers.
 HUNG_CALL = frozenset({"kafka_call_hung"})
 # Post-decode stages at which a message the decoder accepted may sensibly be dead-lettered.
 LATE_STAGES = frozenset({"dlq:route", "dlq:serialize"})

@@ -33,7 +33,7 @@ from trainer.feedback import records
 from trainer.feedback.join import Correction
 from trainer.feedback.store import STORE_FILE, Store
 from worker.codec import Record, Rejected
-from worker.kafka_io import to_record
+from worker.kafka.clients import to_record
 
 SUPPORT_TRAINER = Path(sys.executable).parent / "support-trainer"
 INVALID = {

@@ -25,7 +25,7 @@ from tools.worker_proc import WorkerProc
 __all__ = [
     "MALFORMED",
     "ROUTES",
-    "Committed",
+    "CommittedOutputs",
     "Topics",
     "WorkerProc",
     "committed_reader",
@@ -199,7 +199,7 @@ def produce(bootstrap: str, topic: str, n: int, bad_every: int = 0) -> tuple[set
 
 
 @dataclass
-class Committed:
+class CommittedOutputs:
     results: list[tuple[str, dict[str, Any], Any]]  # (topic, value, message)
     dead: list[tuple[str, dict[str, bytes]]]  # (key, headers)
 
@@ -217,11 +217,13 @@ def committed_reader(bootstrap: str) -> Consumer:
     )
 
 
-def read_committed(bootstrap: str, topics: Topics, expect: int, timeout: float = 120) -> Committed:
+def read_committed(
+    bootstrap: str, topics: Topics, expect: int, timeout: float = 120
+) -> CommittedOutputs:
     """Everything committed on the output topics, waiting until ``expect`` records arrived."""
     c = committed_reader(bootstrap)
     c.subscribe(topics.outputs())
-    out = Committed([], [])
+    out = CommittedOutputs([], [])
     deadline = time.monotonic() + timeout
     quiet_until = None
     while time.monotonic() < deadline:

@@ -35,7 +35,7 @@ from tests.integration.worker.harness import (
 )
 from worker.cli import main
 from worker.codec import Record
-from worker.kafka_io import to_record
+from worker.kafka.clients import to_record
 
 N = 24
 MARKED = {f"m{i}" for i in range(1, N, 4)}  # 6 messages the faulty model fails on
@@ -44,7 +44,8 @@ BAD = MALFORMED[:3]  # stages decode, decode, validate
 
 def read_all(bootstrap: str, topics: list[str], expect: int, timeout: float = 60) -> list[Record]:
     """Every committed record of ``topics``, until ``expect`` arrived and 3 s more (a
-    duplicate would arrive then). Headers through worker.kafka_io: a bad key cannot crash it."""
+    duplicate would arrive then). Headers through worker.kafka.clients: a bad key cannot
+    crash it."""
     c = committed_reader(bootstrap)
     c.subscribe(topics)
     out: list[Record] = []

@@ -24,7 +24,7 @@ from tests.integration.worker.harness import (
     message,
     start_worker,
 )
-from worker.kafka_headers import RawHeaders, read_headers
+from worker.kafka.headers import RawHeaders, read_headers
 
 BAD_KEY = b"\xff\xfekey"
 

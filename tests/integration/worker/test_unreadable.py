@@ -16,7 +16,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from tests.integration.worker.harness import make_topics, read_committed, running_worker
-from worker.kafka_io import consumer_config
+from worker.kafka.clients import consumer_config
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
 

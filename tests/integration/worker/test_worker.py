@@ -16,7 +16,7 @@ from pathlib import Path
 
 from schemas.messages import OutboundMessage
 from tests.integration.worker.harness import (
-    Committed,
+    CommittedOutputs,
     kill,
     make_topics,
     produce,
@@ -28,7 +28,7 @@ from tools.worker_proc import WorkerProc
 from worker.routing import RoutingPolicy
 
 
-def _assert_exactly_once(got: Committed, good: set[str], bad: set[str]) -> None:
+def _assert_exactly_once(got: CommittedOutputs, good: set[str], bad: set[str]) -> None:
     ids = Counter(v["message_id"] for _, v, _ in got.results)
     doubled = [i for i, n in ids.items() if n > 1]
     assert not doubled, f"{len(doubled)} doubled, e.g. {doubled[:5]}"

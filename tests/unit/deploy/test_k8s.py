@@ -32,9 +32,9 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
-from worker.kafka_io import consumer_config
+from worker.kafka.clients import consumer_config
 from worker.metrics import Metrics
-from worker.processes import KILL_MARGIN_S, child_env
+from worker.runtime.processes import KILL_MARGIN_S, child_env
 from worker.settings import BOOTSTRAP_ENV, ENV_PREFIX, WorkerSettings, is_secret
 
 REPO = Path(__file__).resolve().parents[3]
@@ -383,10 +383,10 @@ def test_keda_measures_the_lag_of_the_workers_group(overlay: str) -> None:
 
 
 def drain_bound_s(settings: WorkerSettings) -> float:
-    """The longest a worker runs after SIGTERM. worker.signals.Stopper arms a timer at the
+    """The longest a worker runs after SIGTERM. worker.runtime.signals.Stopper arms a timer at the
     signal that ends the process (os._exit) after shutdown_grace_s, whatever the drain is
     doing: a commit retried for commit_timeout_s + transaction_timeout_ms is cut there.
-    Several processes per pod drain side by side; their supervisor (worker.processes)
+    Several processes per pod drain side by side; their supervisor (worker.runtime.processes)
     kills one that outlives its grace KILL_MARGIN_S later, then exits."""
     if settings.processes > 1:
         return settings.shutdown_grace_s + KILL_MARGIN_S
@@ -547,7 +547,7 @@ def test_selectors_pick_the_worker_pods_and_ports(overlay: str) -> None:
     assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
     assert service["spec"].get("clusterIP") == "None", "a StatefulSet's service is headless"
     assert selects(service["spec"]["selector"])
-    # Process i of a pod serves on the port its supervisor gives it (worker.processes).
+    # Process i of a pod serves on the port its supervisor gives it (worker.runtime.processes).
     settings = settings_of(docs)
     admin_ports = [
         int(child_env(settings, i)[f"{ENV_PREFIX}ADMIN_PORT"]) for i in range(settings.processes)

@@ -22,7 +22,7 @@ from tests.unit.worker.fakes import (
     message,
 )
 from worker.errors import FatalKafkaError, ModelBrokenError
-from worker.http_server import Health
+from worker.health import Health
 from worker.inference import infer
 from worker.intake import Item
 from worker.metrics import Metrics
@@ -62,7 +62,7 @@ def test_a_slow_forward_pass_keeps_polling_with_partitions_paused() -> None:
 
 def pipeline_items(pipeline: Pipeline, msgs: list[Any]) -> list[Item]:
     from worker.intake import intake
-    from worker.kafka_io import to_record
+    from worker.kafka.clients import to_record
 
     return intake([to_record(m) for m in msgs], pipeline.classifier, 1000)
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.worker.fakes import FlakyModel, GroupConsumer, TxnProducer, message
 from worker import service
-from worker.http_server import Health
+from worker.health import Health
 from worker.metrics import Metrics
 from worker.model.protocol import BatchOutput
 from worker.pipeline import Pipeline

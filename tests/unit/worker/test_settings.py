@@ -17,7 +17,7 @@ from pydantic import SecretStr, ValidationError
 from schemas.messages import ROUTES
 from tests.conftest import REPO
 from worker.errors import ConfigError, FatalKafkaError
-from worker.kafka_io import (
+from worker.kafka.clients import (
     ClientErrors,
     Refusals,
     WorkerProducer,

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from worker import codec
-from worker.console.views import Committed
+from worker.console.views import SeenRecord
 
 ROUTE_TOPICS = {"r.escalate": "escalate", "r.auto": "auto_resolve", "r.more": "more_info"}
 IN_TS = 1_700_000_000_000
@@ -42,7 +42,7 @@ def routed(
     preds: dict[str, Any] | None = None,
     out_ts: int = IN_TS + 40,
     read_ms: float = IN_TS + 55.5,
-) -> Committed:
+) -> SeenRecord:
     rec = inbound(message_id, text)
     accepted = codec.decode(rec, 100_000)
     assert isinstance(accepted, codec.Accepted)
@@ -67,14 +67,16 @@ def routed(
         ctx,
         unfamiliarity=1.5,
     )
-    return Committed(topic, 0, 7, out_ts, value, [], read_ms)
+    return SeenRecord(topic, 0, 7, out_ts, value, [], read_ms)
 
 
-def dead(value: bytes, max_text_chars: int = 10, read_ms: float = IN_TS + 30) -> Committed:
+def dead(value: bytes, max_text_chars: int = 10, read_ms: float = IN_TS + 30) -> SeenRecord:
     rec = codec.Record("in", 1, 9, b"k", value, [("traceparent", b"00-2-01")], IN_TS)
     rejected = codec.decode(rec, max_text_chars)
     assert isinstance(rejected, codec.Rejected)
-    return Committed("r.dlq", 0, 3, IN_TS + 20, value, codec.dead_letter_headers(rejected), read_ms)
+    return SeenRecord(
+        "r.dlq", 0, 3, IN_TS + 20, value, codec.dead_letter_headers(rejected), read_ms
+    )
 
 
 MODEL_VERSION = "2026.11.26+abc"  # routed()'s
@@ -163,5 +165,5 @@ def shadow_value(
     )
 
 
-def on_topic(topic: str, value: bytes, ts: int = IN_TS, offset: int = 0) -> Committed:
-    return Committed(topic, 0, offset, ts, value, [], ts + 5.0)
+def on_topic(topic: str, value: bytes, ts: int = IN_TS, offset: int = 0) -> SeenRecord:
+    return SeenRecord(topic, 0, offset, ts, value, [], ts + 5.0)

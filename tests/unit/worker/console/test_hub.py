@@ -7,7 +7,7 @@ import orjson
 
 from tests.unit.worker.console.records import dead, routed
 from worker.console.hub import MAX_SUBSCRIBERS, QUEUE_EVENTS, ConsoleSettings, Hub, Stream
-from worker.console.views import Committed
+from worker.console.views import SeenRecord
 from worker.settings import TopicNames, WorkerSettings
 
 TOPICS = TopicNames(escalate="r.escalate", auto_resolve="r.auto", more_info="r.more", dlq="r.dlq")
@@ -163,7 +163,7 @@ def test_a_record_the_views_choke_on_is_counted_and_the_rest_go_on() -> None:
         h = hub()
         q = h.subscribe()
         good = routed("m-2")
-        odd = Committed(**{**dead(b"x").__dict__, "headers": None})  # views raise on it
+        odd = SeenRecord(**{**dead(b"x").__dict__, "headers": None})  # views raise on it
         h.on_records([odd, good])
         assert h.stats()["unreadable"] == 1
         [(_, [record])] = events(q)

@@ -6,7 +6,7 @@ import orjson
 
 from tests.unit.worker.console.records import IN_TS, ROUTE_TOPICS, dead, routed
 from worker.console import views
-from worker.console.views import Committed
+from worker.console.views import SeenRecord
 
 
 def test_a_routed_result_is_shown_as_the_worker_wrote_it() -> None:
@@ -55,14 +55,14 @@ def test_empty_text_has_no_heads() -> None:
     rec = routed(text="  ", reason="empty_text")
     value = orjson.loads(rec.value or b"")
     value["predictions"] = None
-    none = Committed(**{**rec.__dict__, "value": orjson.dumps(value)})
+    none = SeenRecord(**{**rec.__dict__, "value": orjson.dumps(value)})
     assert views.routed(none, ROUTE_TOPICS)["heads"] is None
 
 
 def test_what_is_not_a_result_is_unreadable_not_shown() -> None:
     good = routed()
     for value in (b"", b"not json", b"[1]", b'{"message_id": "x"}', None):
-        bad = Committed(**{**good.__dict__, "value": value})
+        bad = SeenRecord(**{**good.__dict__, "value": value})
         v = views.routed(bad, ROUTE_TOPICS)
         assert v["kind"] == "unreadable"
         assert "message_id" not in v
@@ -98,7 +98,7 @@ def test_a_dead_letter_of_any_bytes_is_shown_without_an_id() -> None:
 def test_header_text_is_decoded_with_replacement_and_cut() -> None:
     rec = dead(b"not json")
     headers = [*rec.headers, ("x-error-message", b"\xff" + b"y" * 5000)]
-    v = views.dead_letter(Committed(**{**rec.__dict__, "headers": headers}))
+    v = views.dead_letter(SeenRecord(**{**rec.__dict__, "headers": headers}))
     assert v["reason"].startswith("\ufffd")
     assert len(v["reason"]) == views.MAX_HEADER_CHARS
 

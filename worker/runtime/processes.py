@@ -32,14 +32,14 @@ from pathlib import Path
 import structlog
 
 from worker.errors import ConfigError, ExitCode
+from worker.runtime.signals import RELOAD_SIGNAL, SIGNALS, STOP_SIGNALS, block_stop_signals
 from worker.settings import ENV_PREFIX, WorkerSettings
-from worker.signals import RELOAD_SIGNAL, SIGNALS, STOP_SIGNALS, block_stop_signals
 
 log = structlog.get_logger("worker")
 
 # How long an exited process may go unnoticed while no signal comes.
 POLL_S = 0.2
-# A worker ends itself shutdown_grace_s after the signal (worker.signals); SIGKILL is for
+# A worker ends itself shutdown_grace_s after the signal (worker.runtime.signals); SIGKILL is for
 # one that could not, this much later.
 KILL_MARGIN_S = 5.0
 _PR_SET_PDEATHSIG = 1

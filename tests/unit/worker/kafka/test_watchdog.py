@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from worker.watchdog import Watchdog
+from worker.kafka.watchdog import Watchdog
 
 
 def test_a_call_that_overruns_its_timeout_by_the_grace_is_declared_hung() -> None:

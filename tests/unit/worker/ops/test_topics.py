@@ -8,8 +8,8 @@ import pytest
 
 from tests.conftest import REPO
 from worker.errors import ConfigError
+from worker.ops.topics import ObservedTopic, TopicSpec, load_topics, plan
 from worker.settings import TopicNames
-from worker.topics import ObservedTopic, TopicSpec, load_topics, plan
 
 FILE = REPO / "deploy" / "topics.yaml"
 

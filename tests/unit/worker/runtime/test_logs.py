@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 from tests.conftest import REPO
 from worker import codec
 from worker.intake import Item
-from worker.logs import log_committed
 from worker.outgoing import dead_letter
+from worker.runtime.logs import log_committed
 from worker.settings import WorkerSettings
 
 
@@ -51,7 +51,7 @@ def test_log_text_adds_the_reason_when_asked() -> None:
 WRITER = """
 import sys
 import structlog
-from worker import logs
+from worker.runtime import logs
 logs.configure("info", int(sys.argv[1]))
 for i in range(2000):
     structlog.get_logger("worker").info("line", i=i, pad="x" * 200)
@@ -61,7 +61,7 @@ for i in range(2000):
 def test_processes_sharing_one_stderr_write_whole_lines_tagged_with_their_index(
     tmp_path: Path,
 ) -> None:
-    """The workers of one supervisor (worker.processes) share its stderr: a line written
+    """The workers of one supervisor (worker.runtime.processes) share its stderr: a line written
     in two pieces (print's text, then its newline) ran into another process's."""
     path = tmp_path / "shared.log"
     with path.open("wb") as shared:

@@ -81,7 +81,7 @@ class RateLimit:
         return owed
 
 
-# The process's limiter (worker.logs.configure installs it).
+# The process's limiter (worker.runtime.logs.configure installs it).
 LIMIT = RateLimit()
 
 

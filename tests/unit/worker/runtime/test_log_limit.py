@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import structlog
 
-from worker.log_limit import RateLimit
+from worker.runtime.log_limit import RateLimit
 
 
 def _event(**fields: Any) -> dict[str, Any]:

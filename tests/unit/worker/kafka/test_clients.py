@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.unit.worker.test_kafka_headers import consumed
+from tests.unit.worker.kafka.test_headers import consumed
 from worker import codec
-from worker.kafka_io import to_record
+from worker.kafka.clients import to_record
 
 VALUE = b'{"message_id": "m", "text": "hi"}'
 
@@ -41,7 +41,7 @@ def test_a_long_bad_key_is_truncated_in_the_reason() -> None:
 
 
 def test_the_producer_retries_a_busy_transaction_coordinator_after_5_ms_unless_told() -> None:
-    from worker.kafka_io import TXN_RETRY_BACKOFF_MS, producer_config
+    from worker.kafka.clients import TXN_RETRY_BACKOFF_MS, producer_config
     from worker.settings import KafkaSettings, WorkerSettings
 
     assert producer_config(WorkerSettings())["retry.backoff.ms"] == TXN_RETRY_BACKOFF_MS == 5

@@ -23,7 +23,7 @@ Every Kafka error of steps 2-5 goes through one table, ``classify``:
     again, never aborted (that answers _CONFLICT); a step still failing at the deadline
     leaves the outcome unknown, which is fatal: a fresh producer (same transactional.id)
     or the coordinator's transaction timeout settles it. A call that never returns at
-    all (librdkafka ignoring its timeout) is ended by ``worker.watchdog``.
+    all (librdkafka ignoring its timeout) is ended by ``worker.kafka.watchdog``.
   - abortable: ``abort_transaction()``. Records the broker refused on their own merits
     are replaced (a result by a dead letter, a dead letter by a smaller one; see
     ``worker.outgoing``) and the batch is committed again at once. Otherwise the caller
@@ -49,11 +49,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from worker import codec
 from worker.errors import FatalKafkaError
-from worker.http_server import Health
+from worker.health import Health
+from worker.kafka.watchdog import Watchdog
 from worker.metrics import Metrics
 from worker.outgoing import Outgoing, refused_result
 from worker.settings import WorkerSettings
-from worker.watchdog import Watchdog
 
 log = structlog.get_logger("worker")
 T = TypeVar("T")

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from schemas import messages
 from schemas.messages import HEADER_REPLAY_OF
-from worker import codec, replay_kafka
+from worker import codec
 from worker.cli import main
 from worker.errors import ExitCode, FatalKafkaError
-from worker.outgoing import dead_letter, step_down
-from worker.replay import (
+from worker.ops import replay_kafka
+from worker.ops.replay import (
     OffsetRange,
     Selection,
     decide,
@@ -31,7 +31,8 @@ from worker.replay import (
     read_dead_letter,
     to_replay,
 )
-from worker.replay_kafka import ReplayOptions, replay
+from worker.ops.replay_kafka import ReplayOptions, replay
+from worker.outgoing import dead_letter, step_down
 from worker.settings import TopicNames, WorkerSettings
 
 TS = 1_780_000_000_000  # 2026-05-28T20:26:40Z

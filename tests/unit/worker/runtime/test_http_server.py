@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.http_server import Health, HttpServer
+from worker.health import Health
 from worker.metrics import Metrics
+from worker.runtime.http_server import HttpServer
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from worker.errors import FatalKafkaError
-from worker.positions import assign_at_committed, first_offsets, seek_to_committed
+from worker.kafka.positions import assign_at_committed, first_offsets, seek_to_committed
 
 
 class Lookups:

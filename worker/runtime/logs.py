@@ -12,10 +12,10 @@ import structlog
 
 from schemas.messages import HEADER_MESSAGE, HEADER_TYPE
 from worker import codec
-from worker.log_limit import LIMIT
+from worker.runtime.log_limit import LIMIT
 
 if TYPE_CHECKING:
-    # Types only: the supervisor of several workers (worker.processes) configures logging
+    # Types only: the supervisor of several workers (worker.runtime.processes) configures logging
     # too, and must not load the model's modules (numpy, and through them torch).
     from worker.intake import Item
     from worker.outgoing import Outgoing
@@ -38,14 +38,14 @@ def configure(level: str = "info", process: int | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             tag,
             structlog.processors.add_log_level,
-            LIMIT,  # repeated warnings and errors, rate-limited (worker.log_limit)
+            LIMIT,  # repeated warnings and errors, rate-limited (worker.runtime.log_limit)
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         # One write per line (print() writes the newline apart): the workers under one
-        # supervisor (worker.processes) share this stderr, and two writes each let their
+        # supervisor (worker.runtime.processes) share this stderr, and two writes each let their
         # lines run into one another.
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,

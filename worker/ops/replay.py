@@ -160,18 +160,18 @@ def _message_id(value: bytes | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class Decision:
+class ReplayDecision:
     verdict: Verdict
     letter: DeadLetter
     why: str = ""  # for unreplayable: the reason, for the report
 
 
-def decide(record: codec.Record, selection: Selection) -> Decision:
+def decide(record: codec.Record, selection: Selection) -> ReplayDecision:
     letter = read_dead_letter(record)
     if not selection.matches(letter):
-        return Decision("not_selected", letter)
+        return ReplayDecision("not_selected", letter)
     why = _unreplayable(letter)
-    return Decision("unreplayable", letter, why) if why else Decision("replay", letter)
+    return ReplayDecision("unreplayable", letter, why) if why else ReplayDecision("replay", letter)
 
 
 def _unreplayable(letter: DeadLetter) -> str:
@@ -217,7 +217,7 @@ def to_replay(letter: DeadLetter, inbound: str, inbound_partitions: int) -> Repl
     return Replay(inbound, p if same else None, r.key, r.value, headers)
 
 
-def describe(d: Decision) -> str:
+def describe(d: ReplayDecision) -> str:
     """One line for the listing: what, where, why."""
     r, letter = d.letter.record, d.letter
     when = "-" if r.timestamp_ms is None else _utc(r.timestamp_ms)

@@ -1,42 +1,15 @@
 """The worker's HTTP server on the admin port: /metrics (Prometheus), /healthz (loop heartbeat),
-/readyz. Not Kafka's admin client: that is ``worker.kafka_admin``."""
+/readyz. Not Kafka's admin client: that is ``worker.ops.topics_kafka``."""
 
 from __future__ import annotations
 
 import threading
-import time
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from worker.health import Health
 from worker.metrics import Metrics
-
-
-@dataclass
-class Health:
-    """What /healthz and /readyz report; the worker loop updates it."""
-
-    stale_after_s: float
-    heartbeat: float = field(default_factory=time.monotonic)
-    model_ready: bool = False
-    transactions_ready: bool = False
-    subscribed: bool = False
-
-    def beat(self) -> None:
-        self.heartbeat = time.monotonic()
-
-    def live(self) -> bool:
-        return time.monotonic() - self.heartbeat < self.stale_after_s
-
-    def ready(self) -> bool:
-        return self.model_ready and self.transactions_ready and self.subscribed and self.live()
-
-    def describe(self) -> str:
-        return (
-            f"model_ready={self.model_ready} transactions_ready={self.transactions_ready} "
-            f"subscribed={self.subscribed} heartbeat_age_s={time.monotonic() - self.heartbeat:.1f}"
-        )
 
 
 class HttpServer:

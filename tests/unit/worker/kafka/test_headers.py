@@ -7,8 +7,8 @@ import ctypes
 import pytest
 from confluent_kafka import Message, cimpl
 
-from worker import kafka_headers
-from worker.kafka_headers import HeaderLayoutError, read_headers
+from worker.kafka import headers as kafka_headers
+from worker.kafka.headers import HeaderLayoutError, read_headers
 
 _lib = ctypes.CDLL(cimpl.__file__)
 _lib.rd_kafka_headers_new.restype = ctypes.c_void_p

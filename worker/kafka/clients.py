@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from worker.codec import Headers, Record
 from worker.errors import ConfigError, FatalKafkaError
-from worker.kafka_headers import RawHeaders, read_headers
+from worker.kafka.headers import RawHeaders, read_headers
 from worker.metrics import Metrics
 from worker.settings import ENV_PREFIX, KafkaSettings, WorkerSettings
 

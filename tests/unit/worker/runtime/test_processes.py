@@ -1,4 +1,4 @@
-"""Several workers per host (worker.processes): what each is given, and the supervisor
+"""Several workers per host (worker.runtime.processes): what each is given, and the supervisor
 without a broker. tests/integration/worker/test_processes.py runs the set on one."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from tests.conftest import REPO
 from worker.errors import ConfigError
-from worker.processes import child_env, exit_code, merged_env
+from worker.runtime.processes import child_env, exit_code, merged_env
 from worker.settings import ENV_PREFIX, MAX_PROCESSES, WorkerSettings
 
 
@@ -97,7 +97,7 @@ def test_exit_codes_read_as_a_shell_reports_them() -> None:
 
 def test_the_supervisor_loads_neither_torch_nor_librdkafka() -> None:
     code = (
-        "import sys; from worker import cli, logs, processes; "
+        "import sys; from worker import cli; from worker.runtime import logs, processes; "
         "print(sorted({'torch', 'numpy', 'confluent_kafka'} & set(sys.modules)))"
     )
     out = subprocess.run(

@@ -18,7 +18,7 @@ re-publishes what it passed:
 
 So a letter is replayed in the transaction that moves the group past it, or not at all;
 a second run starts after it. A dry run does steps 2-3 and lists, producing and
-committing nothing. Kafka errors are sorted by ``worker.commit.classify``: retriable ones
+committing nothing. Kafka errors are sorted by ``worker.kafka.commit.classify``: retriable ones
 are retried until the commit timeout; anything else aborts the open chunk and exits 1,
 with everything before it committed.
 """
@@ -33,10 +33,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from worker.commit import STEP_SLICE_S, Disposition, classify
 from worker.errors import ConfigError, FatalKafkaError, KafkaUnavailableError
-from worker.kafka_io import MAX_RECORD_BYTES, ClientErrors, to_record
-from worker.replay import Replay, Selection, decide, describe, to_replay
+from worker.kafka.clients import MAX_RECORD_BYTES, ClientErrors, to_record
+from worker.kafka.commit import STEP_SLICE_S, Disposition, classify
+from worker.ops.replay import Replay, Selection, decide, describe, to_replay
 from worker.settings import WorkerSettings
 
 DEFAULT_GROUP = "support-router-dlq-replay"

@@ -1,4 +1,4 @@
-"""Thin AdminClient adapter: observe topics and carry out a plan from ``worker.topics``."""
+"""Thin AdminClient adapter: observe topics and carry out a plan from ``worker.ops.topics``."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from confluent_kafka.admin import (
 )
 
 from worker.errors import KafkaUnavailableError, WorkerError
-from worker.kafka_io import ClientErrors
+from worker.kafka.clients import ClientErrors
+from worker.ops.topics import Change, ObservedTopic, TopicSpec
 from worker.settings import KafkaSettings
-from worker.topics import Change, ObservedTopic, TopicSpec
 
 
 def make_admin(kafka: KafkaSettings) -> AdminClient:

@@ -1,6 +1,6 @@
 """Topics as data: parse deploy/topics.yaml and plan what ``topics apply`` must change.
 
-Pure: no Kafka here. ``worker.kafka_admin`` observes the cluster and executes the plan.
+Pure: no Kafka here. ``worker.ops.topics_kafka`` observes the cluster and executes the plan.
 """
 
 from __future__ import annotations
