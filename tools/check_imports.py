@@ -61,13 +61,15 @@ RULES = (
         ("worker.pipeline", "worker.service", "worker.inference", "worker.model"),
     ),
     Rule(
-        "the trainer shares the model, the routing policy, the Kafka adapters and the "
-        "record codec with the worker, and nothing of its loop or applications",
+        "the trainer shares the model, the routing policy, the Python API, the Kafka "
+        "adapters and the record codec with the worker, and nothing of its loop or "
+        "applications",
         "trainer",
         ("worker",),
         allows=(
             "worker.model",
             "worker.routing",
+            "worker.router",
             "worker.kafka",
             "worker.codec",
             "worker.outgoing",

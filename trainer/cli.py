@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--models", type=Path, required=True, metavar="DIR")
     ms.set_defaults(handler=_models)
 
-    pr = commands.add_parser("predict", help="labels and calibrated confidences for texts")
+    pr = commands.add_parser(
+        "predict", help="route texts as the worker does: route, labels, confidences"
+    )
     pr.add_argument("--model", type=Path, required=True)
     pr.add_argument("texts", nargs="+")
     pr.set_defaults(handler=_predict)
@@ -593,25 +595,37 @@ def _compare_encoders(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from schemas.labels import HEADS
-    from trainer import evaluation
-    from trainer.data.records import Example
-    from worker.model.artifact import load_artifact
+    """Each text routed as the worker routes it (``worker.router``): its route, labels and
+    calibrated confidences, and how unfamiliar it is."""
+    import logging
 
-    loaded = load_artifact(args.model)
-    examples = [Example(t, None, None, None, None) for t in args.texts]
-    pred = evaluation.predict(evaluation.runtime(loaded), examples)
-    threshold = loaded.manifest.ood.threshold
-    for i, text in enumerate(args.texts):
+    import structlog
+
+    from worker.router import Router
+    from worker.settings import WorkerSettings
+
+    if not structlog.is_configured():  # the worker's log lines: stderr, only warnings
+        structlog.configure(
+            logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        )
+    router = Router.load(args.model, WorkerSettings())
+    threshold = router.policy.max_unfamiliarity
+    for text, routed in zip(args.texts, router.route(args.texts), strict=True):
         out: dict[str, object] = {"text": text}
-        for head, labels in HEADS.items():
-            k = int(pred.probs[head][i].argmax())
-            out[head] = {"label": labels[k], "confidence": round(float(pred.probs[head][i][k]), 4)}
-        score = float(pred.unfamiliarity[i])
+        result = routed.result
+        if result is None:  # a dead letter: the worker could not route it
+            out["dead_letter"] = routed.value["headers"].get("x-error-message")
+            print(json.dumps(out, ensure_ascii=False, default=str))
+            continue
+        out["route"], out["reason"] = result.route, result.routing.reason
+        for head, p in (result.predictions or {}).items():
+            out[head] = {"label": p.label, "confidence": round(p.confidence, 4)}
+        score = result.routing.unfamiliarity
         out["unfamiliarity"] = {
-            "score": round(score, 4),
-            "threshold": round(threshold, 4),
-            "unfamiliar": score > threshold,
+            "score": None if score is None else round(score, 4),
+            "threshold": None if threshold is None else round(threshold, 4),
+            "unfamiliar": score is not None and threshold is not None and score > threshold,
         }
         print(json.dumps(out, ensure_ascii=False))
     return 0

@@ -14,7 +14,6 @@ from schemas import PACKAGE_VERSION
 from worker.errors import (
     ConfigError,
     ExitCode,
-    ModelBrokenError,
     ModelLoadError,
     TopicDriftError,
     WorkerError,
@@ -388,54 +387,14 @@ def _hash_password(args: argparse.Namespace) -> int:
 
 def _classify(args: argparse.Namespace) -> int:
     """One message through the worker's own intake, inference and routing, no Kafka."""
-    import time
-
-    import orjson
-
-    from worker import codec, service
-    from worker.inference import PROBE_TEXT, infer
-    from worker.intake import intake
-    from worker.outgoing import to_outgoing
-
-    settings = _settings(args.config)
+    from worker.router import Router
     from worker.runtime import logs
 
+    settings = _settings(args.config)
     logs.configure(settings.log_level)  # on stderr: stdout holds only the JSON
-    if args.model:
-        model = settings.model.model_copy(update={"path": args.model})
-        settings = settings.model_copy(update={"model": model})
-    classifier = service.load_classifier(settings)
-    policy = service.build_policy(settings, service.artifact_thresholds(settings))
-    value = orjson.dumps({"message_id": "cli-1", "text": args.text})
-    record = codec.Record("cli", 0, 0, None, value, [], int(time.time() * 1000))
-    items = intake([record], classifier, settings.max_text_chars)
-    started_ms = time.time() * 1000
-    result = infer(classifier, items, classifier.tokenize([PROBE_TEXT]).ids[0])
-    if result.model_broken:
-        raise ModelBrokenError("the model failed this message and the probe message too")
-    ctx = codec.ResultContext(
-        model=classifier.model_info,
-        policy=policy.name,
-        classified_at=_now(),
-        inference_ms=result.inference_ms,
-        batch_size=1,
-        batch_started_ms=started_ms,
-    )
-    out = to_outgoing(items[0], result.results[0], ctx, policy, settings.topics)
-    print(
-        json.dumps(
-            {"topic": out.topic, "value": orjson.loads(out.value or b"null")},
-            indent=2,
-            ensure_ascii=False,
-        )
-    )
+    [routed] = Router.load(args.model, settings).route([args.text])
+    print(json.dumps({"topic": routed.topic, "value": routed.value}, indent=2, ensure_ascii=False))
     return 0
-
-
-def _now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def main(argv: list[str] | None = None) -> int:

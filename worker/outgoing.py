@@ -13,11 +13,13 @@ copy whose headers say so, then a pointer (headers only: where the original live
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from schemas.messages import DlqStage, Route, RouteReason
 from worker import codec
-from worker.inference import Failure, ItemResult, Skipped
+from worker.inference import BatchResult, Failure, ItemResult, Skipped
 from worker.intake import Item
 from worker.routing import RoutingPolicy
 from worker.settings import TopicNames
@@ -82,6 +84,31 @@ def refused_result(
         return step_down(out)
     rejected = codec.Rejected(record, "produce", error_name, reason)
     return dead_letter(rejected, dlq_topic)
+
+
+def route_batch(
+    items: Sequence[Item],
+    result: BatchResult,
+    model: Mapping[str, str],
+    policy: RoutingPolicy,
+    topics: TopicNames,
+    batch_started_ms: float,
+) -> list[Outgoing]:
+    """What to produce for one batch that went through the model: one record per item,
+    in order. The worker's loop, ``support-worker classify`` and ``worker.router`` (the
+    Python API, ``support-trainer predict``) all route here."""
+    if len(result.results) != len(items):
+        raise RuntimeError(f"{len(result.results)} results for a batch of {len(items)}")
+    ctx = codec.ResultContext(
+        model=model,
+        policy=policy.name,
+        classified_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        inference_ms=result.inference_ms,
+        batch_size=len(items),
+        batch_started_ms=batch_started_ms,
+    )
+    pairs = zip(items, result.results, strict=True)
+    return [to_outgoing(item, r, ctx, policy, topics) for item, r in pairs]
 
 
 def to_outgoing(

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -45,7 +44,7 @@ from worker.metrics import Metrics
 from worker.model.protocol import Model
 from worker.model.tuner import LiveVariants
 from worker.model_thread import model_executor
-from worker.outgoing import Outgoing, to_outgoing
+from worker.outgoing import Outgoing, route_batch
 from worker.review import Pick, Sampler, review_value
 from worker.routing import RoutingPolicy
 from worker.runtime import log_limit
@@ -416,20 +415,14 @@ class Pipeline:
             return False
         self.broken_batches = 0
         self.metrics.model_failing_batches.set(0)
-        if len(result.results) != len(items):
-            raise RuntimeError(f"{len(result.results)} results for a batch of {len(items)}")
-        ctx = codec.ResultContext(
-            model=self.classifier.model_info,
-            policy=self.policy.name,
-            classified_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-            inference_ms=result.inference_ms,
-            batch_size=len(items),
-            batch_started_ms=flight.started_wall_ms,
+        outgoing = route_batch(
+            items,
+            result,
+            self.classifier.model_info,
+            self.policy,
+            self.s.topics,
+            flight.started_wall_ms,
         )
-        outgoing = [
-            to_outgoing(item, r, ctx, self.policy, self.s.topics)
-            for item, r in zip(items, result.results, strict=True)
-        ]
         agreements: list[dict[str, bool]] = []
         if flight.serving is not None and self.reference is not None:
             serving = resolve(self.wait_keeping_membership(flight.serving)).results

@@ -7,14 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from trainer.feedback.errors import FeedbackError, KafkaUnreachableError
 from worker.codec import Record
-from worker.kafka.clients import MAX_RECORD_BYTES, REFUSED, ClientErrors, Refusals, to_record
-from worker.kafka.commit import Disposition, classify
+from worker.kafka.clients import REFUSED, ClientErrors, Refusals, consumer_options, to_record
+from worker.kafka.transaction import Disposition, classify
 from worker.settings import WorkerSettings
 
 POLL_S: Final = 0.5
@@ -42,18 +42,12 @@ class QuietErrors:
 
 def consumer(settings: WorkerSettings, group: str, errors: QuietErrors) -> Consumer:
     """A read_committed consumer that never commits by itself (the collector does, or no one)."""
-    conf: dict[str, Any] = settings.kafka.librdkafka(
-        **{
-            "group.id": group,
-            "log_level": 0,
-            "error_cb": errors,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",  # only what producers committed
-            "enable.partition.eof": True,  # how a partition's end shows
-            "fetch.message.max.bytes": MAX_RECORD_BYTES,
-        }
+    conf = consumer_options(
+        settings.kafka,
+        group,
+        errors,
+        log_level=0,
+        **{"enable.partition.eof": True},  # how a partition's end shows
     )
     return Consumer(conf)
 

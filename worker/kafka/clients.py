@@ -170,24 +170,67 @@ class WorkerProducer(Producer):
                     raise
 
 
-def consumer_config(s: WorkerSettings, metrics: Metrics) -> dict[str, Any]:
-    conf = s.kafka.librdkafka(
+def consumer_options(
+    kafka: KafkaSettings, group: str, error_cb: Any, **extra: Any
+) -> dict[str, Any]:
+    """What every consumer here needs: offsets move only when the program commits them
+    (in a transaction), only records upstream producers committed are read, and a record
+    is at most ``MAX_RECORD_BYTES``. ``extra`` adds or overrides options."""
+    return kafka.librdkafka(
         **{
-            "error_cb": ClientErrors(s.kafka),
-            "group.id": s.group_id,
+            "group.id": group,
+            "error_cb": error_cb,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            # Only committed results of upstream transactional producers count.
             "isolation.level": "read_committed",
+            "fetch.message.max.bytes": MAX_RECORD_BYTES,
+            **extra,
+        }
+    )
+
+
+def producer_options(
+    kafka: KafkaSettings,
+    error_cb: Any,
+    transactional_id: str | None,
+    transaction_timeout_ms: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What every producer here needs: idempotent, acks=all, records up to
+    ``MAX_RECORD_BYTES``, lz4, the short retry backoff of back-to-back transactions;
+    transactional when ``transactional_id`` is given."""
+    conf = kafka.librdkafka(
+        **{
+            "error_cb": error_cb,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.max.bytes": MAX_RECORD_BYTES,
+            "compression.type": "lz4",
+            **extra,
+        }
+    )
+    conf.setdefault("retry.backoff.ms", TXN_RETRY_BACKOFF_MS)
+    if transactional_id:
+        conf["transactional.id"] = transactional_id
+        conf["transaction.timeout.ms"] = transaction_timeout_ms
+    return conf
+
+
+def consumer_config(s: WorkerSettings, metrics: Metrics) -> dict[str, Any]:
+    conf = consumer_options(
+        s.kafka,
+        s.group_id,
+        ClientErrors(s.kafka),
+        **{
             "partition.assignment.strategy": "cooperative-sticky",
             "max.poll.interval.ms": s.max_poll_interval_ms,
             "session.timeout.ms": s.session_timeout_ms,
             "queued.max.messages.kbytes": PREFETCH_KBYTES,
-            "fetch.message.max.bytes": MAX_RECORD_BYTES,
             "fetch.max.bytes": FETCH_MAX_BYTES,
             "receive.message.max.bytes": RECEIVE_MAX_BYTES,
-        }
+        },
     )
     if s.statistics_interval_ms:
         conf["statistics.interval.ms"] = s.statistics_interval_ms
@@ -198,21 +241,13 @@ def consumer_config(s: WorkerSettings, metrics: Metrics) -> dict[str, Any]:
 
 
 def producer_config(s: WorkerSettings) -> dict[str, Any]:
-    conf = s.kafka.librdkafka(
-        **{
-            "error_cb": ClientErrors(s.kafka),
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.max.bytes": MAX_RECORD_BYTES,
-            "compression.type": "lz4",
-        }
+    eos = s.mode == "exactly_once"
+    return producer_options(
+        s.kafka,
+        ClientErrors(s.kafka),
+        s.transactional_id if eos else None,
+        s.transaction_timeout_ms,
     )
-    conf.setdefault("retry.backoff.ms", TXN_RETRY_BACKOFF_MS)
-    if s.mode == "exactly_once":
-        conf["transactional.id"] = s.transactional_id
-        conf["transaction.timeout.ms"] = s.transaction_timeout_ms
-    return conf
 
 
 def make_consumer(s: WorkerSettings, metrics: Metrics) -> Consumer:

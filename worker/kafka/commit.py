@@ -15,7 +15,8 @@ Exactly-once (``mode = exactly_once``), once per batch, in ``Committer.commit``:
      consumer's group metadata, so a member of an older generation is refused.
   5. ``commit_transaction()``.
 
-Every Kafka error of steps 2-5 goes through one table, ``classify``:
+Steps 2-5 run on ``worker.kafka.transaction`` (shared with DLQ replay and the feedback
+collector), and every Kafka error goes through its one table, ``classify``:
 
   - retriable: call the same step again, until ``commit_timeout_s`` has passed (plus
     ``transaction_timeout_ms`` for steps 4 and 5, so a broker frozen for a while costs
@@ -38,11 +39,10 @@ a synchronous offset commit; a crash in between repeats a batch, never loses one
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, TypeVar
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -50,73 +50,25 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from worker import codec
 from worker.errors import FatalKafkaError
 from worker.health import Health
+from worker.kafka.transaction import (
+    FATAL_ERRORS,
+    FENCED,
+    RECORD_ERRORS,
+    AbortedError,
+    Disposition,
+    StepFailedError,
+    Transactions,
+    classify,
+)
 from worker.kafka.watchdog import Watchdog
 from worker.metrics import Metrics
 from worker.outgoing import Outgoing, refused_result
 from worker.settings import WorkerSettings
 
 log = structlog.get_logger("worker")
-T = TypeVar("T")
 
 MAX_ABORTS_IN_ROW = 10
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 5.0
-# One blocking call at most this long, so the loop's heartbeat (/healthz) stays fresh
-# through a long broker failover; the step is called again until commit_timeout_s.
-STEP_SLICE_S = 5.0
-RETRY_PAUSE_S = 0.1
-IN_TRANSACTION = frozenset({"send_offsets_to_transaction", "commit_transaction"})
-
-
-class Disposition(Enum):
-    RETRY = "retry"  # the same call again
-    ABORT = "abort"  # abort the transaction; read the batch again
-    FATAL = "fatal"  # this process cannot go on
-
-
-# Delivery errors about the record itself: no retry can help; it is replaced.
-RECORD_ERRORS = frozenset(
-    {
-        KafkaError.MSG_SIZE_TOO_LARGE,
-        KafkaError.INVALID_RECORD,
-        KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.INVALID_MSG,
-        KafkaError.INVALID_MSG_SIZE,
-        KafkaError.POLICY_VIOLATION,
-    }
-)
-# Errors about where we write or who we are: retrying would loop; a person must act.
-FATAL_ERRORS = frozenset(
-    {
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._UNKNOWN_TOPIC,
-        KafkaError._UNKNOWN_PARTITION,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.GROUP_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError._AUTHENTICATION,
-        KafkaError._FENCED,
-        KafkaError.PRODUCER_FENCED,
-        KafkaError.INVALID_PRODUCER_EPOCH,
-    }
-)
-FENCED = frozenset(
-    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-)
-
-
-def classify(err: KafkaError) -> Disposition:
-    """The one table: what to do about a Kafka error from any step of the protocol."""
-    if err.fatal() or err.code() in FATAL_ERRORS:
-        return Disposition.FATAL
-    if err.txn_requires_abort():
-        return Disposition.ABORT
-    if err.retriable():
-        return Disposition.RETRY
-    # Unknown and not flagged (e.g. _STATE after a failed step): abort and read again;
-    # MAX_ABORTS_IN_ROW bounds it.
-    return Disposition.ABORT
 
 
 @dataclass(frozen=True)
@@ -126,14 +78,6 @@ class Committed:
     kept: list[int]  # indices into the batch; the rest belonged to revoked partitions
     outgoing: list[Outgoing]  # aligned with kept; refused records already replaced
     copies: list[Outgoing] = field(default_factory=list)  # the copies produced with them
-
-
-class AbortedError(Exception):
-    """Internal: the transaction was aborted; ``refused`` names records to replace."""
-
-    def __init__(self, err: KafkaError, refused: dict[int, KafkaError]) -> None:
-        super().__init__(err.str())
-        self.err, self.refused = err, refused
 
 
 class Committer:
@@ -155,7 +99,15 @@ class Committer:
         self.health = health
         self.sleep = sleep
         self.clock = clock
-        self.watchdog = watchdog or Watchdog()
+        self.txn = Transactions(
+            producer,
+            settings.commit_timeout_s,
+            settings.transaction_timeout_ms,
+            beat=health.beat,
+            watchdog=watchdog or Watchdog(),
+            sleep=sleep,
+            clock=clock,
+        )
         self.eos = settings.mode == "exactly_once"
         self.aborts_in_row = 0
         self.commit_s = 0.0  # moving average of one commit's duration
@@ -163,7 +115,8 @@ class Committer:
     def init(self) -> None:
         """``init_transactions()``: also aborts what a previous owner of our id left open."""
         if self.eos:
-            self._step("init_transactions", self.producer.init_transactions, fatal_on_abort=True)
+            with self._fatal_on_failure():
+                self.txn.step("init_transactions", self.producer.init_transactions, True)
 
     def commit(
         self,
@@ -195,7 +148,8 @@ class Committer:
         while True:  # each pass commits, replaces a refused record (a finite ladder), or returns
             started = self.clock()
             try:
-                self._transaction(outgoing, offsets)
+                with self._fatal_on_failure():
+                    self._transaction(outgoing, offsets)
             except AbortedError as aborted:
                 self.metrics.aborts.inc()
                 log.warning(
@@ -215,117 +169,30 @@ class Committer:
     # -- the steps -------------------------------------------------------------
 
     def _transaction(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> None:
-        refused: dict[int, KafkaError] = {}
-        if not self.eos:
-            self._produce_all(outgoing, refused)
-            left = self.producer.flush(self.s.commit_timeout_s)
-            if refused or left:
-                raise AbortedError(
-                    next(iter(refused.values()), KafkaError(KafkaError._TIMED_OUT)), refused
-                )
-            try:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
-                err = exc.args[0]
-                if classify(err) is Disposition.FATAL:
-                    raise self._fatal("commit", err) from None
-                raise AbortedError(err, {}) from None
+        if self.eos:  # steps 2-5
+            self.txn.run(outgoing, offsets, self.consumer.consumer_group_metadata())
             return
-        # Step 2
-        self._step("begin_transaction", lambda _timeout: self.producer.begin_transaction())
-        try:
-            # Step 3
-            self._produce_all(outgoing, refused)
-            if refused:
-                raise KafkaException(next(iter(refused.values())))
-            # Step 4
-            metadata = self.consumer.consumer_group_metadata()
-            self._step(
-                "send_offsets_to_transaction",
-                lambda t: self.producer.send_offsets_to_transaction(offsets, metadata, t),
+        refused: dict[int, KafkaError] = {}
+        self.txn.produce_all(outgoing, refused)
+        left = self.producer.flush(self.s.commit_timeout_s)
+        if refused or left:
+            raise AbortedError(
+                next(iter(refused.values()), KafkaError(KafkaError._TIMED_OUT)), refused
             )
-            # Step 5
-            self._step("commit_transaction", self.producer.commit_transaction)
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             err = exc.args[0]
-            # A refused record is judged per record after the abort (_replace_refused).
-            if not refused and classify(err) is Disposition.FATAL:
-                raise self._fatal("produce", err) from None
-            self._abort()
-            raise AbortedError(err, refused) from None
-        except AbortedError as aborted:
-            self._abort()
-            raise AbortedError(aborted.err, refused) from None
+            if classify(err) is Disposition.FATAL:
+                raise self._fatal("commit", err) from None
+            raise AbortedError(err) from None
 
-    def _step(self, name: str, call: Callable[[float], Any], fatal_on_abort: bool = False) -> None:
-        """One protocol call, retried while its error is retriable and time is left.
-
-        Time left: ``commit_timeout_s``; for the two calls inside an open transaction,
-        also its ``transaction_timeout_ms``. A broker frozen for longer than the commit
-        timeout then costs a wait, not a restart: once the transaction timeout has
-        passed, the coordinator has aborted the transaction unless it committed, and a
-        call still failing then leaves that outcome unknown, which is fatal.
-        """
-        budget = self.s.commit_timeout_s
-        if name in IN_TRANSACTION:
-            budget += self.s.transaction_timeout_ms / 1000
-        deadline = self.clock() + budget
-        while True:
-            self.health.beat()
-            timeout = max(0.1, min(STEP_SLICE_S, deadline - self.clock()))
-            try:
-                with self.watchdog.guard(name, timeout):
-                    call(timeout)
-                return
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                kind = classify(err)
-                if kind is Disposition.FATAL or (kind is Disposition.ABORT and fatal_on_abort):
-                    raise self._fatal(name, err) from None
-                if kind is Disposition.ABORT:
-                    raise AbortedError(err, {}) from None
-                if self.clock() >= deadline:
-                    raise self._fatal(
-                        name, err, f"still failing after {budget:.0f}s, outcome unknown"
-                    ) from None
-                log.warning("kafka_step_retry", step=name, error=err.str())
-                self.sleep(RETRY_PAUSE_S)  # an error that returns at once must not spin
-
-    def _abort(self) -> None:
-        # Serve delivery reports before and after: they name the refused records (the
-        # purge that abort causes adds _PURGE_QUEUE reports, which name nobody).
-        self.producer.poll(0)
+    @contextlib.contextmanager
+    def _fatal_on_failure(self) -> Iterator[None]:
         try:
-            self._step("abort_transaction", self.producer.abort_transaction, fatal_on_abort=True)
-        except AbortedError as aborted:  # pragma: no cover - fatal_on_abort turns it fatal
-            raise self._fatal("abort_transaction", aborted.err) from None
-        self.producer.poll(0)
-
-    def _produce_all(self, outgoing: list[Outgoing], refused: dict[int, KafkaError]) -> None:
-        def report(i: int) -> Callable[[KafkaError | None, Any], None]:
-            def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-                if err is not None:
-                    refused[i] = err
-
-            return on_delivery
-
-        for i, out in enumerate(outgoing):
-            while True:
-                try:
-                    self.producer.produce(
-                        out.topic,
-                        out.value,
-                        out.key,
-                        headers=list(out.headers),
-                        on_delivery=report(i),
-                    )
-                    self.producer.poll(0)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)  # the local queue is full: let deliveries drain
-                except KafkaException as exc:
-                    refused[i] = exc.args[0]  # refused before it left, e.g. too large
-                    break
+            yield
+        except StepFailedError as failed:
+            raise self._fatal(failed.step, failed.err, failed.detail) from None
 
     # -- after an abort ------------------------------------------------------------
 

@@ -18,29 +18,34 @@ re-publishes what it passed:
 
 So a letter is replayed in the transaction that moves the group past it, or not at all;
 a second run starts after it. A dry run does steps 2-3 and lists, producing and
-committing nothing. Kafka errors are sorted by ``worker.kafka.commit.classify``: retriable ones
-are retried until the commit timeout; anything else aborts the open chunk and exits 1,
-with everything before it committed.
+committing nothing. The transactions run on ``worker.kafka.transaction``, the worker's
+own: retriable errors are retried until the commit timeout; anything else aborts the
+open chunk and exits 1, with everything before it committed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from worker.errors import ConfigError, FatalKafkaError, KafkaUnavailableError
-from worker.kafka.clients import MAX_RECORD_BYTES, ClientErrors, to_record
-from worker.kafka.commit import STEP_SLICE_S, Disposition, classify
+from worker.kafka.clients import ClientErrors, consumer_options, producer_options, to_record
+from worker.kafka.transaction import (
+    AbortedError,
+    Disposition,
+    StepFailedError,
+    Transactions,
+    classify,
+)
 from worker.ops.replay import Replay, Selection, decide, describe, to_replay
 from worker.settings import WorkerSettings
 
 DEFAULT_GROUP = "support-router-dlq-replay"
-RETRY_PAUSE_S = 0.1
 POLL_S = 0.5
 
 
@@ -82,18 +87,20 @@ def replay(settings: WorkerSettings, opts: ReplayOptions, out: Callable[[str], N
         )
     dlq, inbound = settings.topics.dlq, settings.topics.inbound
     producer = None if opts.dry_run else Producer(_producer_config(settings, txn_id))
+    txn = None if producer is None else _transactions(producer, settings)
     consumer = Consumer(_consumer_config(settings, opts.group))
     try:
         # First, so that a wrong address fails within admin_timeout_s, naming it.
         inbound_partitions = len(_partitions(consumer, settings, inbound))
-        if producer is not None:  # step 1
-            _call(settings, "init_transactions", producer.init_transactions)
+        if producer is not None and txn is not None:  # step 1
+            with _fatal_on_failure():
+                txn.step("init_transactions", producer.init_transactions, abort_is_fatal=True)
         outcome = Outcome()
         _snapshot(consumer, settings, dlq, opts.selection, outcome)
         todo = [p for p in outcome.end if outcome.start[p] < outcome.end[p]]
         if todo:
             consumer.assign([TopicPartition(dlq, p, outcome.start[p]) for p in todo])
-            _read(consumer, producer, settings, opts, inbound, inbound_partitions, outcome, out)
+            _read(consumer, txn, settings, opts, inbound, inbound_partitions, outcome, out)
         _summary(opts, dlq, inbound, outcome, out)
         return outcome
     finally:
@@ -103,40 +110,32 @@ def replay(settings: WorkerSettings, opts: ReplayOptions, out: Callable[[str], N
 
 
 def _consumer_config(settings: WorkerSettings, group: str) -> dict[str, Any]:
-    return settings.kafka.librdkafka(
-        **{
-            "group.id": group,
-            "log_level": 0,  # a broker away is one error at the end, not a reconnect per 50 ms
-            "error_cb": ClientErrors(settings.kafka),  # a refused login: one fatal error
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",  # only dead letters the worker committed
-            "enable.partition.eof": True,  # how a partition's end shows
-            "fetch.message.max.bytes": MAX_RECORD_BYTES,
-        }
+    return consumer_options(
+        settings.kafka,
+        group,
+        ClientErrors(settings.kafka),  # a refused login: one fatal error
+        log_level=0,  # a broker away is one error at the end, not a reconnect per 50 ms
+        **{"enable.partition.eof": True},  # how a partition's end shows
     )
 
 
 def _producer_config(settings: WorkerSettings, transactional_id: str) -> dict[str, Any]:
-    return settings.kafka.librdkafka(
-        **{
-            "transactional.id": transactional_id,
-            "log_level": 0,
-            "error_cb": ClientErrors(settings.kafka),
-            "transaction.timeout.ms": settings.transaction_timeout_ms,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.max.bytes": MAX_RECORD_BYTES,
-            "compression.type": "lz4",
-        }
+    return producer_options(
+        settings.kafka,
+        ClientErrors(settings.kafka),
+        transactional_id,
+        settings.transaction_timeout_ms,
+        log_level=0,
     )
+
+
+def _transactions(producer: Producer, settings: WorkerSettings) -> Transactions:
+    return Transactions(producer, settings.commit_timeout_s, settings.transaction_timeout_ms)
 
 
 def _read(
     consumer: Consumer,
-    producer: Producer | None,
+    txn: Transactions | None,
     settings: WorkerSettings,
     opts: ReplayOptions,
     inbound: str,
@@ -177,8 +176,8 @@ def _read(
                 o.limit_reached = True
                 break
         moved = [TopicPartition(settings.topics.dlq, p, n) for p, n in pos.items()]
-        if producer is not None and (chunk or pos != committed):
-            _transaction(producer, consumer, settings, chunk, moved)
+        if txn is not None and (chunk or pos != committed):
+            _transaction(txn, consumer, chunk, moved)
             o.transactions += 1
             committed = dict(pos)
         for line in lines:  # after the commit: what is listed as replayed was
@@ -200,66 +199,28 @@ def _consumer_error(
 
 
 def _transaction(
-    producer: Producer,
-    consumer: Consumer,
-    settings: WorkerSettings,
-    replays: list[Replay],
-    offsets: list[TopicPartition],
+    txn: Transactions, consumer: Consumer, replays: list[Replay], offsets: list[TopicPartition]
 ) -> None:
     """Step 4: the replays and the DLQ offsets passed, one transaction."""
+    with _fatal_on_failure():
+        try:
+            txn.run(replays, offsets, consumer.consumer_group_metadata())
+        except AbortedError as aborted:
+            step = "produce" if aborted.refused else "transaction"
+            raise StepFailedError(step, aborted.err) from None
+
+
+@contextlib.contextmanager
+def _fatal_on_failure() -> Iterator[None]:
     try:
-        _call(settings, "begin_transaction", lambda _t: producer.begin_transaction())
-        for r in replays:
-            _produce(producer, r)
-        metadata = consumer.consumer_group_metadata()
-        _call(
-            settings,
-            "send_offsets_to_transaction",
-            lambda t: producer.send_offsets_to_transaction(offsets, metadata, t),
-        )
-        _call(settings, "commit_transaction", producer.commit_transaction)
-    except FatalKafkaError:
-        # Fenced or gone: the coordinator aborts it (its timeout, or the next run's step 1).
-        with contextlib.suppress(KafkaException):
-            producer.abort_transaction(settings.commit_timeout_s)
-        raise
-
-
-def _produce(producer: Producer, r: Replay) -> None:
-    kwargs: dict[str, Any] = {"key": r.key, "value": r.value, "headers": list(r.headers)}
-    if r.partition is not None:
-        kwargs["partition"] = r.partition
-    while True:
-        try:
-            producer.produce(r.topic, **kwargs)
-            producer.poll(0)
-            return
-        except BufferError:
-            producer.poll(0.05)  # the local queue is full: let deliveries drain
-        except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            raise FatalKafkaError(f"dlq replay: produce: {err.name()}: {err.str()}") from None
-
-
-def _call(settings: WorkerSettings, name: str, call: Callable[[float], Any]) -> Any:
-    """One transactional call; retriable errors again until the commit timeout, else fatal.
-
-    A failed delivery surfaces here too (commit_transaction refuses to commit), so
-    nothing of the chunk is visible and its offsets stay where they were.
-    """
-    budget = settings.commit_timeout_s + settings.transaction_timeout_ms / 1000
-    deadline = time.monotonic() + budget
-    while True:
-        try:
-            return call(max(0.1, min(STEP_SLICE_S, deadline - time.monotonic())))
-        except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            if classify(err) is not Disposition.RETRY or time.monotonic() >= deadline:
-                raise FatalKafkaError(
-                    f"dlq replay: {name}: {err.name()}: {err.str()}; the open chunk was not "
-                    "replayed and its offsets not committed: run again to resume"
-                ) from None
-            time.sleep(RETRY_PAUSE_S)
+        yield
+    except StepFailedError as failed:
+        # Fenced or gone: the coordinator aborts what is open (its timeout, or the next
+        # run's step 1).
+        raise FatalKafkaError(
+            f"dlq replay: {failed}; the open chunk was not replayed and its offsets not "
+            "committed: run again to resume"
+        ) from None
 
 
 def _partitions(consumer: Consumer, settings: WorkerSettings, topic: str) -> list[int]:

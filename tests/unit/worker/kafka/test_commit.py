@@ -11,7 +11,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from worker import codec
 from worker.errors import FatalKafkaError
 from worker.health import Health
-from worker.kafka.commit import MAX_ABORTS_IN_ROW, Committer, Disposition, classify
+from worker.kafka.commit import MAX_ABORTS_IN_ROW, Committer
+from worker.kafka.transaction import Disposition, classify
 from worker.metrics import Metrics
 from worker.outgoing import HEADER_POINTER, HEADER_TRUNCATED, TRUNCATED_VALUE_BYTES, Outgoing
 from worker.settings import WorkerSettings

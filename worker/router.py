@@ -1,0 +1,97 @@
+"""Route messages from Python the way the worker does, without Kafka.
+
+``Router.load(model_path)`` loads the artifact as the worker would (the same variant
+choice, routing policy and thresholds); ``route(texts)`` returns, per text, the
+outbound message the worker would publish, through the same intake, forward pass and
+``worker.outgoing.route_batch``. ``support-worker classify`` and ``support-trainer
+predict`` use it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.messages import OutboundMessage
+from worker import codec, service
+from worker.errors import ModelBrokenError
+from worker.inference import PROBE_TEXT, infer
+from worker.intake import intake
+from worker.model.protocol import Model
+from worker.outgoing import Outgoing, route_batch
+from worker.routing import RoutingPolicy
+from worker.settings import WorkerSettings, load_settings
+
+
+@dataclass(frozen=True)
+class Routed:
+    """One message's outcome: where the worker would publish it, and what."""
+
+    topic: str
+    value: dict[str, Any]  # the outbound message; for a dead letter: key, value, headers
+    result: OutboundMessage | None  # None for a dead letter
+    dead_letter: bool
+
+
+@dataclass
+class Router:
+    model: Model
+    policy: RoutingPolicy
+    settings: WorkerSettings
+
+    @classmethod
+    def load(
+        cls, model_path: str | Path | None = None, settings: WorkerSettings | None = None
+    ) -> Router:
+        """The model at ``model_path`` (default: the settings' ``model.path``)."""
+        s = settings or load_settings()
+        if model_path is not None:
+            s = s.model_copy(
+                update={"model": s.model.model_copy(update={"path": Path(model_path)})}
+            )
+        return cls(
+            service.load_classifier(s), service.build_policy(s, service.artifact_thresholds(s)), s
+        )
+
+    def route(self, texts: Sequence[str]) -> list[Routed]:
+        """Each text as an inbound message with ``message_id`` ``text-<i>``."""
+        now_ms = int(time.time() * 1000)
+        records = [
+            codec.Record(
+                "python",
+                0,
+                i,
+                None,
+                orjson.dumps({"message_id": f"text-{i}", "text": t}),
+                [],
+                now_ms,
+            )
+            for i, t in enumerate(texts)
+        ]
+        return [_routed(o) for o in self.route_records(records)]
+
+    def route_records(self, records: Sequence[codec.Record]) -> list[Outgoing]:
+        """Inbound records (any bytes) to the records the worker would produce."""
+        if not records:
+            return []
+        items = intake(records, self.model, self.settings.max_text_chars)
+        started_ms = time.time() * 1000
+        result = infer(self.model, items, self.model.tokenize([PROBE_TEXT]).ids[0])
+        if result.model_broken:
+            raise ModelBrokenError("the model failed these messages and the probe message too")
+        return route_batch(
+            items, result, self.model.model_info, self.policy, self.settings.topics, started_ms
+        )
+
+
+def _routed(out: Outgoing) -> Routed:
+    if out.is_dead_letter:
+        value = {"key": out.key, "value": out.value, "headers": dict(out.headers)}
+        return Routed(out.topic, value, None, True)
+    body = orjson.loads(out.value or b"null")
+    return Routed(out.topic, body, OutboundMessage.model_validate(body), False)
