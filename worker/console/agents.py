@@ -1,10 +1,11 @@
 """An agent's name -> the pseudonymous ``agent_id`` a correction carries. Pure.
 
-Until the console has a login, the review page asks for a name and the server turns it
-into the id: with a key (``--agent-key-file``) an HMAC-SHA256 keyed hash, ``a-`` and 20
-hex digits (80 bits: no collision among any desk's agents), which nobody without the key
-can turn back into the name or compute for a guessed one; without a key, the name itself
-when it already has the form of an opaque id (``AGENT_ID_PATTERN``: no spaces, no '@').
+The name is the logged-in user's (in the no-login mode, the one the review page sends),
+and the server turns it into the id: with a key (``--agent-key-file``) an HMAC-SHA256
+keyed hash, ``a-`` and 20 hex digits (80 bits: no collision among any desk's agents),
+which nobody without the key can turn back into the name or compute for a guessed one;
+without a key, the name itself when it already has the form of an opaque id
+(``AGENT_ID_PATTERN``: no spaces, no '@').
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ With ``--review`` (else each review endpoint answers 404):
   item, the agent id is the logged-in user's pseudonym (``agents``; an ``agent`` in the
   body is ignored and logged), ``at`` is now; it is produced to the feedback topic, keyed
   by the message id, and the answer waits for the broker's acknowledgement. In the
-  no-login mode (loopback only) the body's ``agent`` names the agent, as before.
+  no-login mode (loopback only) the body's ``agent`` names the agent.
 
 Always: ``GET /api/shadow``: a shadow candidate's agreement with the serving model.
 

@@ -191,7 +191,7 @@ class GroupWatch(threading.Thread):
     """Looks up the workers' group every ``every_s`` and hands it to ``on_group``.
 
     A thread and clients of its own: a watermark query on the tap's fetching consumer
-    waits out its fetch (0.5 s a partition, measured), which would stall the tap.
+    waits out that consumer's fetch for each partition, which would stall the tap.
     """
 
     def __init__(
@@ -229,7 +229,7 @@ class ConsoleErrors:
     """``error_cb`` for every client of the console: what the page shows, and the log.
 
     librdkafka reports an unreachable broker from each client, again on each reconnect
-    (measured: about 12 lines a second with the broker gone); each kind of error is
+    (several a second while the broker is gone); each kind of error is
     logged at most once per ``every_s``, with how many were held back. A refused
     connection (credentials, TLS) is described as the worker describes it. The console
     keeps running either way: it reconnects when the cluster does.
@@ -260,8 +260,8 @@ class ConsoleErrors:
 
     def client_config(self, **overrides: Any) -> dict[str, Any]:
         """A console client's config: errors through this object, and librdkafka's own
-        log lines (a FAIL line per connection attempt, 20 a second per client measured
-        with the broker gone) only from level 2 (critical) up: they say what error_cb says.
+        log lines (a FAIL line per connection attempt, many a second per client while
+        the broker is gone) only from level 2 (critical) up: they say what error_cb says.
         """
         return self.kafka.librdkafka(**{"error_cb": self, "log_level": 2, **overrides})
 

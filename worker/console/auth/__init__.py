@@ -1,4 +1,4 @@
-"""Who may use the console, and as whom (issue 21). One identity and role model behind
+"""Who may use the console, and as whom. One identity and role model behind
 two ways in, either or both:
 
 - standalone (``users``, ``sessions``): a login page checks a password against a mounted
@@ -7,7 +7,7 @@ two ways in, either or both:
   proxy's ``X-Forwarded-User``/``-Email``/``-Groups`` headers, trusted only from the
   configured proxy addresses, and a mapping file gives the roles.
 
-Neither configured: the console keeps its old no-login mode, on a loopback bind only.
+Neither configured: the no-login mode (everyone an operator), on a loopback bind only.
 
 - ``roles``: the roles and the identity a request carries. Pure.
 - ``users``, ``proxy``: the two ways to an identity. Pure but for reading their files.

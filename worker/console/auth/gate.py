@@ -4,8 +4,8 @@ session endpoints.
 ``Gate.check(request, role, post=...)`` answers the request's ``Identity`` or the refusal
 to send instead: 401 with no identity, 403 for identity headers from an address that is
 no configured proxy, for a user without the role, and for a POST without the session's
-CSRF token. Without a users file and a proxy mapping the console runs as before issue
-21 (no login, everyone an operator), which ``Gate`` allows on a loopback bind only.
+CSRF token. Without a users file and a proxy mapping the console runs with no login
+(everyone an operator), which ``Gate`` allows on a loopback bind only.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Gate:
         if self.open and not is_loopback(cs.host):
             raise ConfigError(
                 f"the console would serve {cs.host} with no login: give --users-file, or "
-                "--trusted-proxy with --proxy-roles-file (README: the console's access)"
+                "--trusted-proxy with --proxy-roles-file (docs/console.md: access)"
             )
         self.sessions = Sessions(load_key(cs.session_key_file), clock)
         self.secure = cs.certfile is not None
@@ -144,7 +144,7 @@ class Gate:
 
     def agent_id(self, who: Identity, claimed: object) -> str | None:
         """The feedback record's agent id: the logged-in user's, None in the open mode
-        (there the body's ``agent`` names it, as before). A body that claims another is
+        (there the body's ``agent`` names it). A body that claims another is
         ignored, and the attempt logged."""
         if who.user is None:
             return None
