@@ -8,9 +8,8 @@ PY := $(VENV)/bin/python
 KAFKA := $(PY) deploy/local-kafka/kafka
 # Re-install only when the dependency list changes.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
-# pip's HTTP cache stores nothing behind a registry proxy that sends no Cache-Control
-# (measured here: 0 files after several installs), so the ~3 GB of torch/CUDA wheels
-# are kept in a wheelhouse outside git instead. A clone whose wheels are all there
+# pip's HTTP cache stores nothing behind a registry proxy that sends no Cache-Control,
+# so the torch/CUDA wheels are kept in a wheelhouse outside git instead. A clone whose wheels are all there
 # installs offline; otherwise pip downloads only the missing files into it.
 WHEELHOUSE ?= $(HOME)/.cache/support-router/wheels
 PIP_LOCAL := $(PY) -m pip install --quiet --no-index --find-links $(WHEELHOUSE)

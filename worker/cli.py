@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     access = console.add_argument_group(
         "access",
-        "who may use the console (README: the console's access). Neither a users file nor "
+        "who may use the console (docs/console.md: access). Neither a users file nor "
         "a proxy: no login, on a loopback --host only",
     )
     access.add_argument(

@@ -6,7 +6,8 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """The worker's exit codes, in one place (README, "Exit codes")."""
+    """The worker's exit codes, in one place (docs/architecture.md, "Shutdown and exit
+    codes")."""
 
     OK = 0  # stopped by a signal after a clean drain
     FATAL = 1  # a fatal Kafka error, a hung librdkafka call, or the shutdown grace ran out
