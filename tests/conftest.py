@@ -6,15 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from trainer.data import clinc
+from trainer.data import SETS, banking77, clinc
 
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_TOOL = REPO / "deploy" / "local-kafka" / "kafka"
-SHARED = REPO.parent / "shared"
+# The CRD schemas of the custom kinds in deploy/k8s, vendored (deploy/vendor/README.md).
+VENDOR = REPO / "deploy" / "vendor"
+LABELS_MD = REPO / "docs" / "labels.md"
 
 
-# Where every tool and the trainer look too: $CLINC_PATH, else ../shared beside the repo.
-CLINC_FILE = clinc.default_path()
+# Where every tool and the trainer look too: $CLINC_PATH / $BANKING77_PATH, else the data
+# sets vendored in trainer/data/sets. A clone has them, so no test skips for want of them.
+CLINC_FILE = clinc.default_path() or SETS / "clinc150" / "data_oos_plus.json"
+B77_FILE = banking77.default_path() or SETS / "banking77" / "train.csv"
 
 
 # Fixtures that train or load a model. A test using one, directly or through another

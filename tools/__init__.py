@@ -2,7 +2,7 @@
 
 They live outside ``worker/`` on purpose. They depend on the repository's layout (the
 local broker script ``deploy/local-kafka/kafka``, which fetches Kafka's jars with Maven,
-``deploy/topics.yaml``, ``models/``, the data in ``../shared``) and start ``support-worker``
+``deploy/topics.yaml``, ``models/``, the data in ``trainer/data/sets``) and start ``support-worker``
 processes from the checkout; the worker's wheel and image carry none of that, so they
 carry none of this (``[tool.setuptools.packages.find]`` in pyproject.toml leaves ``tools``
 out). Run them from the repo root: ``python -m tools.demo``, ``python -m tools.bench``.

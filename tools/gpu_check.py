@@ -191,7 +191,7 @@ def describe_model(path: Path) -> dict[str, Any]:
 
 def load_texts(file: Path | None, n: int) -> tuple[list[str], dict[str, Any]]:
     """``n`` texts, cycling through ``file`` (tools/gpu_pack.py's messages.jsonl) or else
-    the bench's message set (which needs ../shared for CLINC)."""
+    the bench's message set (built from the vendored CLINC file)."""
     if file is not None:
         from trainer.data.records import read_labelled
 

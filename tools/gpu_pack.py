@@ -9,7 +9,7 @@ device machine, in the two ignored folders the device tool carries.
                    sha256, drops the variant report (its files are not there) and
                    calls the version ``<version>.fp16``; ``derived.json`` says from what.
 ``.gpu/messages.jsonl``  the bench's message set (tools.bench.model.message_set: the
-                   augmented CLINC test), since ../shared does not travel.
+                   augmented CLINC test), built here so the device need not.
 ``.gpu/pack.json`` what was packed, from which commit, and the sizes.
 ``.whl/``          wheels for the device image's Python 3.12 of the packages the check
                    imports that the image lacks, at the versions of this .venv.

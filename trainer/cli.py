@@ -255,10 +255,14 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "cover all: a model trained on one is scored on the others (transfer)",
     )
     p.add_argument(
-        "--clinc-path", type=Path, help="data_oos_plus.json (default $CLINC_PATH or ../shared)"
+        "--clinc-path",
+        type=Path,
+        help="data_oos_plus.json (default $CLINC_PATH, else trainer/data/sets/clinc150/)",
     )
     p.add_argument(
-        "--banking77-path", type=Path, help="train.csv (default $BANKING77_PATH or ../shared)"
+        "--banking77-path",
+        type=Path,
+        help="train.csv (default $BANKING77_PATH, else trainer/data/sets/banking77/)",
     )
     p.add_argument("--mapping", help="CLINC's: support | seed | a JSON/YAML file")
     p.add_argument("--seed", type=int)

@@ -3,10 +3,11 @@
 #
 # Build from the repository root:
 #   docker build -f deploy/docker/trainer.Dockerfile -t support-router/trainer:0.1.0 .
-# Train on a GPU host (CLINC150 and Banking77 mounted read-only at /data, the artifact
+# Train on a GPU host (the vendored CLINC150 and Banking77, trainer/data/sets, mounted
+# read-only at /data: .dockerignore keeps them out of the build context; the artifact
 # written under /models; the container runs as uid 10001, so --user makes the files yours):
 #   docker run --rm --gpus 1 --user "$(id -u):$(id -g)" \
-#     -v /path/to/shared/data:/data:ro -v "$PWD/models:/models" \
+#     -v "$PWD/trainer/data/sets:/data:ro" -v "$PWD/models:/models" \
 #     support-router/trainer:0.1.0 train --preset full --out /models/minilm
 # Without --gpus it trains on the CPU (slowly: the `full` preset is sized for a GPU).
 #

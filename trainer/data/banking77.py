@@ -11,7 +11,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from trainer.data import shared_file
+from trainer.data import dataset_file
 from trainer.errors import DataError
 
 # Shares of each category, drawn before training sees anything; the rest trains.
@@ -68,5 +68,5 @@ def load_local(path: Path) -> Rows:
 
 
 def default_path() -> Path | None:
-    """$BANKING77_PATH, else ../shared/data/banking77/train.csv from the working dir."""
-    return shared_file("BANKING77_PATH", "banking77/train.csv")
+    """$BANKING77_PATH, else the vendored trainer/data/sets/banking77/train.csv."""
+    return dataset_file("BANKING77_PATH", "banking77/train.csv")

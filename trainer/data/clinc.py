@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from trainer.data import shared_file
+from trainer.data import dataset_file
 from trainer.errors import DataError, SourceUnavailableError
 
 # labels.md's protocol: which raw parts feed which of our splits.
@@ -81,6 +81,6 @@ def known_intents(rows: Rows) -> set[str]:
 
 
 def default_path() -> Path | None:
-    """The CLINC150 file: $CLINC_PATH, else ../shared/data/clinc150/data_oos_plus.json
-    beside the repo root (see shared_file). Every caller asks here."""
-    return shared_file("CLINC_PATH", "clinc150/data_oos_plus.json")
+    """The CLINC150 file: $CLINC_PATH, else the vendored
+    trainer/data/sets/clinc150/data_oos_plus.json (see dataset_file). Every caller asks here."""
+    return dataset_file("CLINC_PATH", "clinc150/data_oos_plus.json")

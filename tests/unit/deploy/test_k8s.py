@@ -2,7 +2,7 @@
 
 Every overlay is rendered with `kubectl kustomize`; the core kinds are validated against
 the Kubernetes schemas that kubernetes-validate ships, the KEDA and prometheus-operator
-kinds against the OpenAPI schemas of their CRDs vendored in ../shared/vendor, and the
+kinds against the OpenAPI schemas of their CRDs vendored in deploy/vendor, and the
 result is held to what the worker and the reliability scheme need: the settings the
 ConfigMap gives, the partitions of the inbound topic, the drain bound, the probes'
 endpoints, the transactional id, GPU scheduling and secret handling.
@@ -47,8 +47,8 @@ GPU_PROCESSES = K8S / "components" / "gpu-processes"
 COMPOSED = {"gpu+gpu-processes": ("gpu", (GPU_PROCESSES,))}
 RENDERS = [*OVERLAYS, *COMPOSED]
 TOPICS_FILE = REPO / "deploy" / "topics.yaml"
-# ../shared beside the repository, as in CI.
-VENDOR = REPO.parent / "shared" / "vendor"
+# The custom kinds' CRDs, vendored with their licenses and commits.
+VENDOR = REPO / "deploy" / "vendor"
 
 # Kubernetes releases whose schemas the core kinds must satisfy: the oldest minor still
 # maintained upstream when this was written (1.32, also the kubectl here) and the newest
@@ -253,9 +253,9 @@ def strict(schema: Any) -> Any:
 
 @functools.cache
 def crd_schemas() -> dict[tuple[str, str], Doc]:
-    """(apiVersion, kind) -> openAPIV3Schema, from every CRD in ../shared/vendor."""
+    """(apiVersion, kind) -> openAPIV3Schema, from every CRD in deploy/vendor."""
     if not VENDOR.is_dir():
-        pytest.fail(f"{VENDOR} is missing: the CRD schemas come from ../shared/vendor")
+        pytest.fail(f"{VENDOR} is missing: the CRD schemas are vendored there")
     schemas: dict[tuple[str, str], Doc] = {}
     for path in sorted(VENDOR.glob("*/*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):

@@ -5,7 +5,7 @@
   every alert fires on its case and stays silent beside it; with every alert's expression
   made unsatisfiable those tests fail, naming each alert.
 - deploy/k8s/base/prometheusrule.yaml carries the same groups and fits the
-  prometheus-operator CRD schema vendored in ../shared/vendor.
+  prometheus-operator CRD schema vendored in deploy/vendor.
 - The Grafana dashboard is well-formed and every query parses as PromQL. That each one
   names a metric the worker really exports is tests/integration/deploy/test_dashboard.py.
 """
@@ -24,14 +24,14 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import REPO, SHARED
+from tests.conftest import REPO, VENDOR
 
 MONITORING = REPO / "deploy" / "monitoring"
 ALERTS = MONITORING / "alerts.yaml"
 ALERT_TESTS = MONITORING / "alerts.test.yaml"
 DASHBOARD = MONITORING / "grafana" / "support-router.json"
 PROMETHEUS_RULE = REPO / "deploy" / "k8s" / "base" / "prometheusrule.yaml"
-CRD = SHARED / "vendor" / "prometheus-operator" / "monitoring.coreos.com_prometheusrules.yaml"
+CRD = VENDOR / "prometheus-operator" / "monitoring.coreos.com_prometheusrules.yaml"
 LOCAL_PROMTOOL = REPO / ".tools" / "usr" / "bin" / "promtool"
 RUNBOOK = "docs/operations.md"
 SEVERITIES = {"warning", "critical"}

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from tests.conftest import SHARED
+from tests.conftest import LABELS_MD
 from trainer.data import definitions
 from trainer.data.splits import DataSpec, build
 
-LABELS_MD = SHARED / "docs" / "labels.md"
 
-
-@pytest.mark.skipif(not LABELS_MD.exists(), reason=f"{LABELS_MD} not present")
 def test_every_term_comes_from_its_intents_definition_or_name() -> None:
     text = LABELS_MD.read_text()
     for intent, terms in definitions.TERMS.items():

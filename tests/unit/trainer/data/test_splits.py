@@ -1,4 +1,4 @@
-"""build-data on the shared CLINC file: deterministic, and every intent in every split."""
+"""build-data on the vendored CLINC file: deterministic, and every intent in every split."""
 
 from __future__ import annotations
 
@@ -13,12 +13,7 @@ from trainer.cli import main
 from trainer.data import clinc
 from trainer.errors import SourceUnavailableError
 
-needs_clinc = pytest.mark.skipif(
-    CLINC_FILE is None or not CLINC_FILE.exists(), reason=f"{CLINC_FILE or 'CLINC150'} not present"
-)
 
-
-@needs_clinc
 def test_build_data_is_deterministic_and_covers_every_intent(tmp_path: Path) -> None:
     for out in ("a", "b"):
         assert (
@@ -44,7 +39,6 @@ def test_build_data_is_deterministic_and_covers_every_intent(tmp_path: Path) -> 
         assert all(counts[i] > 0 for i in INTENTS), (split, counts)
 
 
-@needs_clinc
 def test_another_seed_gives_other_data(tmp_path: Path) -> None:
     main(
         [

@@ -6,18 +6,10 @@ import random
 from collections import Counter
 from dataclasses import replace
 
-import pytest
-
-from tests.conftest import CLINC_FILE, SHARED
+from tests.conftest import B77_FILE, CLINC_FILE
 from trainer.data.records import Example
 from trainer.data.splits import DataSpec, balanced_subset, build, stratum_quotas
 from trainer.presets import PRESETS
-
-B77_FILE = SHARED / "data" / "banking77" / "train.csv"
-needs_data = pytest.mark.skipif(
-    CLINC_FILE is None or not CLINC_FILE.exists() or not B77_FILE.exists(),
-    reason="CLINC150 or Banking77 not present",
-)
 
 
 def test_quotas_follow_the_square_root_of_the_stratum_sizes() -> None:
@@ -89,7 +81,6 @@ def shares(examples: list[Example], head: str) -> dict[str | None, float]:
     return {k: v / len(examples) for k, v in Counter(ex.label(head) for ex in examples).items()}
 
 
-@needs_data
 def test_the_demo_preset_trains_on_enough_angry_and_urgent_rows() -> None:
     """A short run learns the keyword rules ("ridiculous" -> angry, "now" -> high) away
     from the augmentation's templates only from enough such rows. A random 2,500-row draw
