@@ -15,10 +15,14 @@ from worker.model.protocol import BatchOutput
 
 
 def test_the_accuracy_rule() -> None:
+    """The one rule: the trainer's manifest (heads and intent macro-F1) and the bench's
+    (heads only, where macro-F1 is not measured) judge by it alike."""
     ok = {"intent": -0.004, "urgency": 0.01, "sentiment": 0.0, "action": -0.005}
     assert variants.allowed({**ok, "intent_macro_f1": -0.01})
     assert not variants.allowed({**ok, "action": -0.0051, "intent_macro_f1": 0.0})
     assert not variants.allowed({**ok, "intent_macro_f1": -0.0101})
+    assert variants.allowed(ok)  # the bench's: per head only
+    assert not variants.allowed({**ok, "intent": -0.006})
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_not_a_candidate(
