@@ -40,7 +40,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise DeviceError(f"model.dtype=bfloat16, but {torch.cuda.get_device_name()} has no bf16")
+        raise DeviceError(
+            f"bf16 weights (model.variant=torch-bf16), but {torch.cuda.get_device_name()} "
+            "has no bf16; use torch-fp16"
+        )
     return DTYPES[dtype]
 
 

@@ -129,6 +129,18 @@ def test_accuracy_gate_is_the_variants_rule_half_a_point_per_head() -> None:
     assert run.variants.allowed is variants.allowed
 
 
+def test_candidates_run_as_variants_by_name_in_the_bench_and_the_worker() -> None:
+    assert run.PACKED.env("cpu", "float32") == {"SUPPORT_WORKER_MODEL__VARIANT": "torch-fp32"}
+    assert run.PADDED.env("cpu", "auto") == {"SUPPORT_WORKER_MODEL__VARIANT": "torch-fp32-padded"}
+    assert run.PADDED.model_variant("cuda", "bfloat16") == "torch-bf16-padded"
+    assert [c.env("cpu", "float32") for c in run.CPU_FAST] == [
+        {"SUPPORT_WORKER_MODEL__VARIANT": "torch-int8"},
+        {"SUPPORT_WORKER_MODEL__VARIANT": "torch-bf16"},
+    ]
+    names = {c.model_variant("cpu", "float32") for c in (*run.CPU_FAST, *run.RUNTIMES)}
+    assert names <= set(variants.SERVED)
+
+
 def test_best_variant_is_the_fastest_that_keeps_its_accuracy() -> None:
     c = {
         "padded": {"msgs_per_s": 100.0, "accuracy_ok": True},
