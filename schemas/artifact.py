@@ -54,7 +54,8 @@ class OutOfDistribution(_Frozen):
     fitted_rows: int = Field(gt=0)
 
 
-# The ways to run one artifact (worker.model.variants), named in settings and manifests.
+# The ways to run one artifact that the trainer scores into its manifest
+# (worker.model.variants); the worker serves them by name (MODEL__VARIANT).
 ModelVariant = Literal[
     "torch-fp32",
     "torch-int8",
@@ -66,6 +67,20 @@ ModelVariant = Literal[
     "ov-bf16",
     "ov-int8-static",
 ]
+
+# Further ways the worker serves an artifact by name, which the trainer does not score:
+# torch at fp16; bf16 weights on a CPU too (torch-bf16 is autocast there); and torch
+# padded (each batch padded to its longest message, where the others run only its real
+# tokens: the bench's baseline).
+UnscoredVariant = Literal[
+    "torch-fp16",
+    "torch-bf16-weights",
+    "torch-fp32-padded",
+    "torch-bf16-padded",
+    "torch-fp16-padded",
+    "torch-int8-padded",
+]
+ServedVariant = ModelVariant | UnscoredVariant
 
 
 class VariantResult(_Frozen):

@@ -14,7 +14,7 @@ sweep     model-only msg/s, C of tools/bench (forward passes on batches laid out
 pipeline  the worker's pipeline without Kafka (tools/bench/memory.py: decode, batch,
           tokenize, infer, route, serialize) at the largest batch size within 5% of the
           fastest, padding-free, in the dtype the worker serves on this device.
-null      that pipeline with the null model (``model.backend=null``): the ceiling of
+null      that pipeline with the null model (``model.variant=null``): the ceiling of
           everything around the model.
 
 Every stage is bounded in time (``Plan``), so the whole check ends within ``budget_s``.
@@ -235,7 +235,8 @@ def classify(model: Path, device: str) -> dict[str, Any]:
 
 
 def worker_dtype(device: str) -> str:
-    """The dtype the worker serves on ``device`` by default (``model.dtype=auto``)."""
+    """The dtype the worker serves on ``device`` by default (``variants.torch_variant``'s
+    for "auto": an artifact without a variant report)."""
     import torch
 
     from worker.model.classifier import DTYPES, resolve_dtype
@@ -297,7 +298,7 @@ def null_ceiling(
     from worker.service import load_classifier
     from worker.settings import BatchingSettings, ModelSettings, WorkerSettings
 
-    null = load_classifier(WorkerSettings(model=ModelSettings(backend="null")))
+    null = load_classifier(WorkerSettings(model=ModelSettings(variant="null")))
     limits = BatchingSettings(**batching)
     runs = repeat(
         lambda: bench_memory(null, texts, limits, model_thread), plan.repeats, plan.pipeline_seconds

@@ -8,9 +8,10 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from schemas import PACKAGE_VERSION
+from schemas.artifact import ModelVariant, UnscoredVariant
 from trainer.data import banking77, clinc
 from trainer.data.splits import SUBSETS, DataSpec, Source
 from trainer.errors import TrainerError
@@ -159,10 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, help="report dir (default: <model>/eval)")
     ev.add_argument("--skip-invalid", action="store_true")
     ev.add_argument(
-        "--quantize",
-        choices=["none", "int8"],
-        default="none",
-        help="score the int8 dynamically quantized model (the worker's setting)",
+        "--variant",
+        default="torch-fp32",
+        choices=[*get_args(ModelVariant), *get_args(UnscoredVariant)],
+        metavar="VARIANT",
+        help="score the model run as this variant (MODEL__VARIANT's names, e.g. torch-int8; "
+        "worker.model.variants), default torch-fp32",
     )
     ev.set_defaults(handler=_evaluate)
 
@@ -501,7 +504,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {}
     for model_dir in args.model:
         loaded = load_artifact(model_dir)
-        classifier = evaluation.runtime(loaded, quantize=args.quantize)
+        classifier = evaluation.runtime(loaded, args.variant)
         results, failures = [], {}
         curves: dict[str, Any] = {}
         for split, examples in test_sets.items():

@@ -12,13 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from schemas.artifact import Manifest
+from schemas.artifact import Manifest, ServedVariant
 from schemas.labels import HEADS
 from trainer.calibration import expected_calibration_error
 from trainer.data.records import Example
+from trainer.errors import TrainerError
 from trainer.scoring import IGNORE_INDEX, business_cost, head_metrics
+from worker.model import variants
 from worker.model.artifact import LoadedModel
-from worker.model.classifier import Classifier
+from worker.model.runner import Runner
 from worker.routing import RoutingPolicy
 
 TOP_FAILURES = 20
@@ -42,20 +44,22 @@ class Predictions:
         return Predictions({h: p[rows] for h, p in self.probs.items()}, self.unfamiliarity[rows])
 
 
-def predict(
-    classifier: Classifier, examples: Sequence[Example], batch_size: int = 256
-) -> Predictions:
+def predict(classifier: Runner, examples: Sequence[Example], batch_size: int = 256) -> Predictions:
     """Calibrated probabilities and OOD scores, in example order, from the worker's own
-    ``Classifier`` (padding-free where the encoder allows, as served)."""
+    runner (torch padding-free where the encoder allows, as served)."""
     out = classifier.predict_texts([ex.text for ex in examples], batch_size)
     scores = out.unfamiliarity if out.unfamiliarity is not None else np.full(len(examples), np.nan)
     return Predictions(dict(out.probs), scores)
 
 
-def runtime(loaded: LoadedModel, quantize: str = "none") -> Classifier:
-    """The worker's classifier for an artifact, in fp32 on the device it was loaded on."""
-    device = next(loaded.model.parameters()).device
-    return Classifier(loaded, device=device.type, dtype="float32", quantize=quantize)
+def runtime(loaded: LoadedModel, variant: ServedVariant = "torch-fp32") -> Runner:
+    """The worker's runner for an artifact as ``variant`` (MODEL__VARIANT's names), on the
+    device it was loaded on."""
+    device = next(loaded.model.parameters()).device.type
+    reason = variants.unavailable(variant, loaded, device)
+    if reason is not None:
+        raise TrainerError(f"variant {variant} cannot run here: {reason}")
+    return variants.build(variant, loaded, device)
 
 
 def by_collection(examples: Sequence[Example], default: str = "data") -> dict[str, list[int]]:
@@ -196,7 +200,7 @@ def failures(
 
 
 def latency(
-    classifier: Classifier, texts: Sequence[str], batch_size: int = 64, repeats: int = 30
+    classifier: Runner, texts: Sequence[str], batch_size: int = 64, repeats: int = 30
 ) -> dict[str, Any]:
     """Median wall time for one message and for one batch, tokenization included."""
 
@@ -231,7 +235,7 @@ class SourceEvaluation:
 
 
 def evaluate_sources(
-    classifier: Classifier, examples: Sequence[Example], split: str
+    classifier: Runner, examples: Sequence[Example], split: str
 ) -> SourceEvaluation:
     """Score a test set per collection with one pass of the model."""
     pred = predict(classifier, examples)
@@ -262,7 +266,7 @@ OPERATING_QUANTILES = (0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
 
 
 def operating_points(
-    classifier: Classifier, validation: Sequence[Example], tests: Sequence[Example]
+    classifier: Runner, validation: Sequence[Example], tests: Sequence[Example]
 ) -> list[dict[str, Any]]:
     """The routing outcome per test source at OOD thresholds placed at quantiles of the
     in-distribution validation scores: the candidates an operating point is chosen from."""

@@ -18,7 +18,7 @@ from trainer.compare import Pair, SetKind, SetScore, Verdict, points
 from trainer.data.records import Example
 from trainer.scoring import IGNORE_INDEX, head_metrics
 from worker.model.artifact import LoadedModel, load_artifact
-from worker.model.classifier import Classifier
+from worker.model.runner import Runner
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Contender:
     """A model as compare runs it."""
 
     loaded: LoadedModel
-    classifier: Classifier
+    classifier: Runner
 
     @property
     def title(self) -> str:

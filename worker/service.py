@@ -21,7 +21,7 @@ from worker.inference import PROBE_TEXT
 from worker.kafka.clients import make_consumer, make_producer
 from worker.metrics import Metrics
 from worker.model.artifact import LoadedModel
-from worker.model.classifier import Classifier, resolve_device
+from worker.model.classifier import resolve_device
 from worker.model.protocol import Model
 from worker.model.tuner import LiveVariants, Tuner, Verdict
 from worker.model_thread import model_executor
@@ -41,7 +41,7 @@ class ArtifactThresholds:
     """The routing thresholds an artifact ships; settings may override each."""
 
     min_action_confidence: float = DEFAULT_MIN_ACTION_CONFIDENCE
-    max_unfamiliarity: float | None = None  # None: the model has no OOD score (null backend)
+    max_unfamiliarity: float | None = None  # None: the model has no OOD score (variant null)
 
 
 def build_policy(settings: WorkerSettings, artifact: ArtifactThresholds) -> RoutingPolicy:
@@ -106,7 +106,7 @@ def load_served(
     from worker.model.artifact import load_artifact
     from worker.model.errors import ArtifactError, DeviceError
 
-    if settings.model.backend == "null":
+    if settings.model.variant == "null":
         from schemas.labels import HEADS
         from worker.model.protocol import NullClassifier
 
@@ -135,17 +135,16 @@ def _variant(loaded: LoadedModel, settings: WorkerSettings, live: bool) -> Serve
 
     m = settings.model
     device = str(resolve_device(m.device))  # DeviceError before any work
-    if m.variant == "torch" or (m.variant == "auto" and loaded.manifest.variants is None):
-        if m.variant == "auto":
-            log.info(
-                "model_variant",
-                variant="torch",
-                chosen_by="setting",
-                why="the artifact has no variant report (support-trainer variants)",
-            )
-        model = Classifier(loaded, m.device, m.dtype, m.quantize, m.padding_free, m.autocast)
-        return Served(model, "torch", "setting")
-    if m.variant != "auto":
+    if m.variant == "auto" and loaded.manifest.variants is None:
+        default = variants.torch_variant("auto", device)
+        log.info(
+            "model_variant",
+            variant=default,
+            chosen_by="setting",
+            why="the artifact has no variant report (support-trainer variants)",
+        )
+        return Served(variants.build(default, loaded, device, m.threads), default, "setting")
+    if m.variant != "auto" and m.variant != "null":
         reason = variants.unavailable(m.variant, loaded, device)
         if reason is not None:
             raise DeviceError(f"model.variant={m.variant} cannot run here: {reason}")
@@ -313,7 +312,7 @@ def artifact_thresholds(settings: WorkerSettings) -> ArtifactThresholds:
     from worker.model.artifact import read_manifest
     from worker.model.errors import ArtifactError
 
-    if settings.model.backend == "null":
+    if settings.model.variant == "null":
         return ArtifactThresholds()
     try:
         manifest = read_manifest(settings.model.path)

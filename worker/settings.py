@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from schemas.artifact import ModelVariant
+from schemas.artifact import ServedVariant
 from schemas.messages import FallbackRoute, Route
 from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE
 
@@ -292,18 +292,46 @@ class ShadowSettings(BaseModel):
     )
 
 
+# The settings that once said how the model runs, beside model.variant: each is refused
+# with the variant that does what it did (no silent alias).
+RETIRED_MODEL_SETTINGS = ("backend", "dtype", "quantize", "autocast", "padding_free")
+_PRECISIONS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def variant_for_retired(old: dict[str, Any]) -> str:
+    """The model.variant that runs as the retired settings in ``old`` said."""
+    if old.get("backend") == "null":
+        return "null"
+    named = str(old.get("variant", "auto"))
+    if named not in {"auto", "torch"}:
+        return named  # the retired settings never applied to a variant named
+    if named == "auto" and not set(old) & set(RETIRED_MODEL_SETTINGS[1:]):
+        return "auto"  # backend=torch alone: the default
+    padded = str(old.get("padding_free", True)).lower() in {"false", "0", "no", "off"}
+    precision = (
+        "int8"
+        if old.get("quantize") == "int8"
+        else _PRECISIONS.get(str(old.get("autocast"))) or _PRECISIONS.get(str(old.get("dtype")))
+    )
+    if precision is None:  # dtype auto: what the device served best
+        precision = "bf16" if old.get("device") == "cuda" else "fp32"
+    if precision == "bf16" and "autocast" not in old and old.get("device") == "cpu":
+        precision = "bf16" if padded else "bf16-weights"  # torch-bf16 is autocast on a CPU
+    return f"torch-{precision}{'-padded' if padded else ''}"
+
+
 class ModelSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: Path = Path("models/current")
-    backend: Literal["torch", "null"] = Field(
-        default="torch", description="null: fixed predictions, no torch (framework benchmarks)"
-    )
-    variant: Literal["auto", "torch"] | ModelVariant = Field(
+    variant: Literal["auto", "null"] | ServedVariant = Field(
         default="auto",
-        description="auto: time the artifact's allowed variants that run here at startup and "
-        "serve the fastest; torch: torch as dtype/quantize/autocast/padding_free say; or one "
-        "variant by name (worker.model.variants)",
+        description="how the model runs. auto: time the artifact's allowed variants that run "
+        "here at startup and serve the fastest (the device's torch default if the artifact "
+        "has no variant report); one variant by name: torch-fp32, torch-bf16, torch-fp16, "
+        "torch-int8 (padding-free; each also -padded), torch-bf16-weights, ort-fp32, "
+        "ort-int8-dynamic, ort-int8-static, ov-fp32, ov-bf16, ov-int8-static "
+        "(worker.model.variants); null: fixed predictions, no model (framework benchmarks)",
     )
     autotune_seconds: float = Field(
         default=1.0,
@@ -319,17 +347,6 @@ class ModelSettings(BaseModel):
         "5% faster end to end (worker.model.tuner)",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    quantize: Literal["none", "int8"] = Field(
-        default="none", description="int8: dynamic quantization of the Linear layers (CPU)"
-    )
-    padding_free: bool = Field(
-        default=True,
-        description="run only real tokens through the encoder (bert/distilbert; else padded)",
-    )
-    autocast: Literal["none", "bfloat16", "float16"] = Field(
-        default="none", description="autocast the forward pass, e.g. bfloat16 on AVX-512 CPUs"
-    )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
     watch_s: float = Field(
         default=5.0,
@@ -344,6 +361,23 @@ class ModelSettings(BaseModel):
         description="circuit breaker: after this many batches in a row fail whole (and a probe "
         "message too), stop committing, leave the group and exit 4",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_retired(cls, data: Any) -> Any:
+        """One setting says how the model runs: the ones it replaced are refused, naming it."""
+        if not isinstance(data, dict):
+            return data
+        old = [f"model.{k}" for k in RETIRED_MODEL_SETTINGS if k in data]
+        if data.get("variant") == "torch":
+            old.append("model.variant=torch")
+        if old:
+            raise ValueError(
+                f"{' and '.join(old)} {'is' if len(old) == 1 else 'are'} retired: one setting, "
+                f"{ENV_PREFIX}MODEL__VARIANT, says how the model runs; set "
+                f"{ENV_PREFIX}MODEL__VARIANT={variant_for_retired(data)} instead"
+            )
+        return data
 
 
 class WorkerSettings(BaseSettings):

@@ -34,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-tokens", type=int, default=4096)
     p.add_argument("--max-wait-ms", type=float, default=25.0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="the precision of the torch baseline, padded and padding-free: the variants "
+        "torch-fp32, -bf16, -fp16 (auto: the device's default, worker.model.variants)",
+    )
     p.add_argument("--threads", type=int)
     p.add_argument("--repeats", type=int, help="runs per figure (median and spread); default 3")
     p.add_argument(

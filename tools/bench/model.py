@@ -14,8 +14,8 @@ import torch
 from schemas.labels import HEADS
 from trainer.data import clinc
 from worker.model.artifact import LoadedModel
-from worker.model.classifier import Classifier
 from worker.model.protocol import Model
+from worker.model.runner import Runner
 
 
 def message_set(n: int, seed: int = 7) -> tuple[list[Any], str]:
@@ -90,7 +90,7 @@ def bench_b(loaded: LoadedModel, texts: Sequence[str], batch: int) -> float:
 
 
 def bench_c(
-    classifier: Classifier, texts: Sequence[str], batch: int, min_seconds: float = 0.0
+    classifier: Runner, texts: Sequence[str], batch: int, min_seconds: float = 0.0
 ) -> dict[str, float]:
     """Forward passes only, on batches of ``batch`` messages tokenized in advance; the set
     again until ``min_seconds`` of forward passes are timed (a short run is a noisy one)."""
@@ -106,7 +106,7 @@ def bench_c(
 
 @torch.inference_mode()
 def time_forward(
-    classifier: Classifier, chunks: Sequence[Sequence[Sequence[int]]], full: int
+    classifier: Runner, chunks: Sequence[Sequence[Sequence[int]]], full: int
 ) -> dict[str, float]:
     """Forward passes only, on batches laid out (padded or packed) in advance: C's timing,
     and the batch sweep's. ``full``: the batch size whose batches ``full_batch_ms`` takes."""
@@ -133,7 +133,7 @@ def time_forward(
 
 
 @torch.inference_mode()
-def profile_ops(classifier: Classifier, texts: Sequence[str], batch: int, rows: int = 15) -> str:
+def profile_ops(classifier: Runner, texts: Sequence[str], batch: int, rows: int = 15) -> str:
     """torch.profiler's table of the forward pass's operators, by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
 

@@ -27,7 +27,6 @@ from tools.bench.model import (
 )
 from worker.model import autotune, variants
 from worker.model.artifact import load_artifact
-from worker.model.classifier import Classifier
 from worker.model_thread import model_executor
 from worker.service import pin_tokenizer_threads
 from worker.settings import BatchingSettings
@@ -37,41 +36,37 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Candidate:
-    """One way to run the same artifact: one of worker.model.variants by name
-    (``model_variant``), or a Classifier's own options (the padded baseline, and the
-    padding-free one at ``--dtype``) and the worker's env for them."""
+    """One way the bench runs the artifact: a variant of worker.model.variants by name
+    (``variant``), or (``variant`` None) the torch variant at the bench's ``--dtype``,
+    padding-free or ``padded``: the same variant in this process and in the workers."""
 
     name: str
-    padding_free: bool = True
-    model_variant: str | None = None
+    variant: str | None = None
+    padded: bool = False
+
+    def model_variant(self, device: str, dtype: str) -> str:
+        return self.variant or variants.torch_variant(dtype, device, self.padded)
 
     def classifier(self, model: Path, device: str, dtype: str) -> Any:
-        if self.model_variant is not None:
-            return variants.build(self.model_variant, load_artifact(model), device)  # type: ignore[arg-type]
-        return Classifier(load_artifact(model), device, dtype, padding_free=self.padding_free)
+        name = self.model_variant(device, dtype)
+        return variants.build(name, load_artifact(model), device)  # type: ignore[arg-type]
 
-    def env(self) -> dict[str, str]:
-        if self.model_variant is not None:
-            return {"SUPPORT_WORKER_MODEL__VARIANT": self.model_variant}
-        return {
-            "SUPPORT_WORKER_MODEL__VARIANT": "torch",
-            "SUPPORT_WORKER_MODEL__PADDING_FREE": str(self.padding_free).lower(),
-        }
+    def env(self, device: str, dtype: str) -> dict[str, str]:
+        return {"SUPPORT_WORKER_MODEL__VARIANT": self.model_variant(device, dtype)}
 
 
-PADDED = Candidate("padded", padding_free=False)
+PADDED = Candidate("padded", padded=True)
 PACKED = Candidate("padding-free")  # the worker's default
-# Faster settings, each used for d_best_over_a only if no head loses more than 0.5 points.
+# Faster settings, each used for d_best_over_a only if the accuracy rule allows it.
 CPU_FAST = (
-    Candidate("int8, padding-free", model_variant="torch-int8"),
-    Candidate("bf16 autocast, padding-free", model_variant="torch-bf16"),
+    Candidate("int8, padding-free", variant="torch-int8"),
+    Candidate("bf16 autocast, padding-free", variant="torch-bf16"),
 )
 # The ONNX Runtime and OpenVINO variants, where the artifact has their files.
-RUNTIMES = tuple(Candidate(name, model_variant=name) for name in variants.RUNTIME_FILES)
+RUNTIMES = tuple(Candidate(name, variant=name) for name in variants.RUNTIME_FILES)
 # The bench's name for each variant autotune may pick.
-BY_VARIANT = {v.model_variant: v.name for v in (*CPU_FAST, *RUNTIMES)} | {"torch-fp32": PACKED.name}
+BY_VARIANT = {v.variant: v.name for v in (*CPU_FAST, *RUNTIMES)} | {"torch-fp32": PACKED.name}
 AUTO_ENV = {"SUPPORT_WORKER_MODEL__VARIANT": "auto"}
-MAX_ACCURACY_DROP = 0.005
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
@@ -96,11 +91,6 @@ def _median(values: Sequence[float]) -> float:
 def accuracy_change(acc: Mapping[str, float], base: Mapping[str, float]) -> dict[str, float]:
     """Per head, this variant's accuracy minus the base's (a fraction; -0.01 is -1 point)."""
     return {h: acc[h] - base[h] for h in HEADS}
-
-
-def accuracy_ok(change: Mapping[str, float]) -> bool:
-    """No head loses more than MAX_ACCURACY_DROP."""
-    return all(d >= -MAX_ACCURACY_DROP for d in change.values())
 
 
 def best_variant(c: Mapping[str, Mapping[str, Any]]) -> str:
@@ -181,7 +171,7 @@ def run(args: Any) -> dict[str, Any]:
     here = [
         v
         for v in (*CPU_FAST, *RUNTIMES)
-        if variants.unavailable(v.model_variant, loaded, "cpu") is None  # type: ignore[arg-type]
+        if variants.unavailable(v.variant, loaded, "cpu") is None  # type: ignore[arg-type]
     ]
     if variants.unavailable("torch-bf16", loaded, "cpu") == variants.NO_BF16:
         r["skipped_bf16"] = "this CPU has no bf16 instructions: autocast measured 9x slower"
@@ -204,7 +194,7 @@ def run(args: Any) -> dict[str, Any]:
             # What a padded batch of these messages would be (the same for every variant).
             "padding_fraction": runs[0]["padding_fraction"],
             "accuracy_change": change,
-            "accuracy_ok": accuracy_ok(change),
+            "accuracy_ok": variants.allowed(change),
         }
     c = r["c"]
     r["c_model_ceiling"] = c[PADDED.name]["msgs_per_s"]
@@ -270,7 +260,6 @@ def broker_figures(
         "SUPPORT_WORKER_BATCHING__MAX_BATCH_TOKENS": str(args.batch_tokens),
         "SUPPORT_WORKER_BATCHING__MAX_WAIT_MS": str(args.max_wait_ms),
         "SUPPORT_WORKER_MODEL__DEVICE": args.device,
-        "SUPPORT_WORKER_MODEL__DTYPE": args.dtype,
     }
     if args.threads:
         env["SUPPORT_WORKER_MODEL__THREADS"] = str(args.threads)
@@ -299,15 +288,18 @@ def broker_figures(
             **{k: _median([x[k] for x in runs]) for k in keys},
         }
 
+    def env_of(v: Candidate) -> dict[str, str]:
+        return v.env(args.device, args.dtype)
+
     fastest_c = max(c, key=lambda k: c[k]["msgs_per_s"])
     r["d"] = {
-        PACKED.name: d(PACKED.name, PACKED.env(), PACKED.name),
+        PACKED.name: d(PACKED.name, env_of(PACKED), PACKED.name),
         "padding-free, no overlap": d(
             "padding-free, no overlap",
-            {**PACKED.env(), "SUPPORT_WORKER_BATCHING__OVERLAP": "false"},
+            {**env_of(PACKED), "SUPPORT_WORKER_BATCHING__OVERLAP": "false"},
             PACKED.name,
         ),
-        PADDED.name: d(PADDED.name, PADDED.env(), PADDED.name),
+        PADDED.name: d(PADDED.name, env_of(PADDED), PADDED.name),
     }
     # Every allowed variant that runs here, pinned, in a full run (the best by C in a quick
     # one): what auto's pick is judged against.
@@ -315,7 +307,7 @@ def broker_figures(
     allowed = {BY_VARIANT[v] for v in names if v in BY_VARIANT}
     pinned = [best] if quick else [v for v in runs_here if v.name in allowed]
     for v in (v for v in pinned if v.name not in r["d"]):
-        r["d"][v.name] = d(v.name, v.env(), v.name)
+        r["d"][v.name] = d(v.name, env_of(v), v.name)
     r["d"]["auto"] = d("auto", AUTO_ENV, fastest_c)
     r["d_worker"] = r["d"][PACKED.name]["msgs_per_s"]
     r["d_worker_best"] = r["d"][best.name]["msgs_per_s"]
@@ -327,7 +319,7 @@ def broker_figures(
         "msgs_per_s": d_allowed[best_d],
         "auto_served": served,
     }
-    null = {**env, "SUPPORT_WORKER_MODEL__BACKEND": "null"}
+    null = {**env, "SUPPORT_WORKER_MODEL__VARIANT": "null"}
     r["f_worker_null_model"] = fig.add(
         "f_worker_null",
         [bench_worker(bootstrap, args.model, f_texts, null)["msgs_per_s"] for _ in range(repeats)],
@@ -399,7 +391,7 @@ def bucketing(args: Any) -> str:
         return _median([x["msgs_per_s"] for x in runs])
 
     for v in RUNTIMES:
-        name: variants.Variant = v.model_variant  # type: ignore[assignment]
+        name: variants.Variant = v.variant  # type: ignore[assignment]
         if variants.unavailable(name, loaded, "cpu") is not None:
             continue
         clf = model_thread.submit(v.classifier, args.model, "cpu", "float32").result()
@@ -438,8 +430,8 @@ def shapes(args: Any, variant: variants.Variant) -> str:
         "|---|---|---|---|---|---|",
     ]
     for multiple, settled in ((1, False), (4, False), (4, True)):
-        clf = model_thread.submit(variants.build, variant, loaded, "cpu").result()
-        clf.width_multiple = multiple
+        clf: Any = model_thread.submit(variants.build, variant, loaded, "cpu").result()
+        clf.width_multiple = multiple  # OpenVINO's and ONNX Runtime's runner
         model_thread.submit(clf.warmup, args.batch_size).result()
         if settled:
             model_thread.submit(

@@ -6,8 +6,12 @@
 - ``artifact``: loading an artifact directory, refusing a bad one.
 - ``protocol``: the ``Model`` protocol, a batch's output, one message's ``Prediction``,
   and the null model (numpy only: the pure modules type against it).
-- ``classifier``: ``Classifier``, which runs an artifact (temperatures, one forward pass
-  per batch).
+- ``runner``: ``Runner``, what every way of running an artifact shares (tokenize,
+  temperatures, the per-head softmax, ``predict_texts``, warm-up).
+- ``classifier``: ``Classifier``, the torch runner (one forward pass per batch, packed
+  or padded); ``onnx_runtime``: ``OnnxClassifier``, the ONNX Runtime and OpenVINO one.
+- ``variants``: the named ways to run an artifact (``MODEL__VARIANT``), which run here,
+  which the accuracy rule allows; ``autotune`` and ``tuner`` pick one.
 - ``errors``: what can be wrong with an artifact.
 
 Nothing here imports the trainer: the worker runs without training code.

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from schemas.artifact import ServedVariant
 from worker.model.artifact import LoadedModel
 from worker.model.errors import ArtifactError
 from worker.model.variants import BASELINE, Variant, build, unavailable
@@ -129,7 +130,7 @@ def autotune(
 
 
 def settle(
-    model: Any, variant: Variant, loaded: LoadedModel, batch_size: int, seconds: float
+    model: Any, variant: ServedVariant, loaded: LoadedModel, batch_size: int, seconds: float
 ) -> int:
     """An OpenVINO variant, run on distinct traffic-shaped batches for ``seconds``; how
     many (0 for the others, which need none of it).

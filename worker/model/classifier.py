@@ -1,7 +1,8 @@
-"""The model as the worker runs it: token ids for texts, one forward pass per batch.
+"""The model as the worker runs it in torch: token ids for texts, one forward pass per batch.
 
 Everything per batch happens on whole tensors: pack (or pad) once, one forward under
-inference_mode, temperatures and softmax for all heads, then one device-to-host copy.
+inference_mode, then (``runner.Runner``) temperatures and softmax for all heads and one
+device-to-host copy.
 The trainer's evaluation runs this same class, so the figures in an artifact's
 metrics.json come from the code path the worker serves with.
 """
@@ -9,7 +10,6 @@ metrics.json come from the code path the worker serves with.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,8 +20,8 @@ from worker.model.artifact import LoadedModel
 from worker.model.errors import DeviceError
 from worker.model.network import MultiHeadClassifier, quantize_int8
 from worker.model.packed import PackedClassifier, pack, supports
-from worker.model.protocol import BatchOutput, predict_texts
-from worker.model.text import Tokenized, pad, tokenize
+from worker.model.runner import Runner
+from worker.model.text import pad
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -40,7 +40,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise DeviceError(f"model.dtype=bfloat16, but {torch.cuda.get_device_name()} has no bf16")
+        raise DeviceError(
+            f"bf16 weights (model.variant=torch-bf16), but {torch.cuda.get_device_name()} "
+            "has no bf16; use torch-fp16"
+        )
     return DTYPES[dtype]
 
 
@@ -69,8 +72,8 @@ def enable_tf32(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-class Classifier:
-    """Runs a loaded artifact: packed (padding-free) where the encoder allows, else padded."""
+class Classifier(Runner):
+    """The torch runner: packed (padding-free) where the encoder allows, else padded."""
 
     def __init__(
         self,
@@ -81,7 +84,7 @@ class Classifier:
         padding_free: bool = True,
         autocast: str = "none",
     ) -> None:
-        m = self.manifest = loaded.manifest
+        super().__init__(loaded)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         enable_tf32(self.device)
@@ -96,22 +99,10 @@ class Classifier:
                 self.packed = quantize_int8(self.packed, self.device)
         self.autocast = None if autocast == "none" else DTYPES[autocast]
         self.quantize = quantize
-        self.tokenizer = loaded.tokenizer
-        self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
-        self.max_length = m.max_length
-        self.marker = m.casing_marker
-        self.pad_id = int(self.tokenizer.pad_token_id)
-        self.model_info = loaded.model_info
-        self._splits = [len(labels) for labels in self.heads.values()]
-        self._temps = torch.tensor(loaded.column_temperatures(), device=self.device)  # [sum C]
-
-    def tokenize(self, texts: Sequence[str]) -> Tokenized:
-        """Ids for each text in one tokenizer call, and whether it had to be truncated."""
-        return tokenize(self.tokenizer, texts, self.max_length, self.marker)
 
     @property
     def precision(self) -> str:
-        """What the bench and the startup log report: weights, autocast, packing."""
+        """Weights, autocast, packing."""
         name = "int8" if self.quantize == "int8" else str(self.dtype).removeprefix("torch.")
         if self.autocast is not None:
             name += "+autocast-" + str(self.autocast).removeprefix("torch.")
@@ -127,41 +118,14 @@ class Classifier:
             both = both.pin_memory().to(self.device, non_blocking=True)
         return both[0], both[1]
 
-    def forward(self, inputs: Any) -> tuple[dict[str, Any], Any]:
-        """Logits per head and OOD scores [B] (or None) from ``prepare``'s inputs; the caller
-        holds inference_mode."""
+    def forward(self, inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The heads' logits side by side [B, sum C] and OOD scores [B] (or None), on the
+        device; the caller holds inference_mode."""
         with torch.autocast(
             self.device.type, dtype=self.autocast or torch.bfloat16, enabled=bool(self.autocast)
         ):
             if self.packed is not None:
-                return self.packed.outputs(inputs)
-            return self.model.outputs(*inputs)
-
-    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
-        """One forward pass over the batch: its real tokens only, or padded to its longest."""
-        started = time.perf_counter()
-        with torch.inference_mode():
-            logits, ood = self.forward(self.prepare(batch_ids))
-            joined = torch.cat([logits[h] for h in self.heads], dim=1).float() / self._temps
-            probs = torch.cat(
-                [torch.softmax(part, dim=1) for part in joined.split(self._splits, dim=1)], dim=1
-            )  # [B, sum C]
-            if ood is not None:  # one more column, so the copy stays one copy
-                probs = torch.cat([probs, ood.float()[:, None]], dim=1)  # [B, sum C + 1]
-            host = probs.cpu().numpy()  # the batch's one device-to-host copy
-        out_probs, out_top, col = {}, {}, 0
-        for head, width_h in zip(self.heads, self._splits, strict=True):
-            out_probs[head] = host[:, col : col + width_h]
-            out_top[head] = out_probs[head].argmax(axis=1)
-            col += width_h
-        unfamiliarity = host[:, col] if ood is not None else None
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        return BatchOutput(self.heads, out_probs, out_top, elapsed_ms, unfamiliarity)
-
-    def predict_texts(self, texts: Sequence[str], batch_size: int = 256) -> BatchOutput:
-        """protocol.predict_texts: in batches of similar length, in the order given."""
-        return predict_texts(self, texts, batch_size)
-
-    def warmup(self, batch_size: int = 8) -> None:
-        """Allocate and compile what the first real batch would otherwise wait for."""
-        self.predict(self.tokenize(["warm up the model before the first message"] * batch_size).ids)
+                logits, ood = self.packed.outputs(inputs)
+            else:
+                logits, ood = self.model.outputs(*inputs)
+        return torch.cat([logits[h] for h in self.heads], dim=1), ood

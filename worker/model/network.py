@@ -143,7 +143,9 @@ def quantize_int8(model: torch.nn.Module, device: torch.device) -> Any:
     CPU only: these kernels use the VNNI/AVX-512 instructions of the CPU.
     """
     if device.type != "cpu":
-        raise DeviceError("model.quantize=int8 runs on the CPU; use dtype=bfloat16 on a GPU")
+        raise DeviceError(
+            "int8 (model.variant=torch-int8) runs on the CPU; use torch-bf16 on a GPU"
+        )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's API, still supported

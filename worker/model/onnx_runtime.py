@@ -12,7 +12,6 @@ hold it to that).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from worker.model.artifact import LoadedModel
-from worker.model.protocol import BatchOutput, predict_texts
-from worker.model.text import Tokenized, buckets, pad, tokenize
+from worker.model.runner import Runner
+from worker.model.text import buckets, pad
 
 INPUTS = ("input_ids", "attention_mask")
 OOD_OUTPUT = "ood"
@@ -30,7 +29,7 @@ OOD_OUTPUT = "ood"
 Feed = dict[str, np.ndarray]
 
 
-class OrtRunner:
+class OrtSession:
     """An ONNX Runtime session on the CPU: one sub-batch at a time, on all its threads."""
 
     parallel = 1  # sub-batches run at once
@@ -52,7 +51,7 @@ class OrtRunner:
         return [self._session.run(outputs, feed) for feed in feeds]
 
 
-class OpenVinoRunner:
+class OpenVinoSession:
     """An OpenVINO model compiled for the CPU as one single-threaded stream per thread,
     the sub-batches of a batch spread over the streams (``streams=1``: one stream on
     every thread, for comparison: ``python -m tools.bench --bucketing``).
@@ -96,12 +95,13 @@ class OpenVinoRunner:
         return results
 
 
-def runner(
+def session(
     variant: str, file: Path, threads: int | None, streams: int | None = None
-) -> OrtRunner | OpenVinoRunner:
+) -> OrtSession | OpenVinoSession:
+    """The runtime that ``variant``'s prefix names (ort-..., ov-...), ready to run ``file``."""
     if variant.startswith("ort-"):
-        return OrtRunner(file, threads)
-    return OpenVinoRunner(file, threads, "bf16" if variant == "ov-bf16" else "f32", streams)
+        return OrtSession(file, threads)
+    return OpenVinoSession(file, threads, "bf16" if variant == "ov-bf16" else "f32", streams)
 
 
 def spread(groups: list[list[int]], parallel: int) -> list[list[int]]:
@@ -117,9 +117,9 @@ def spread(groups: list[list[int]], parallel: int) -> list[list[int]]:
     return groups
 
 
-class OnnxClassifier:
-    """The ``Model`` protocol over an ONNX file of the artifact; ``variant`` names it and
-    its prefix the runtime (ort-..., ov-...)."""
+class OnnxClassifier(Runner):
+    """The ONNX Runtime and OpenVINO runner over an ONNX file (or IR) of the artifact;
+    ``variant`` names it and its prefix the runtime (ort-..., ov-...)."""
 
     def __init__(
         self,
@@ -130,15 +130,10 @@ class OnnxClassifier:
         bucketed: bool = True,
         streams: int | None = None,
     ) -> None:
-        m = self.manifest = loaded.manifest
+        super().__init__(loaded)
         self.variant = variant
-        self._runner = runner(variant, file, threads, streams)
-        outputs = self._runner.outputs
-        self.tokenizer = loaded.tokenizer
-        self.heads = {h: tuple(labels) for h, labels in m.heads.items()}
-        self.max_length = m.max_length
-        self.marker = m.casing_marker
-        self.pad_id = int(self.tokenizer.pad_token_id)
+        self._session = session(variant, file, threads, streams)
+        outputs = self._session.outputs
         self.bucketed = bucketed
         # OpenVINO prepares its kernels once per input shape, which costs a run or two:
         # widths rounded up to 4 tokens leave it a quarter of the shapes to learn, for at
@@ -146,20 +141,14 @@ class OnnxClassifier:
         self.width_multiple = 4 if variant.startswith("ov-") else 1
         self.device = "cpu"
         self.dtype = "int8" if "int8" in variant else variant.rsplit("-", 1)[1]
-        self.model_info = loaded.model_info
         missing = [h for h in self.heads if h not in outputs]
         if missing:
             raise ValueError(f"{file}: no output for head(s) {missing}")
         self._outputs = [*self.heads, *([OOD_OUTPUT] if OOD_OUTPUT in outputs else [])]
-        self._splits = [len(labels) for labels in self.heads.values()]
-        self._temps = np.asarray(loaded.column_temperatures(), dtype=np.float32)  # [sum C]
 
     @property
     def precision(self) -> str:
         return f"{self.variant}, {'length-bucketed' if self.bucketed else 'padded'}"
-
-    def tokenize(self, texts: Sequence[str]) -> Tokenized:
-        return tokenize(self.tokenizer, texts, self.max_length, self.marker)
 
     def prepare(self, batch_ids: Sequence[Sequence[int]]) -> list[tuple[list[int], Any, Any]]:
         """Each sub-batch's rows, and its padded ids and mask: by length, or (not
@@ -167,7 +156,7 @@ class OnnxClassifier:
         groups = (
             buckets([len(x) for x in batch_ids]) if self.bucketed else [list(range(len(batch_ids)))]
         )
-        groups = spread(groups, self._runner.parallel)
+        groups = spread(groups, self._session.parallel)
         return [
             (rows, *pad([batch_ids[i] for i in rows], self.pad_id, self.width_multiple))
             for rows in groups
@@ -181,28 +170,9 @@ class OnnxClassifier:
         joined = np.empty((size, sum(self._splits)), dtype=np.float32)
         ood = np.empty(size, dtype=np.float32) if OOD_OUTPUT in self._outputs else None
         feeds = [{INPUTS[0]: ids, INPUTS[1]: mask} for _, ids, mask in prepared]
-        for (rows, _, _), out in zip(prepared, self._runner.run(self._outputs, feeds), strict=True):
+        results = self._session.run(self._outputs, feeds)
+        for (rows, _, _), out in zip(prepared, results, strict=True):
             joined[rows] = np.concatenate(out[: len(self.heads)], axis=1)
             if ood is not None:
                 ood[rows] = out[-1]
         return joined, ood
-
-    def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
-        started = time.perf_counter()
-        joined, ood = self.forward(self.prepare(batch_ids))
-        scaled = joined / self._temps
-        probs, top, col = {}, {}, 0
-        for head, width in zip(self.heads, self._splits, strict=True):
-            part = scaled[:, col : col + width]
-            e = np.exp(part - part.max(axis=1, keepdims=True))
-            probs[head] = e / e.sum(axis=1, keepdims=True)
-            top[head] = probs[head].argmax(axis=1)
-            col += width
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        return BatchOutput(self.heads, probs, top, elapsed_ms, ood)
-
-    def predict_texts(self, texts: Sequence[str], batch_size: int = 256) -> BatchOutput:
-        return predict_texts(self, texts, batch_size)
-
-    def warmup(self, batch_size: int = 8) -> None:
-        self.predict(self.tokenize(["warm up the model before the first message"] * batch_size).ids)

@@ -78,7 +78,7 @@ def test_two_processes_share_the_partitions_and_route_each_message_once(
         group=f"g-{tag}",
         txn_id=f"t-{tag}",
         PROCESSES=str(PROCESSES),
-        MODEL__BACKEND="null",
+        MODEL__VARIANT="null",
         ADMIN_PORT=str(base),
         BATCHING__MAX_BATCH_SIZE="32",
     )

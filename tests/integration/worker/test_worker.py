@@ -252,12 +252,13 @@ def test_sigterm_mid_backlog_exits_0_with_a_gap_free_prefix(
 def test_a_bfloat16_worker_on_the_cpu_routes_every_message_exactly_once(
     kafka_bootstrap: str, make_topic: Callable[..., str], smoke_artifact: Path, tmp_path: Path
 ) -> None:
-    """The dtype a GPU worker serves in by default, run on the CPU: the OOD scorer stays
-    float32 and every message is routed with an unfamiliarity score."""
+    """The dtype a GPU worker serves in by default (torch-bf16-weights: bf16 weights, on
+    the CPU too): the OOD scorer stays float32 and every message is routed with an
+    unfamiliarity score."""
     topics = make_topics(make_topic, partitions=2)
     good, bad = produce(kafka_bootstrap, topics.inbound, 300, bad_every=30)
     with running_worker(
-        kafka_bootstrap, topics, smoke_artifact, tmp_path, MODEL__DTYPE="bfloat16"
+        kafka_bootstrap, topics, smoke_artifact, tmp_path, MODEL__VARIANT="torch-bf16-weights"
     ) as w:
         got = read_committed(kafka_bootstrap, topics, 300)
         ready = next(e for e in w.log_lines() if e.get("event") == "model_ready")

@@ -21,6 +21,7 @@ import pytest
 from schemas.labels import ACTIONS, INTENTS, SENTIMENTS, URGENCIES
 from tests.conftest import REPO
 from tools.bench import broker, memory, model, report, run
+from worker.model import variants
 from worker.model.text import Tokenized
 
 
@@ -116,13 +117,28 @@ def test_decode_reports_the_best_pass_in_microseconds_per_message(
     assert memory.bench_decode(["hello"] * 100, repeats=3) == pytest.approx(2000.0)
 
 
-def test_accuracy_gate_is_half_a_point_per_head() -> None:
+def test_accuracy_gate_is_the_variants_rule_half_a_point_per_head() -> None:
+    """The bench keeps no rule of its own: it judges by worker.model.variants.allowed."""
     base = {"intent": 0.900, "urgency": 0.800, "sentiment": 0.700, "action": 0.600}
     change = run.accuracy_change({**base, "intent": 0.890, "action": 0.630}, base)
     assert change == pytest.approx({"intent": -0.01, "urgency": 0, "sentiment": 0, "action": 0.03})
-    assert not run.accuracy_ok(change)  # intent lost a whole point
-    assert run.accuracy_ok({"intent": -0.005, "urgency": 0.0, "sentiment": 0.2, "action": 0.0})
-    assert not run.accuracy_ok({"intent": -0.006, "urgency": 0.0, "sentiment": 0, "action": 0})
+    assert not variants.allowed(change)  # intent lost a whole point
+    assert variants.allowed({"intent": -0.005, "urgency": 0.0, "sentiment": 0.2, "action": 0.0})
+    assert not variants.allowed({"intent": -0.006, "urgency": 0.0, "sentiment": 0, "action": 0})
+    assert not hasattr(run, "accuracy_ok") and not hasattr(run, "MAX_ACCURACY_DROP")
+    assert run.variants.allowed is variants.allowed
+
+
+def test_candidates_run_as_variants_by_name_in_the_bench_and_the_worker() -> None:
+    assert run.PACKED.env("cpu", "float32") == {"SUPPORT_WORKER_MODEL__VARIANT": "torch-fp32"}
+    assert run.PADDED.env("cpu", "auto") == {"SUPPORT_WORKER_MODEL__VARIANT": "torch-fp32-padded"}
+    assert run.PADDED.model_variant("cuda", "bfloat16") == "torch-bf16-padded"
+    assert [c.env("cpu", "float32") for c in run.CPU_FAST] == [
+        {"SUPPORT_WORKER_MODEL__VARIANT": "torch-int8"},
+        {"SUPPORT_WORKER_MODEL__VARIANT": "torch-bf16"},
+    ]
+    names = {c.model_variant("cpu", "float32") for c in (*run.CPU_FAST, *run.RUNTIMES)}
+    assert names <= set(variants.SERVED)
 
 
 def test_best_variant_is_the_fastest_that_keeps_its_accuracy() -> None:

@@ -57,3 +57,19 @@ def test_the_variants_table_shows_accuracy_change_and_why_one_was_not_scored() -
         "| 0.9000 (+0.00) | no |"
     )
     assert lines[5] == "| ov-bf16 | - | - | - | - | - | no: openvino is not installed |"
+
+
+def test_the_recorded_allowed_is_the_one_accuracy_rule(variants_artifact: Path) -> None:
+    """The manifest's ``allowed`` is worker.model.variants.allowed of the recorded change,
+    the rule the bench judges by too."""
+    from trainer import variants as trainer_variants
+    from worker.model import variants
+
+    assert trainer_variants.allowed is variants.allowed
+    report = load_artifact(variants_artifact).manifest.variants
+    assert report is not None
+    scored = {k: r for k, r in report.results.items() if r.scored}
+    assert scored
+    for name, result in scored.items():
+        assert result.change is not None
+        assert result.allowed == variants.allowed(result.change), name

@@ -140,11 +140,10 @@ def test_classify_prints_the_outbound_json(smoke_artifact: object) -> None:
 
 
 def test_classify_runs_in_bfloat16_on_the_cpu(smoke_artifact: object) -> None:
+    """bf16 weights, as a GPU serves: they run on any CPU, if slowly."""
     import json
 
-    env = dict(
-        os.environ, SUPPORT_WORKER_MODEL__DTYPE="bfloat16", SUPPORT_WORKER_MODEL__VARIANT="torch"
-    )
+    env = dict(os.environ, SUPPORT_WORKER_MODEL__VARIANT="torch-bf16-weights")
     out = subprocess.run(
         [sys.executable, "-m", "worker.cli", "classify", "--model", str(smoke_artifact), "hi"],
         cwd=REPO,

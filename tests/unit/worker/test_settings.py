@@ -305,3 +305,62 @@ def test_cuda_takes_gpu_sized_batches_unless_they_are_set(monkeypatch: pytest.Mo
     monkeypatch.setenv("SUPPORT_WORKER_BATCHING__MAX_BATCH_SIZE", "100")
     mixed = WorkerSettings().batching
     assert (mixed.max_batch_size, mixed.max_batch_tokens) == (100, GPU_BATCHING["max_batch_tokens"])
+
+
+# --- one setting says how the model runs: MODEL__VARIANT ---
+
+
+@pytest.mark.parametrize(
+    ("env", "retired", "use"),
+    [
+        ({"BACKEND": "null"}, "model.backend", "null"),
+        ({"BACKEND": "torch"}, "model.backend", "auto"),
+        ({"VARIANT": "torch"}, "model.variant=torch", "torch-fp32"),
+        ({"VARIANT": "torch", "DTYPE": "bfloat16"}, "model.dtype", "torch-bf16"),
+        ({"DTYPE": "float16", "DEVICE": "cuda"}, "model.dtype", "torch-fp16"),
+        ({"VARIANT": "torch", "DEVICE": "cuda"}, "model.variant=torch", "torch-bf16"),
+        ({"QUANTIZE": "int8"}, "model.quantize", "torch-int8"),
+        ({"AUTOCAST": "bfloat16", "VARIANT": "torch"}, "model.autocast", "torch-bf16"),
+        ({"PADDING_FREE": "false"}, "model.padding_free", "torch-fp32-padded"),
+        ({"PADDING_FREE": "false", "QUANTIZE": "int8"}, "model.quantize", "torch-int8-padded"),
+        ({"DTYPE": "bfloat16", "DEVICE": "cpu"}, "model.dtype", "torch-bf16-weights"),
+        ({"DTYPE": "bfloat16", "VARIANT": "ort-fp32"}, "model.dtype", "ort-fp32"),
+    ],
+)
+def test_a_retired_model_setting_is_refused_naming_model_variant_and_the_value(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], retired: str, use: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(f"SUPPORT_WORKER_MODEL__{name}", value)
+    with pytest.raises(ValidationError) as caught:
+        WorkerSettings()
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("model",)
+    assert retired in error["msg"] and "retired" in error["msg"]
+    assert error["msg"].endswith(f"set SUPPORT_WORKER_MODEL__VARIANT={use} instead")
+
+
+def test_a_retired_model_setting_is_one_configuration_error_line() -> None:
+    out = _worker_run({"SUPPORT_WORKER_MODEL__DTYPE": "float32"})
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [
+        "support-worker: configuration error: setting 'model': Value error, model.dtype is "
+        "retired: one setting, SUPPORT_WORKER_MODEL__VARIANT, says how the model runs; set "
+        "SUPPORT_WORKER_MODEL__VARIANT=torch-fp32 instead"
+    ]
+
+
+@pytest.mark.parametrize(
+    "variant", ["auto", "null", "torch-fp32", "torch-bf16-padded", "torch-bf16-weights", "ov-bf16"]
+)
+def test_model_variant_takes_auto_null_and_every_variant_by_name(
+    monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    from worker.model.variants import SERVED
+
+    assert set(SERVED) >= {"torch-fp32", "torch-fp32-padded", "torch-fp16", "ort-fp32"}
+    monkeypatch.setenv("SUPPORT_WORKER_MODEL__VARIANT", variant)
+    assert WorkerSettings().model.variant == variant
+    monkeypatch.setenv("SUPPORT_WORKER_MODEL__VARIANT", "torch-fp64")
+    with pytest.raises(ValidationError):
+        WorkerSettings()

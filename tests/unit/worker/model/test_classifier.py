@@ -121,7 +121,7 @@ def test_building_a_half_precision_classifier_leaves_the_loaded_model_as_it_was(
 
 def test_a_setting_the_device_cannot_honour_is_a_device_error(smoke_artifact: Path) -> None:
     loaded = load_artifact(smoke_artifact)
-    with pytest.raises(DeviceError, match=r"model\.quantize=int8"):
+    with pytest.raises(DeviceError, match=r"model\.variant=torch-int8"):
         quantize_int8(loaded.model, torch.device("meta"))
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match=r"model\.device=cuda"):

@@ -15,10 +15,41 @@ from worker.model.protocol import BatchOutput
 
 
 def test_the_accuracy_rule() -> None:
+    """The one rule: the trainer's manifest (heads and intent macro-F1) and the bench's
+    (heads only, where macro-F1 is not measured) judge by it alike."""
     ok = {"intent": -0.004, "urgency": 0.01, "sentiment": 0.0, "action": -0.005}
     assert variants.allowed({**ok, "intent_macro_f1": -0.01})
     assert not variants.allowed({**ok, "action": -0.0051, "intent_macro_f1": 0.0})
     assert not variants.allowed({**ok, "intent_macro_f1": -0.0101})
+    assert variants.allowed(ok)  # the bench's: per head only
+    assert not variants.allowed({**ok, "intent": -0.006})
+
+
+def test_each_torch_variant_builds_its_precision_and_layout(smoke_artifact: Path) -> None:
+    loaded = load_artifact(smoke_artifact)
+    precision = {
+        "torch-fp32": "float32, padding-free",
+        "torch-fp32-padded": "float32, padded",
+        "torch-int8": "int8, padding-free",
+        "torch-int8-padded": "int8, padded",
+        "torch-bf16": "float32+autocast-bfloat16, padding-free",  # autocast on a CPU
+        "torch-bf16-padded": "float32+autocast-bfloat16, padded",
+        "torch-fp16": "float32+autocast-float16, padding-free",
+        "torch-fp16-padded": "float32+autocast-float16, padded",
+        "torch-bf16-weights": "bfloat16, padding-free",  # the GPU's bf16, on a CPU too
+    }
+    assert set(precision) == {v for v in variants.SERVED if v.startswith("torch-")}
+    for name, want in precision.items():
+        assert variants.build(name, loaded, "cpu").precision == want, name  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no such variant"):
+        variants.build("null", loaded, "cpu")  # type: ignore[arg-type]
+
+
+def test_torch_variant_names_the_variant_of_a_dtype_and_layout() -> None:
+    assert variants.torch_variant("float32", "cpu") == "torch-fp32"
+    assert variants.torch_variant("bfloat16", "cpu", padded=True) == "torch-bf16-padded"
+    assert variants.torch_variant("float16", "cuda") == "torch-fp16"
+    assert variants.torch_variant("auto", "cpu", padded=True) == "torch-fp32-padded"
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_not_a_candidate(
@@ -29,8 +60,12 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_not_a_candidate(
     assert "bf16" in (variants.unavailable("torch-bf16", loaded, "cpu") or "")
     monkeypatch.setattr(variants, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert variants.unavailable("torch-bf16", loaded, "cpu") is None
+    monkeypatch.setattr(variants, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert variants.unavailable("torch-bf16-padded", loaded, "cpu") == variants.NO_BF16
+    assert variants.unavailable("torch-bf16-weights", loaded, "cpu") is None  # slow, runs
     assert "onnx/fp32.onnx" in (variants.unavailable("ort-fp32", loaded, "cpu") or "")
     assert variants.unavailable("torch-int8", loaded, "cuda") is not None
+    assert variants.unavailable("torch-int8-padded", loaded, "cuda") is not None
 
 
 class Fake:

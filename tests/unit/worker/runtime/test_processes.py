@@ -178,7 +178,7 @@ def both_listening(log: Path) -> bool:
 # one is ended by its own short grace if it does not finish first.
 NO_BROKER = {
     "PROCESSES": "2",
-    "MODEL__BACKEND": "null",
+    "MODEL__VARIANT": "null",
     "ADMIN_PORT": "0",
     "KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
     "SHUTDOWN_GRACE_S": "2",
