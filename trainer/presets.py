@@ -33,13 +33,10 @@ PRESETS = {
         ),
         "tiny encoder, synthetic data, < 1 min on CPU",
     ),
-    # make demo: MiniLM on CLINC and Banking77 subsets, about 6 minutes on 2 CPU cores.
-    # The train rows are a balanced subset (splits.balanced_subset): a random 2,500 held
-    # 6% angry and 6% high-urgency rows, and the model read the augmentation's templates
-    # and their "!" instead of the keywords ("This is ridiculous, someone stole my card"
-    # came out calm). Balanced, it follows the keywords anywhere (keyword probe: sentiment
-    # 0.69 -> 0.99), and 5 epochs instead of 3 keep the noisy test at or above the old
-    # preset's; docs/model.md, "The demo preset".
+    # make demo: MiniLM on CLINC and Banking77 subsets. The train rows are a balanced
+    # subset (splits.balanced_subset): in a random draw the model reads the augmentation's
+    # templates and their "!" instead of the rare labels' keywords; balanced, it follows
+    # the keywords. Why 5 epochs, and the figures: docs/model.md, "The demo preset".
     "demo": Preset(
         DataSpec(sources=ALL_SOURCES, limit=2500, subset="balanced"),
         TrainConfig(
@@ -52,10 +49,8 @@ PRESETS = {
         "MiniLM, 2,500 label-balanced train rows of CLINC and of Banking77 each, definitions, "
         "5 epochs: about 6 minutes on 2 CPU cores",
     ),
-    # The full protocol of labels.md with the notebook's config2, except lr and epochs:
-    # at the notebook's 3e-5 MiniLM reached intent macro-F1 0.907 on the noisy test, at
-    # 1e-4 0.927, and 0.935 with the training-only source-intent head; with Banking77
-    # joined, 6 epochs beat 4 on every in-distribution figure (docs/model.md).
+    # The full protocol of labels.md with the notebook's config2, except lr and epochs,
+    # which docs/model.md ("More epochs") chose and measures.
     "full": Preset(
         DataSpec(sources=ALL_SOURCES),
         TrainConfig(lr=1e-4, epochs=6),

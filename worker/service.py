@@ -1,4 +1,5 @@
-"""Assemble and run one worker process: settings -> model -> HTTP server -> Kafka -> loop.
+"""Assemble and run one worker process: signals -> HTTP server (/readyz not ready) ->
+model, loaded and warmed up on the model thread -> Kafka -> loop.
 
 Startup order follows text-embeddings-inference: health first, then warm-up, then serve;
 the consumer subscribes only once the model has answered a dummy batch.

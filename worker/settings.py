@@ -219,8 +219,8 @@ class BatchingSettings(BaseModel):
     )
 
 
-# An H100 runs a MiniLM forward pass of 64 short messages in well under a millisecond:
-# at the CPU's batch size, the GPU waits on the host's per-batch work. 512 messages of
+# On a GPU a MiniLM forward pass of 64 short messages is short beside the host's
+# per-batch work, so the GPU batches are larger by default. 512 messages of
 # the noisy test's ~20 tokens fill about 10k tokens; 16k leaves room for longer traffic.
 GPU_BATCHING: dict[str, int] = {"max_batch_size": 512, "max_batch_tokens": 16_384}
 

@@ -1,4 +1,4 @@
-"""Where the worker's time goes beside the model's own (issue 13, "D against C").
+"""Where the worker's time goes beside the model's own (D against C).
 
 ``--profile-worker``: one worker on the broker, serving one variant, with each of its
 threads' CPU time, context switches and page faults read from /proc over the stretch in

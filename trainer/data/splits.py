@@ -174,9 +174,9 @@ def balanced_subset(examples: list[Example], n: int, rng: random.Random) -> list
     drawn at random within a stratum, returned in their given order.
 
     The rare labels come from keywords, angry almost only from the ones the augmentation
-    adds (labels.md): a random 2,500-row draw holds about 6% angry and 6% high-urgency
-    rows, too few for a short run to learn "ridiculous" -> angry away from the one
-    template it comes in. The square
+    adds (labels.md): a random draw holds few angry and high-urgency rows (docs/model.md,
+    "The demo preset", counts them), too few for a short run to learn "ridiculous" ->
+    angry away from the one template it comes in. The square
     root doubles them and keeps the common calm rows the majority. The intent mix is not
     touched: shifting it toward the support intents cost general questions (they were
     escalated) more than it bought."""

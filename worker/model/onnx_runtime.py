@@ -58,7 +58,7 @@ class OpenVinoSession:
 
     Separate streams never wait for each other between layers, so a stream whose core is
     taken by another thread (the consumer, the broker) holds up only its own sub-batch;
-    on the bench they also ran faster alone (docs/benchmarks.md). ``precision`` is the
+    docs/benchmarks.md compares the layouts, with their command. ``precision`` is the
     inference precision of what is not int8: OpenVINO's CPU default is bf16 wherever the
     CPU has bf16 instructions, so fp32 must be asked for.
     """
