@@ -613,7 +613,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     if not structlog.is_configured():  # the worker's log lines: stderr, only warnings
         structlog.configure(
-            logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+            # sys.stderr as it is when a line is written, not when this ran
+            logger_factory=lambda *_: structlog.WriteLogger(sys.stderr),
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         )
     router = Router.load(args.model, WorkerSettings())
