@@ -15,7 +15,12 @@ from worker.intake import Item
 from worker.model.protocol import Prediction
 from worker.outgoing import Outgoing
 
-LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+# Durations are exported in seconds (`*_seconds`), Prometheus's base unit, which its
+# dashboards and recording rules assume; the pipeline measures milliseconds and
+# observe_batch divides. The bounds are the old `_ms` histograms' ones, 1 ms to 30 s.
+LATENCY_BUCKETS_S = tuple(
+    ms / 1000 for ms in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)
+)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
@@ -52,19 +57,22 @@ class Metrics:
         self.batch_tokens = Histogram(
             "support_batch_tokens", "tokens per batch", buckets=TOKEN_BUCKETS, registry=r
         )
-        self.queue_ms = Histogram(
-            "support_queue_ms",
-            "Kafka timestamp to batch start",
-            buckets=LATENCY_BUCKETS_MS,
+        self.queue_seconds = Histogram(
+            "support_queue_seconds",
+            "Kafka timestamp to batch start, in seconds",
+            buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
-        self.inference_ms = Histogram(
-            "support_inference_ms", "forward pass per batch", buckets=LATENCY_BUCKETS_MS, registry=r
+        self.inference_seconds = Histogram(
+            "support_inference_seconds",
+            "forward pass per batch, in seconds",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
-        self.end_to_end_ms = Histogram(
-            "support_end_to_end_ms",
-            "Kafka timestamp to commit",
-            buckets=LATENCY_BUCKETS_MS,
+        self.end_to_end_seconds = Histogram(
+            "support_end_to_end_seconds",
+            "Kafka timestamp to commit, in seconds",
+            buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -203,17 +211,20 @@ class Metrics:
         now_ms: float,
     ) -> None:
         """Count one committed batch; the three sequences are aligned by index (the
-        records the commit kept), ``inference_ms`` is the whole batch's."""
+        records the commit kept), ``inference_ms`` is the whole batch's.
+
+        Times come in milliseconds, as the pipeline measures and logs them; the
+        histograms observe seconds."""
         self.batches.inc()
         self.batch_size.observe(len(items))
         self.batch_tokens.observe(sum(len(i.ids) for i in items))
         if inference_ms is not None:  # None: no forward pass classified anything
-            self.inference_ms.observe(inference_ms)
+            self.inference_seconds.observe(inference_ms / 1000)
         for item, out, result in zip(items, outgoing, results, strict=True):
             ts = item.record.timestamp_ms
             if ts is not None:
-                self.queue_ms.observe(max(0.0, started_wall_ms - ts))
-                self.end_to_end_ms.observe(max(0.0, now_ms - ts))
+                self.queue_seconds.observe(max(0.0, started_wall_ms - ts) / 1000)
+                self.end_to_end_seconds.observe(max(0.0, now_ms - ts) / 1000)
             if out.stage is not None:
                 self.dead_letters.labels(out.stage).inc()
                 continue

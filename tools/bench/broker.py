@@ -81,13 +81,14 @@ def worker_figures(n: int, first: float, seconds: float, sums: Sequence[float]) 
 
     ``first``: how many were committed with the first batch, when the clock started;
     ``seconds``: from then until all n were. ``sums``: the worker's batch size sum and
-    count, then its forward-pass milliseconds sum and count.
+    count, then its forward-pass seconds sum and count (``BATCH_METRICS``); the mean
+    forward pass is reported in milliseconds, as C's times are.
     """
-    size_sum, size_n, ms_sum, ms_n = sums
+    size_sum, size_n, s_sum, s_n = sums
     return {
         "msgs_per_s": rate(n - int(first), seconds),
         "mean_batch": size_sum / max(size_n, 1),
-        "mean_inference_ms": ms_sum / max(ms_n, 1),
+        "mean_inference_ms": s_sum / max(s_n, 1) * 1000,
     }
 
 
@@ -125,8 +126,8 @@ def preloaded_worker(
 BATCH_METRICS = (
     "support_batch_size_sum",
     "support_batch_size_count",
-    "support_inference_ms_sum",
-    "support_inference_ms_count",
+    "support_inference_seconds_sum",
+    "support_inference_seconds_count",
 )
 
 

@@ -101,14 +101,14 @@ def profile_worker(bootstrap: str, model: Path, variant: str, n: int, batch: int
             time.sleep(0.1)
         wall = time.monotonic() - started
         after, jvm_after = task_counters(pid), process_cpu(jvm or pid)
-        sizes, batches, ms, passes = w.metrics(*broker.BATCH_METRICS)
+        sizes, batches, forward_s, passes = w.metrics(*broker.BATCH_METRICS)
     done = n - int(first)
     threads = difference(after, before)
     total = sum(t["cpu_s"] for t in threads.values())
     lines = [
         f"variant {variant}: {done / wall:,.0f} msg/s end to end over {done:,} messages "
         f"({wall:.1f} s); mean batch {sizes / max(batches, 1):.1f}",
-        f"forward per batch: {ms / max(passes, 1):.1f} ms in the worker, "
+        f"forward per batch: {forward_s / max(passes, 1) * 1000:.1f} ms in the worker, "
         f"{statistics.median(a['full_batch_ms'] for a in alone):.1f} ms alone (median full "
         f"batch of {batch}); C alone "
         f"{statistics.median(a['msgs_per_s'] for a in alone):,.0f} msg/s",

@@ -224,3 +224,22 @@ def test_every_dashboard_query_parses_as_promql(promtool: str, tmp_path: Path) -
     rules.append({"record": "dashboard:broken", "expr": "sum by (le (rate(x[1m]))"})
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     assert run_promtool(promtool, "check", "rules", path).returncode != 0
+
+
+def test_duration_panels_query_seconds_and_show_seconds() -> None:
+    """Base units (issue 24): the worker's durations are `support_*_seconds` histograms, and
+    a panel over one says so in its unit, which Grafana then scales (ms, s, min)."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = {
+        p["title"]: " ".join(t["expr"] for t in p["targets"])
+        for p in all_panels(dashboard)
+        if p["type"] != "row"
+    }
+    assert not [t for t, e in exprs.items() if re.search(r"support_\w+_ms(_|\b)", e)], (
+        "a panel queries a metric of the old _ms names, which no worker exports any more"
+    )
+    timed = [p for p in all_panels(dashboard) if "_seconds_bucket" in exprs.get(p["title"], "")]
+    assert len(timed) == 3, [p["title"] for p in timed]  # queue, inference, end to end
+    assert {p["title"]: p["fieldConfig"]["defaults"]["unit"] for p in timed} == {
+        p["title"]: "s" for p in timed
+    }

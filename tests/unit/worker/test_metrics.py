@@ -7,7 +7,11 @@ from confluent_kafka import TopicPartition
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from worker import codec
+from worker.inference import SKIPPED
+from worker.intake import Item
 from worker.metrics import Metrics
+from worker.outgoing import Outgoing
 
 
 def test_lag_series_of_revoked_partitions_are_removed() -> None:
@@ -45,3 +49,27 @@ def test_failing_batches_gauge_is_exported_at_zero() -> None:
     assert _samples(m)["support_model_failing_batches"] == 0.0
     m.model_failing_batches.set(2)
     assert _samples(m)["support_model_failing_batches"] == 2.0
+
+
+def test_latencies_are_observed_in_seconds() -> None:
+    """Base units (issue 24): the pipeline's milliseconds arrive as seconds, named so."""
+    m = Metrics()
+    items, outgoing = [], []
+    for offset, ts in enumerate((1_000, 1_250)):  # Kafka timestamps, ms
+        rec = codec.Record("in", 0, offset, None, b"{}", [], ts)
+        items.append(Item(rec, codec.Accepted(rec, {}, f"m{offset}", None, "t"), [1, 2]))
+        outgoing.append(Outgoing("out", None, b"{}", [], route="escalate", reason="model"))
+    m.observe_batch(items, outgoing, [SKIPPED, SKIPPED], 40.0, 1_500.0, 2_000.0)
+    samples = _samples(m)
+    assert samples["support_inference_seconds_sum"] == 0.04
+    assert samples["support_inference_seconds_count"] == 1
+    assert samples["support_queue_seconds_sum"] == 0.5 + 0.25
+    assert samples["support_end_to_end_seconds_sum"] == 1.0 + 0.75
+    body = generate_latest(m.registry).decode()
+    assert 'support_end_to_end_seconds_bucket{le="0.5"} 0.0' in body
+    assert 'support_end_to_end_seconds_bucket{le="1.0"} 2.0' in body
+    assert 'support_inference_seconds_bucket{le="0.05"} 1.0' in body
+    # The old names are gone (docs/operations.md says so to an operator upgrading).
+    families = {f.name for f in text_string_to_metric_families(body)}
+    assert {"support_queue_seconds", "support_end_to_end_seconds"} <= families
+    assert not [name for name in families if name.endswith("_ms")]
