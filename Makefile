@@ -49,10 +49,10 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@mkdir -p $(WHEELHOUSE)
-	$(PIP_LOCAL) -e '.[dev,console]' 2>/dev/null || { \
+	$(PIP_LOCAL) -e '.[dev,console,train]' 2>/dev/null || { \
 	  $(PY) -m pip download --quiet --dest $(WHEELHOUSE) --find-links $(WHEELHOUSE) \
-	    '.[dev,console]' 'setuptools>=68' wheel && \
-	  $(PIP_LOCAL) -e '.[dev,console]'; }
+	    '.[dev,console,train]' 'setuptools>=68' wheel && \
+	  $(PIP_LOCAL) -e '.[dev,console,train]'; }
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
