@@ -6,13 +6,19 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 KAFKA := $(PY) deploy/local-kafka/kafka
-# Re-install only when the dependency list changes.
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# The pinned build of everything (every extra: dev, console, train), with hashes; `make lock`
+# writes it and the images' locks beside it (requirements/, docs/development.md).
+LOCK := requirements/dev.txt
+# Re-install only when the dependency list or its lock changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-12)
 # pip's HTTP cache stores nothing behind a registry proxy that sends no Cache-Control,
 # so the torch/CUDA wheels are kept in a wheelhouse outside git instead. A clone whose wheels are all there
 # installs offline; otherwise pip downloads only the missing files into it.
 WHEELHOUSE ?= $(HOME)/.cache/support-router/wheels
 PIP_LOCAL := $(PY) -m pip install --quiet --no-index --find-links $(WHEELHOUSE)
+PIP_FETCH := $(PY) -m pip download --quiet --dest $(WHEELHOUSE) --find-links $(WHEELHOUSE)
+# The lock's packages, each file checked against its sha256, then the project alone.
+INSTALL := $(PIP_LOCAL) --require-hashes -r $(LOCK) && $(PIP_LOCAL) --no-deps -e .
 PYTEST_ARGS ?=
 # promtool (the alert-rule tests) from Debian's prometheus package, without root:
 # `apt-get download` fetches the .deb once into a cache outside git, `dpkg -x` unpacks it
@@ -29,7 +35,7 @@ CHROMIUM := $(TOOLS)/.chromium-unpacked
 TOXIPROXY_VERSION := 2.12.0
 TOXIPROXY := $(TOOLS)/toxiproxy-$(TOXIPROXY_VERSION)/toxiproxy-server
 
-.PHONY: help install tools toxiproxy lint test chaos soak demo screenshot gpu-pack gpu-check kafka-up kafka-down kafka-status clean
+.PHONY: help install lock tools toxiproxy lint test chaos soak demo screenshot gpu-pack gpu-check kafka-up kafka-down kafka-status clean
 
 help:
 	@echo "make demo        broker, topics, model, worker, sample traffic and a live view"
@@ -38,6 +44,7 @@ help:
 	@echo "                 CHAOS_ARGS=\"--brokers 3\": on a three-node cluster, plus its scenarios"
 	@echo "make soak        an hour at a steady rate, 1% hostile, a SIGKILL every 5 min; runs/soak/"
 	@echo "make lint        ruff check, ruff format --check, mypy"
+	@echo "make lock        refresh requirements/*.txt (the pinned builds, hashes) from PyPI with uv"
 	@echo "make screenshot  docs/console.png: the console after a routed result (headless Chromium)"
 	@echo "make tools       promtool and chromium into .tools/ from Debian's .debs (no root needed)"
 	@echo "make toxiproxy   toxiproxy-server into .tools/ with go install (chaos network faults)"
@@ -46,17 +53,34 @@ help:
 	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
 	@echo "make kafka-down  stop it"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@mkdir -p $(WHEELHOUSE)
-	$(PIP_LOCAL) -e '.[dev,console]' 2>/dev/null || { \
-	  $(PY) -m pip download --quiet --dest $(WHEELHOUSE) --find-links $(WHEELHOUSE) \
-	    '.[dev,console]' 'setuptools>=68' wheel && \
-	  $(PIP_LOCAL) -e '.[dev,console]'; }
+	{ $(INSTALL); } 2>/dev/null || { \
+	  $(PIP_FETCH) --require-hashes -r $(LOCK) && $(PIP_FETCH) 'setuptools>=68' wheel && \
+	  $(INSTALL); }
+	$(PY) -m pip check
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 install: $(STAMP)
+
+# Refreshes the locks from PyPI with uv, for CPython 3.11 on Linux x86_64 (manylinux_2_28):
+# dev.txt (make test, make demo) first, then the images' locks constrained to it, so that
+# a package has one version in every file. Pins that still satisfy pyproject.toml stay;
+# LOCK_UPGRADE=--upgrade moves every package to its newest allowed version.
+UV := $(VENV)/bin/uv
+LOCK_UPGRADE ?=
+COMPILE = $(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock"
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(PY) -m pip install --quiet 'uv>=0.13.10'
+	$(COMPILE) $(LOCK_UPGRADE) --extra dev --extra console --extra train -o $(LOCK)
+	$(COMPILE) -c $(LOCK) --extra train -o requirements/train.txt
+	$(COMPILE) -c $(LOCK) -o requirements/worker.txt
+	$(COMPILE) -c $(LOCK) --excludes requirements/cuda-stack.excludes --no-emit-package torch \
+	  -o requirements/worker-cpu.txt
 
 # Idempotent: a file target, rebuilt only when .tools/ lacks promtool. If the package
 # lists are empty (a fresh machine), root refreshes them once; anyone else is told to.

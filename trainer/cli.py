@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from trainer.presets import Preset  # imported lazily: it pulls in torch
 
 EXIT_FAILURE = 1
+# What pyproject's `train` extra brings that a worker's install lacks (training, export,
+# quantization, the plots): a command that imports one says which extra to install.
+TRAIN_EXTRA_MODULES = frozenset({"accelerate", "nncf", "onnx", "matplotlib"})
 # `compare`: the candidate does not pass the promotion rule (trainer/compare.py); 0 = promote.
 EXIT_REJECTED = 3
 DEFAULT_PRESET = "full"
@@ -738,6 +741,15 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.handler(args)
     except (TrainerError, ArtifactError) as exc:
         print(f"support-trainer: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        print(
+            f"support-trainer {args.command}: needs {exc.name}, from the train extra: "
+            "pip install 'support-router[train]'",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return code
 

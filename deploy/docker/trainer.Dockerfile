@@ -11,6 +11,9 @@
 #     support-router/trainer:0.1.0 train --preset full --out /models/minilm
 # Without --gpus it trains on the CPU (slowly: the `full` preset is sized for a GPU).
 #
+# Pinned: the packages (the default ones and the `train` extra's) come from
+# requirements/train.txt (`make lock`), each with its sha256 (pip --require-hashes); the
+# project's wheel then installs with --no-deps, so nothing is resolved at build time.
 # torch is the CUDA build from PyPI, which carries its own CUDA 13 libraries (see
 # worker-gpu.Dockerfile for why the base is CUDA's `base` flavour, and where Python 3.11
 # comes from). The manifest's git_commit reads "unknown" in the image (no .git in the
@@ -32,7 +35,6 @@ FROM ghcr.io/astral-sh/uv:0.9.28 AS uv
 
 FROM nvidia/cuda:13.0.1-base-ubuntu24.04 AS runtime
 ARG PYTHON_VERSION=3.11.14
-ARG TORCH_VERSION=2.15.0
 ARG GIT_COMMIT=unknown
 LABEL org.opencontainers.image.title="support-router trainer" \
       org.opencontainers.image.revision="${GIT_COMMIT}"
@@ -47,12 +49,14 @@ COPY --from=uv /uv /usr/local/bin/uv
 RUN uv python install "${PYTHON_VERSION}" \
  && uv venv --seed --python "${PYTHON_VERSION}" /opt/venv \
  && rm /usr/local/bin/uv
+COPY requirements/train.txt /tmp/requirements.txt
 COPY --from=builder /wheels/ /tmp/wheels/
-RUN echo "torch==${TORCH_VERSION}" > /opt/venv/torch-constraint.txt \
- && pip install --constraint /opt/venv/torch-constraint.txt /tmp/wheels/*.whl \
- && rm -rf /tmp/wheels \
+RUN pip install --require-hashes -r /tmp/requirements.txt \
+ && pip install --no-deps /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels /tmp/requirements.txt \
  && pip check \
- && support-trainer --help > /dev/null
+ && support-trainer --help > /dev/null \
+ && python -c "import accelerate, matplotlib, nncf, onnx"
 
 RUN groupadd --system --gid 10001 router \
  && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/router router \

@@ -12,13 +12,19 @@
 #   docker build -f deploy/docker/worker-cpu.Dockerfile --build-arg MODEL_DIR=models/bake \
 #     -t support-router/worker-cpu:0.1.0-minilm .
 #
+# Pinned: every package but torch comes from requirements/worker-cpu.txt (`make lock`),
+# pinned with its sha256 (pip --require-hashes); the project's wheel then installs with
+# --no-deps, so nothing is resolved at build time.
+#
 # CPU-only torch: on Linux x86_64, torch from PyPI depends on CUDA wheels (cuda-toolkit,
-# nvidia-cudnn-cu13, ...: about 3 GB). This file installs torch first, alone, from
-# PyTorch's CPU index (https://download.pytorch.org/whl/cpu, version TORCH_VERSION+cpu),
-# then the project's wheel from PyPI under a constraint that holds torch at that +cpu
-# build, and fails the build if a CUDA torch or any nvidia-*, cuda-* or triton package got
-# in. TORCH_VERSION must satisfy pyproject.toml's torch range (a test holds it to that).
-# The CPU index must be reachable from the machine that builds the image.
+# nvidia-cudnn-cu13, ...: about 3 GB). worker-cpu.txt is the worker's lock without torch
+# and that CUDA stack (torch's other dependencies are in it); torch itself comes alone
+# (--no-deps) from PyTorch's CPU index (https://download.pytorch.org/whl/cpu, version
+# TORCH_VERSION+cpu), pinned by version only: the lock is made where that index cannot be
+# reached, so it has no hash of the +cpu wheel. The build fails if a CUDA torch or any
+# nvidia-*, cuda-* or triton package got in. TORCH_VERSION must be the locks' torch
+# (a test holds it to that). The CPU index must be reachable from the machine that builds
+# the image.
 #
 # NOT built here: this project's development machines have no Docker engine and do not
 # reach the CPU index; tests/unit/deploy/test_images.py checks this file offline. Base
@@ -43,11 +49,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
+COPY requirements/worker-cpu.txt /tmp/requirements.txt
 RUN python -m venv /opt/venv \
- && pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}+cpu" \
- && echo "torch==${TORCH_VERSION}+cpu" > /opt/venv/torch-constraint.txt
+ && pip install --require-hashes -r /tmp/requirements.txt \
+ && pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}+cpu" \
+ && rm /tmp/requirements.txt
 COPY --from=builder /wheels/ /tmp/wheels/
-RUN pip install --constraint /opt/venv/torch-constraint.txt /tmp/wheels/*.whl \
+RUN pip install --no-deps /tmp/wheels/*.whl \
  && rm -rf /tmp/wheels \
  && pip check \
  && python -c "import torch; assert torch.version.cuda is None, torch.version.cuda" \

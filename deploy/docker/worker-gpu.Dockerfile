@@ -15,8 +15,12 @@
 # is CUDA's `base` flavour: the CUDA runtime (cudart), the NVIDIA_* settings the
 # container toolkit reads, and the driver requirement (NVIDIA_REQUIRE_CUDA). The
 # `runtime` and `cudnn-runtime` flavours would add a second, unused copy of cuBLAS,
-# cuFFT, cuDNN... (2-3 GB). Its CUDA major (13) must be the one the pinned torch wheel is
+# cuFFT, cuDNN... (2-3 GB). Its CUDA major (13) must be the one the locked torch wheel is
 # built for; a test checks it against the installed torch's metadata.
+#
+# Pinned: the packages come from requirements/worker.txt (`make lock`), each with its
+# sha256 (pip --require-hashes), torch's CUDA build from PyPI among them; the project's
+# wheel then installs with --no-deps, so nothing is resolved at build time.
 #
 # Python: Ubuntu 24.04 ships 3.12, and this project needs 3.11, so uv (pinned image)
 # installs a python-build-standalone CPython 3.11.14, the same version as the python:
@@ -38,7 +42,6 @@ FROM ghcr.io/astral-sh/uv:0.9.28 AS uv
 
 FROM nvidia/cuda:13.0.1-base-ubuntu24.04 AS runtime
 ARG PYTHON_VERSION=3.11.14
-ARG TORCH_VERSION=2.15.0
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -50,11 +53,12 @@ COPY --from=uv /uv /usr/local/bin/uv
 RUN uv python install "${PYTHON_VERSION}" \
  && uv venv --seed --python "${PYTHON_VERSION}" /opt/venv \
  && rm /usr/local/bin/uv
+COPY requirements/worker.txt /tmp/requirements.txt
 COPY --from=builder /wheels/ /tmp/wheels/
-# torch from PyPI: the CUDA build. The constraint keeps the resolver on the tested version.
-RUN echo "torch==${TORCH_VERSION}" > /opt/venv/torch-constraint.txt \
- && pip install --constraint /opt/venv/torch-constraint.txt /tmp/wheels/*.whl \
- && rm -rf /tmp/wheels \
+# The lock (torch from PyPI: the CUDA build), then the project's wheel alone.
+RUN pip install --require-hashes -r /tmp/requirements.txt \
+ && pip install --no-deps /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels /tmp/requirements.txt \
  && pip check \
  && python -c "import torch; assert torch.version.cuda, 'a CPU-only torch in the GPU image'"
 

@@ -32,6 +32,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from tests import locks
 from tests.conftest import REPO
 
 DOCKER_DIR = REPO / "deploy" / "docker"
@@ -41,6 +42,8 @@ TRAINER = DOCKER_DIR / "trainer.Dockerfile"
 DOCKERFILES = (WORKER_CPU, WORKER_GPU, TRAINER)
 WORKER_IMAGES = (WORKER_CPU, WORKER_GPU)
 DOCKERIGNORE = REPO / ".dockerignore"
+# The lock each image installs with pip --require-hashes (`make lock`, tests/locks.py).
+IMAGE_LOCKS = {WORKER_CPU: locks.WORKER_CPU, WORKER_GPU: locks.WORKER, TRAINER: locks.TRAIN}
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # What the wheel is built from (pyproject's [tool.setuptools.packages.find] include):
 # the builder stage copies it, the runtime stage must not.
@@ -329,7 +332,9 @@ class PipInstall:
     extra_index_urls: list[str]
     constraints: list[str]
     editable: bool
-    targets: list[str]  # positional: requirements, wheels, paths
+    targets: list[str]  # positional: requirements, wheels, paths; "-r FILE" for a file
+    require_hashes: bool  # --require-hashes: every package pinned, its sha256 checked
+    no_deps: bool  # --no-deps: installs the targets and resolves nothing
 
 
 def pip_installs(stage: Stage) -> list[PipInstall]:
@@ -357,18 +362,47 @@ def pip_installs(stage: Stage) -> list[PipInstall]:
                     targets.append("-r " + next(words))
                 elif not word.startswith("-"):
                     targets.append(word)
-            installs.append(PipInstall(argv, index_url, extra, constraints, editable, targets))
+            installs.append(
+                PipInstall(
+                    argv,
+                    index_url,
+                    extra,
+                    constraints,
+                    editable,
+                    targets,
+                    "--require-hashes" in argv,
+                    "--no-deps" in argv,
+                )
+            )
     return installs
 
 
-def files_written(stage: Stage) -> dict[str, str]:
-    """`echo TEXT > FILE` in the stage's RUNs: FILE -> TEXT (how the constraint files are made)."""
-    return {
-        command.stdout: " ".join(command.argv[1:])
-        for run in stage.all_instructions("RUN")
-        for command in shell_commands(run)
-        if command.argv[0] == "echo" and command.stdout
-    }
+def copied_files(stage: Stage) -> dict[str, str]:
+    """Destination -> source of the stage's COPYs of one file from the build context."""
+    copied = {}
+    for copy in stage.all_instructions("COPY"):
+        words = copy.expand().split()
+        if "from" not in copy.flags and len(words) == 2:
+            copied[words[1]] = words[0]
+    return copied
+
+
+def image_locks(df: Dockerfile) -> list[str]:
+    """The files (in the repository) of the final stage's `pip install --require-hashes -r`."""
+    copied = copied_files(df.final)
+    return [
+        copied.get(t.removeprefix("-r "), t.removeprefix("-r "))
+        for p in pip_installs(df.final)
+        if p.require_hashes
+        for t in p.targets
+        if t.startswith("-r ")
+    ]
+
+
+def image_lock(df: Dockerfile) -> Path | None:
+    """The lock the image installs from, when it is one file of requirements/."""
+    found = image_locks(df)
+    return REPO / found[0] if len(found) == 1 and (REPO / found[0]).is_file() else None
 
 
 def arg_default(df: Dockerfile, name: str) -> str | None:
@@ -548,8 +582,8 @@ def check_installs_the_wheel(df: Dockerfile) -> list[str]:
         if p.editable:
             found.append(f"{df.path.name}: an editable install ({' '.join(p.argv)})")
         for t in p.targets:
-            if t.endswith(".whl"):
-                continue
+            if t.endswith(".whl") or (t.startswith("-r ") and p.require_hashes):
+                continue  # the lock: check_installs_from_the_lock
             if t.startswith((".", "/", "-r")):
                 found.append(f"{df.path.name}: installs {t!r}, a source tree or file")
             elif "==" not in t:
@@ -563,32 +597,58 @@ def check_installs_the_wheel(df: Dockerfile) -> list[str]:
     return found
 
 
+def check_installs_from_the_lock(df: Dockerfile) -> list[str]:
+    """The image's lock with --require-hashes, and nothing resolved besides: every other
+    install takes --no-deps (the wheel; the CPU image's torch)."""
+    wanted = str(IMAGE_LOCKS[df.path].relative_to(REPO))
+    found = []
+    used = image_locks(df)
+    if used != [wanted]:
+        found.append(f"{df.path.name}: pip install --require-hashes -r reads {used}, not {wanted}")
+    for p in pip_installs(df.final):
+        others = [t for t in p.targets if not t.startswith("-r ")]
+        if p.require_hashes and others:
+            found.append(f"{df.path.name}: {others} install beside the lock")
+        if not p.require_hashes and not p.no_deps:
+            found.append(
+                f"{df.path.name}: `{' '.join(p.argv)}` resolves outside the lock "
+                "(neither --require-hashes -r LOCK nor --no-deps)"
+            )
+    return found
+
+
 def check_cpu_torch(df: Dockerfile) -> list[str]:
-    """The CPU image: torch==V+cpu from the CPU index, held there when the wheel installs."""
+    """The CPU image: torch==V+cpu alone (--no-deps) from the CPU index; a lock without
+    torch's CUDA stack for the rest; no other install that could resolve PyPI's torch."""
     installs = pip_installs(df.final)
-    torch_installs = [
-        p for p in installs if any(Requirement(t).name == "torch" for t in _requirements(p))
-    ]
     found = []
     cpu = [
         p
-        for p in torch_installs
+        for p in installs
         if p.index_url == CPU_INDEX
         and not p.extra_index_urls
+        and p.no_deps
         and any(t.startswith("torch==") and t.endswith("+cpu") for t in p.targets)
     ]
     if not cpu:
-        found.append(f"{df.path.name}: torch is not installed as torch==V+cpu from {CPU_INDEX}")
-    written = files_written(df.final)
+        found.append(
+            f"{df.path.name}: torch is not installed alone (--no-deps) as torch==V+cpu "
+            f"from {CPU_INDEX}"
+        )
     for p in installs:
-        if not any(t.endswith(".whl") for t in p.targets):
+        if p in cpu:
             continue
-        pins = [written.get(c, "") for c in p.constraints]
-        if not any(re.fullmatch(r"torch==[\w.]+\+cpu", pin) for pin in pins):
+        if any(Requirement(t).name == "torch" for t in _requirements(p)):
+            found.append(f"{df.path.name}: torch installed by `{' '.join(p.argv)}`")
+        if not (p.no_deps or p.require_hashes):
             found.append(
-                f"{df.path.name}: the wheel installs without a torch==V+cpu constraint, so "
-                "pip may replace the CPU torch with PyPI's CUDA one"
+                f"{df.path.name}: `{' '.join(p.argv)}` resolves, so pip may replace the CPU "
+                "torch with PyPI's CUDA one"
             )
+    lock = image_lock(df)
+    cuda = sorted(n for n in locks.pins(lock) if locks.CUDA_STACK.match(n)) if lock else []
+    if cuda:
+        found.append(f"{df.path.name}: its lock installs torch's CUDA stack: {cuda}")
     if any(p.extra_index_urls for p in installs):
         found.append(f"{df.path.name}: --extra-index-url mixes indexes for every package")
     return found
@@ -603,6 +663,10 @@ def check_gpu_torch(df: Dockerfile) -> list[str]:
     for p in pip_installs(df.final):
         if p.index_url == CPU_INDEX or any(t.endswith("+cpu") for t in p.targets):
             found.append(f"{df.path.name}: a CPU-only torch in a CUDA image")
+    lock = image_lock(df)
+    stack = sorted(n for n in locks.pins(lock) if locks.CUDA_STACK.match(n)) if lock else []
+    if "torch" not in stack or len(stack) < 2:
+        found.append(f"{df.path.name}: its lock has no CUDA torch from PyPI ({stack})")
     name, tag, _ = image_tag(df.final.lineage()[0].base)
     if name != "nvidia/cuda" or tag is None:
         found.append(f"{df.path.name}: the runtime is not built on nvidia/cuda")
@@ -672,7 +736,13 @@ def ignore_problems(text: str) -> list[str]:
         ".pytest_cache/README.md",
         ".mypy_cache/3.11/worker/cli.data.json",
     ]
-    must_keep = ["pyproject.toml", "README.md", "worker/cli.py", "models/bake/manifest.json"]
+    must_keep = [
+        "pyproject.toml",
+        "README.md",
+        "worker/cli.py",
+        "models/bake/manifest.json",
+        "requirements/worker.txt",
+    ]
     found = [f".dockerignore lets {p} in" for p in must_leave_out if not is_ignored(rules, p)]
     found += [f".dockerignore leaves out {p}" for p in must_keep if is_ignored(rules, p)]
     return found
@@ -742,6 +812,13 @@ def test_the_cpu_image_gets_torch_from_the_cpu_index(parsed: dict[Path, Dockerfi
     assert check_cpu_torch(parsed[WORKER_CPU]) == []
 
 
+@pytest.mark.parametrize("path", DOCKERFILES, ids=_id)
+def test_each_image_installs_its_lock_with_hashes_and_resolves_nothing_else(
+    path: Path, parsed: dict[Path, Dockerfile]
+) -> None:
+    assert check_installs_from_the_lock(parsed[path]) == []
+
+
 @pytest.mark.parametrize("path", (WORKER_GPU, TRAINER), ids=_id)
 def test_the_cuda_images_get_the_cuda_torch(path: Path, parsed: dict[Path, Dockerfile]) -> None:
     assert check_gpu_torch(parsed[path]) == []
@@ -752,6 +829,16 @@ def _project() -> dict[str, Any]:
     return project
 
 
+def torch_pin(df: Dockerfile) -> str:
+    """The torch an image installs: its lock's, or the CPU image's TORCH_VERSION (+cpu)."""
+    arg = arg_default(df, "TORCH_VERSION")
+    if arg is not None:
+        return arg
+    lock = image_lock(df)
+    pin = locks.pins(lock).get("torch") if lock else None
+    return pin.version if pin else ""
+
+
 def check_pins_agree_with_pyproject(dockerfiles: list[Dockerfile]) -> list[str]:
     """One torch and one Python version across the images, inside pyproject's ranges."""
     project = _project()
@@ -759,12 +846,12 @@ def check_pins_agree_with_pyproject(dockerfiles: list[Dockerfile]) -> list[str]:
         r.specifier for r in map(Requirement, project["dependencies"]) if r.name == "torch"
     )
     found = []
-    torch_pins = {df.path.name: arg_default(df, "TORCH_VERSION") or "" for df in dockerfiles}
+    torch_pins = {df.path.name: torch_pin(df) for df in dockerfiles}
     if len(set(torch_pins.values())) != 1:
-        found.append(f"TORCH_VERSION differs between images: {torch_pins}")
+        found.append(f"the torch version differs between images: {torch_pins}")
     for name, pin in torch_pins.items():
         if not re.fullmatch(r"\d+\.\d+\.\d+", pin) or Version(pin) not in torch_spec:
-            found.append(f"{name}: TORCH_VERSION {pin!r} is no exact version in torch{torch_spec}")
+            found.append(f"{name}: torch {pin!r} is no exact version in torch{torch_spec}")
     python_spec = SpecifierSet(project["requires-python"])
     pythons = {}
     for df in dockerfiles:
@@ -805,7 +892,7 @@ def test_the_cuda_base_matches_the_cuda_of_the_pinned_torch(
     """The tested torch (this venv's) names the CUDA runtime its wheel is built for."""
     df = parsed[path]
     installed = Version(importlib.metadata.version("torch"))
-    pin = Version(arg_default(df, "TORCH_VERSION") or "0")
+    pin = Version(torch_pin(df) or "0")
     if installed.public != pin.public:
         pytest.skip(f"the venv has torch {installed}, the images pin {pin}")
     major = _cuda_major_of_installed_torch()
@@ -933,18 +1020,66 @@ BROKEN = [
     broken("cpu-index-gone", WORKER_CPU, '--index-url "${TORCH_INDEX_URL}" ', "", check_cpu_torch),
     broken("cpu-suffix-gone", WORKER_CPU, '+cpu" \\', '" \\', check_cpu_torch),
     broken(
-        "no-constraint",
+        "cpu-torch-with-deps", WORKER_CPU, "--no-deps --index-url", "--index-url", check_cpu_torch
+    ),
+    broken(
+        "cpu-wheel-resolves", WORKER_CPU, "--no-deps /tmp/wheels", "/tmp/wheels", check_cpu_torch
+    ),
+    broken(
+        "cpu-lock-with-cuda",
         WORKER_CPU,
-        "--constraint /opt/venv/torch-constraint.txt",
-        "",
+        "COPY requirements/worker-cpu.txt",
+        "COPY requirements/worker.txt",
         check_cpu_torch,
     ),
     broken(
         "cpu-torch-in-gpu",
         WORKER_GPU,
-        'RUN echo "torch==${TORCH_VERSION}"',
-        'RUN pip install "torch==${TORCH_VERSION}+cpu" && echo "torch==${TORCH_VERSION}"',
+        "RUN pip install --require-hashes",
+        'RUN pip install --no-deps "torch==2.15.0+cpu" && pip install --require-hashes',
         check_gpu_torch,
+    ),
+    broken(
+        "gpu-lock-without-cuda",
+        TRAINER,
+        "COPY requirements/train.txt",
+        "COPY requirements/worker-cpu.txt",
+        check_gpu_torch,
+    ),
+    broken(
+        "lock-without-hashes",
+        WORKER_GPU,
+        "pip install --require-hashes -r",
+        "pip install -r",
+        check_installs_from_the_lock,
+    ),
+    broken(
+        "another-lock",
+        TRAINER,
+        "COPY requirements/train.txt",
+        "COPY requirements/dev.txt",
+        check_installs_from_the_lock,
+    ),
+    broken(
+        "wheel-resolves",
+        WORKER_GPU,
+        "--no-deps /tmp/wheels",
+        "/tmp/wheels",
+        check_installs_from_the_lock,
+    ),
+    broken(
+        "beside-the-lock",
+        TRAINER,
+        "-r /tmp/requirements.txt \\",
+        "-r /tmp/requirements.txt accelerate==1.16.0 \\",
+        check_installs_from_the_lock,
+    ),
+    broken(
+        "no-lock",
+        WORKER_CPU,
+        "pip install --require-hashes -r /tmp/requirements.txt",
+        "true",
+        check_installs_from_the_lock,
     ),
     broken(
         "copy-missing", WORKER_GPU, "COPY schemas/ schemas/", "COPY schemaz/ s/", check_copy_sources
@@ -980,20 +1115,24 @@ def test_each_check_catches_a_broken_dockerfile(
 
 
 @pytest.mark.parametrize(
-    ("old", "new"),
+    ("path", "old", "new"),
     [
-        ("TORCH_VERSION=2.15.0", "TORCH_VERSION=1.13.1"),
-        ("TORCH_VERSION=2.15.0", "TORCH_VERSION=2.15"),
-        ("PYTHON_VERSION=3.11.14", "PYTHON_VERSION=3.12.8"),
+        (WORKER_CPU, "TORCH_VERSION=2.15.0", "TORCH_VERSION=2.14.0"),
+        (WORKER_CPU, "TORCH_VERSION=2.15.0", "TORCH_VERSION=2.15"),
+        (WORKER_GPU, "COPY requirements/worker.txt", "COPY requirements/worker-cpu.txt"),
+        (WORKER_GPU, "PYTHON_VERSION=3.11.14", "PYTHON_VERSION=3.12.8"),
     ],
-    ids=["torch-outside-pyproject", "torch-inexact", "python-differs"],
+    ids=["torch-not-the-locks", "torch-inexact", "torch-not-locked", "python-differs"],
 )
 def test_the_pin_check_catches_a_broken_pin(
-    old: str, new: str, parsed: dict[Path, Dockerfile]
+    path: Path, old: str, new: str, parsed: dict[Path, Dockerfile]
 ) -> None:
-    gpu = WORKER_GPU.read_text()
-    assert old in gpu
-    dockerfiles = [parsed[WORKER_CPU], parse_dockerfile_text(gpu.replace(old, new), WORKER_GPU)]
+    text = path.read_text()
+    assert old in text
+    dockerfiles = [
+        parse_dockerfile_text(text.replace(old, new), path) if p == path else df
+        for p, df in parsed.items()
+    ]
     assert check_pins_agree_with_pyproject(dockerfiles)
 
 
