@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 KAFKA := $(PY) deploy/local-kafka/kafka
-# The pinned build of everything (every extra: dev, console, train), with hashes; `make lock`
+# The pinned build of everything (every extra: dev, console, train, tracking, otel), with hashes; `make lock`
 # writes it and the images' locks beside it (requirements/, docs/development.md).
 LOCK := requirements/dev.txt
 # Re-install only when the dependency list or its lock changes.
@@ -76,10 +76,10 @@ COMPILE = $(UV) pip compile pyproject.toml --quiet --generate-hashes --python-ve
 lock:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(PY) -m pip install --quiet 'uv>=0.13.10'
-	$(COMPILE) $(LOCK_UPGRADE) --extra dev --extra console --extra train -o $(LOCK)
-	$(COMPILE) -c $(LOCK) --extra train -o requirements/train.txt
-	$(COMPILE) -c $(LOCK) -o requirements/worker.txt
-	$(COMPILE) -c $(LOCK) --excludes requirements/cuda-stack.excludes --no-emit-package torch \
+	$(COMPILE) $(LOCK_UPGRADE) --all-extras -o $(LOCK)
+	$(COMPILE) -c $(LOCK) --extra train --extra tracking -o requirements/train.txt
+	$(COMPILE) -c $(LOCK) --extra otel -o requirements/worker.txt
+	$(COMPILE) -c $(LOCK) --extra otel --excludes requirements/cuda-stack.excludes --no-emit-package torch \
 	  -o requirements/worker-cpu.txt
 
 # Idempotent: a file target, rebuilt only when .tools/ lacks promtool. If the package

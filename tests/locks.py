@@ -19,7 +19,12 @@ WORKER = REQUIREMENTS / "worker.txt"
 WORKER_CPU = REQUIREMENTS / "worker-cpu.txt"
 LOCKS = (DEV, TRAIN, WORKER, WORKER_CPU)
 # Which extras of pyproject.toml each lock holds (besides the default dependencies).
-EXTRAS = {DEV: ("dev", "console", "train"), TRAIN: ("train",), WORKER: (), WORKER_CPU: ()}
+EXTRAS = {
+    DEV: ("dev", "console", "train", "tracking", "otel"),
+    TRAIN: ("train", "tracking"),
+    WORKER: ("otel",),
+    WORKER_CPU: ("otel",),
+}
 CUDA_STACK = re.compile(r"^(torch|triton|nvidia-.*|cuda-.*)$")
 
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
