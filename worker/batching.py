@@ -9,7 +9,7 @@ comes first. The batcher owns the deadline, so a ``consume()`` that returns earl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -73,3 +73,16 @@ class Batcher(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def fill(items: Iterable[T], limits: BatchLimits, tokens: Callable[[T], int]) -> Iterator[list[T]]:
+    """Items already at hand in the worker's batches: in order, each closed by size or
+    tokens as a ``Batcher`` closes it (no deadline: nothing is waiting for more)."""
+    batcher: Batcher[T] = Batcher(limits)
+    for item in items:
+        n = tokens(item)
+        if not batcher.fits(n):
+            yield batcher.take()
+        batcher.add(item, n)
+    if batcher.items:
+        yield batcher.take()

@@ -52,6 +52,33 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("text")
     classify.set_defaults(handler=_classify)
 
+    score = commands.add_parser(
+        "score",
+        help="route a JSONL file of inbound messages into a JSONL file of results, no Kafka",
+        description="Each input line is an inbound message; each output line is the result "
+        "the worker would publish for it, in input order, through the worker's intake, "
+        "batches, model variant and routing. Lines the worker would dead-letter go to "
+        "--dead-letters with their reason. Prints a JSON summary on stdout.",
+    )
+    score.add_argument(
+        "--in", dest="src", type=Path, required=True, help="JSONL of inbound messages; - for stdin"
+    )
+    score.add_argument("--out", type=Path, required=True, help="JSONL of routed results")
+    score.add_argument(
+        "--dead-letters",
+        type=Path,
+        help="JSONL of the lines the worker would dead-letter (default: OUT with .dlq.jsonl)",
+    )
+    score.add_argument("--model", type=Path, help="artifact dir (default: settings)")
+    score.add_argument("--config", type=Path)
+    score.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    score.set_defaults(handler=_score)
+
     console = commands.add_parser(
         "console",
         help="a web page on the live pipeline: try a message, watch the routing "
@@ -394,6 +421,35 @@ def _classify(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)  # on stderr: stdout holds only the JSON
     [routed] = Router.load(args.model, settings).route([args.text])
     print(json.dumps({"topic": routed.topic, "value": routed.value}, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from worker.router import Router
+    from worker.runtime import logs
+    from worker.score import score_file
+
+    settings = _settings(args.config)
+    logs.configure(settings.log_level)  # on stderr: stdout holds only the summary
+    src = None if str(args.src) == "-" else args.src
+    if src is not None and not src.is_file():
+        raise ConfigError(f"--in {src}: no such file")
+    dead = args.dead_letters or args.out.with_name(
+        args.out.name.removesuffix(".jsonl") + ".dlq.jsonl"
+    )
+    if len({args.out.resolve(), dead.resolve(), *([src.resolve()] if src else [])}) < (
+        3 if src else 2
+    ):
+        raise ConfigError("--in, --out and --dead-letters must be three different files")
+    router = Router.load(args.model, settings)
+    with tqdm(
+        total=None, unit="msg", disable=None if args.progress is None else not args.progress
+    ) as bar:
+        counts = score_file(router, src, args.out, dead, progress=bar.update)
+    files = {"out": str(args.out), "dead_letters_file": str(dead)}
+    print(json.dumps({**counts.summary(), "variant": router.variant, **files}))
     return 0
 
 

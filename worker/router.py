@@ -3,14 +3,16 @@
 ``Router.load(model_path)`` loads the artifact as the worker would (the same variant
 choice, routing policy and thresholds); ``route(texts)`` returns, per text, the
 outbound message the worker would publish, through the same intake, forward pass and
-``worker.outgoing.route_batch``. ``support-worker classify`` and ``support-trainer
-predict`` use it.
+``worker.outgoing.route_batch``, in the worker's batches (``batching.max_batch_size``
+and ``max_batch_tokens``). ``support-worker classify``, ``support-worker score`` and
+``support-trainer predict`` use it.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ import orjson
 
 from schemas.messages import OutboundMessage
 from worker import codec, service
+from worker.batching import BatchLimits, fill
 from worker.errors import ModelBrokenError
 from worker.inference import PROBE_TEXT, infer
-from worker.intake import intake
+from worker.intake import Item, intake
 from worker.model.protocol import Model
 from worker.outgoing import Outgoing, route_batch
 from worker.routing import RoutingPolicy
@@ -43,6 +46,7 @@ class Router:
     model: Model
     policy: RoutingPolicy
     settings: WorkerSettings
+    variant: str = "unknown"  # how the model runs: model.variant, or autotune's choice
 
     @classmethod
     def load(
@@ -54,9 +58,9 @@ class Router:
             s = s.model_copy(
                 update={"model": s.model.model_copy(update={"path": Path(model_path)})}
             )
-        return cls(
-            service.load_classifier(s), service.build_policy(s, service.artifact_thresholds(s)), s
-        )
+        served = service.load_served(s)
+        policy = service.build_policy(s, service.artifact_thresholds(s))
+        return cls(served.model, policy, s, served.variant)
 
     def route(self, texts: Sequence[str]) -> list[Routed]:
         """Each text as an inbound message with ``message_id`` ``text-<i>``."""
@@ -76,17 +80,34 @@ class Router:
         return [_routed(o) for o in self.route_records(records)]
 
     def route_records(self, records: Sequence[codec.Record]) -> list[Outgoing]:
-        """Inbound records (any bytes) to the records the worker would produce."""
-        if not records:
-            return []
+        """Inbound records (any bytes) to the records the worker would produce, in order."""
         items = intake(records, self.model, self.settings.max_text_chars)
+        return [out for batch in self.batches(items) for out in self.route_items(batch)]
+
+    def batches(self, items: Iterable[Item]) -> Iterator[list[Item]]:
+        """Items in the worker's batches: closed by ``batching.max_batch_size`` or
+        ``max_batch_tokens``, in order."""
+        b = self.settings.batching
+        limits = BatchLimits(b.max_batch_size, b.max_batch_tokens, b.max_wait_ms / 1000)
+        return fill(items, limits, _tokens)
+
+    def route_items(self, items: Sequence[Item]) -> list[Outgoing]:
+        """One batch through one forward pass (``worker.intake`` items)."""
         started_ms = time.time() * 1000
-        result = infer(self.model, items, self.model.tokenize([PROBE_TEXT]).ids[0])
+        result = infer(self.model, items, self._probe)
         if result.model_broken:
             raise ModelBrokenError("the model failed these messages and the probe message too")
         return route_batch(
             items, result, self.model.model_info, self.policy, self.settings.topics, started_ms
         )
+
+    @functools.cached_property
+    def _probe(self) -> list[int]:
+        return list(self.model.tokenize([PROBE_TEXT]).ids[0])
+
+
+def _tokens(item: Item) -> int:
+    return len(item.ids)
 
 
 def _routed(out: Outgoing) -> Routed:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.batching import Batcher, BatchLimits
+from worker.batching import Batcher, BatchLimits, fill
 
 
 class Clock:
@@ -67,3 +67,12 @@ def test_batches_respect_the_limits_and_keep_order(tokens: list[int]) -> None:
     for batch in batches:
         assert len(batch) <= 8
         assert len(batch) == 1 or sum(tokens[i] for i in batch) <= 64
+
+
+def test_fill_closes_batches_as_the_batcher_does() -> None:
+    limits = BatchLimits(max_size=3, max_tokens=10, max_wait_s=0.05)
+    sizes = [4, 4, 1, 6, 1, 1, 1, 1, 20, 2]
+    batches = list(fill(range(len(sizes)), limits, lambda i: sizes[i]))
+    # 4+4+1 (size 3), 6+1+1 (size 3), 1 then 20 would pass 10 tokens, 20 alone, 2
+    assert batches == [[0, 1, 2], [3, 4, 5], [6, 7], [8], [9]]
+    assert list(fill([], limits, len)) == []
