@@ -28,6 +28,7 @@ COORDINATOR_MOVED = frozenset(
         KafkaError.UNSTABLE_OFFSET_COMMIT,
     }
 )
+HELD_OPEN = frozenset({KafkaError._TIMED_OUT, KafkaError.UNSTABLE_OFFSET_COMMIT})
 LOOKUP_BACKOFF_FIRST_S = 0.1
 LOOKUP_BACKOFF_MAX_S = 2.0
 # One committed() call waits at most this long, so the loop's heartbeat goes on while
@@ -112,19 +113,30 @@ def stable_committed(
             )
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
-            failed, retriable = str(err), _retriable(err)
+            failed, retriable, held = str(err), _retriable(err), _held_open(err)
         else:
             errors = [tp for tp in committed if tp.error is not None]
             if not errors:
                 return list(committed)
             failed = f"{names(errors)}: {errors[0].error}"
             retriable = all(_retriable(tp.error) for tp in errors)
-        log.warning("committed_lookup_failed", attempt=attempt, error=failed)
+            held = all(_held_open(tp.error) for tp in errors)
+        if held:  # the expected wait for a previous owner's transaction, not a fault
+            waited = round(timeout_s - (deadline - clock()), 1)
+            log.info("committed_offsets_unstable", attempt=attempt, waited_s=waited, error=failed)
+        else:
+            log.warning("committed_lookup_failed", attempt=attempt, error=failed)
         if not retriable or clock() + pause > deadline:
             raise FatalKafkaError(f"cannot read the committed offsets: {failed}")
         sleep(pause)
         pause = min(LOOKUP_BACKOFF_MAX_S, pause * 2)
     raise AssertionError("unreachable")
+
+
+def _held_open(err: object) -> bool:
+    """An open transaction holds the offsets: UNSTABLE_OFFSET_COMMIT, or librdkafka's own
+    retries of it running past the slice (_TIMED_OUT)."""
+    return isinstance(err, KafkaError) and err.code() in HELD_OPEN
 
 
 def _retriable(err: object) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from structlog.testing import capture_logs
 
 from worker.errors import FatalKafkaError
 from worker.kafka.positions import assign_at_committed, first_offsets, seek_to_committed
@@ -56,8 +57,12 @@ def _run(consumer: Lookups, timeout_s: float = 30) -> list[float]:
 def test_a_coordinator_that_moved_is_asked_again_until_it_answers(per_partition: bool) -> None:
     moved = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS)
     consumer = Lookups(*moved, per_partition=per_partition)
-    assert _run(consumer) == [0.1, 0.2]
+    with capture_logs() as logs:
+        assert _run(consumer) == [0.1, 0.2]
     assert consumer.seeks == [(0, 7), (1, 7)]
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("committed_lookup_failed", "warning")
+    ] * 2
 
 
 def test_an_error_no_retry_can_fix_is_fatal_at_once() -> None:
@@ -109,8 +114,14 @@ def test_an_assignment_waits_for_offsets_an_open_transaction_holds(per_partition
     # while it retries that itself
     code = KafkaError.UNSTABLE_OFFSET_COMMIT if per_partition else KafkaError._TIMED_OUT
     consumer = Assigns(code, code, code, per_partition=per_partition)
-    slept, beats = _assign(consumer)
+    with capture_logs() as logs:
+        slept, beats = _assign(consumer)
     assert slept == [0.1, 0.2, 0.4] and beats == 4  # the loop's heartbeat goes on
+    # the expected wait for the previous owner, not a warning that pages someone
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("committed_offsets_unstable", "info")
+    ] * 3
+    assert [e["waited_s"] for e in logs] == [0.0, 0.1, 0.3]
     assert consumer.assigned == [(0, 7), (1, 7)]  # absolute positions, never a reset
 
 
