@@ -78,17 +78,19 @@ def start(
     module: str = "worker.cli",
     settings: Mapping[str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    python: str = sys.executable,
 ) -> WorkerProc:
     """``python -m <module> run`` from the repo root, stdout and stderr into ``log_path``.
 
-    ``module`` swaps the entry point (tests/chaos/faulty_worker.py wraps the worker's).
+    ``module`` swaps the entry point (tests/chaos/faulty_worker.py wraps the worker's);
+    ``python`` the interpreter, so a worker can run from another venv (tools.venv_check).
     """
     env = worker_env(
         bootstrap, topics, model, group=group, txn_id=txn_id, settings=settings, extra_env=extra_env
     )
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, "run"],
+            [python, "-m", module, "run"],
             cwd=REPO,
             env=env,
             stdout=log,

@@ -152,6 +152,7 @@ def _variant(loaded: LoadedModel, settings: WorkerSettings, live: bool) -> Serve
         model = variants.build(m.variant, loaded, device, m.threads)
         batch = settings.batching.max_batch_size
         autotune.settle(model, m.variant, loaded, batch, 3 * m.autotune_seconds)
+        log.info("model_variant", variant=m.variant, chosen_by="setting")
         return Served(model, m.variant, "setting")
     choice = autotune.autotune(
         loaded,
