@@ -204,6 +204,18 @@ class OtelBatch(BatchTrace):
             if parent is None:
                 continue  # nothing to continue: the record goes out as it came in
             record, result = items[i].record, out[i]
+            attributes: dict[str, str | int] = {
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": record.topic,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.offset": record.offset,
+            }
+            if result.stage is not None:
+                attributes["support.dead_letter.stage"] = result.stage
+            elif result.route is not None:
+                attributes["support.route"] = result.route
+            # Everything at start: the SDK costs about as much per later call as per span.
             span = self.tracer.start_span(
                 "support.route",
                 context=trace.set_span_in_context(trace.NonRecordingSpan(_remote(parent))),
@@ -211,23 +223,14 @@ class OtelBatch(BatchTrace):
                 links=link,
                 # From the batch's opening: the time the message spent in the router.
                 start_time=self.opened_ns,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": record.topic,
-                    "messaging.destination.partition.id": str(record.partition),
-                    "messaging.kafka.offset": record.offset,
-                },
+                attributes=attributes,
             )
             self.routes.append(span)
             if result.stage is not None:
                 # The dead letter keeps the original headers, traceparent included (its
                 # contract; a replay continues the original trace); the span says why.
-                span.set_attribute("support.dead_letter.stage", result.stage)
                 span.set_status(Status(StatusCode.ERROR, f"dead letter ({result.stage})"))
                 continue
-            if result.route is not None:
-                span.set_attribute("support.route", result.route)
             ctx = span.get_span_context()
             value = tracing.traceparent(TraceContext(ctx.trace_id, ctx.span_id, ctx.trace_flags))
             out[i] = replace(result, headers=tracing.with_traceparent(result.headers, value))
@@ -238,13 +241,16 @@ class OtelBatch(BatchTrace):
             return
         self.ended = True
         now = time.time_ns()
+        failed = outcome in _FAILED
+        status = Status(StatusCode.ERROR, f"{outcome}: read again") if failed else None
         for span in self.routes:
-            span.set_attribute("support.outcome", outcome)
+            if status is not None:  # the result was never committed: no one reads it
+                span.set_status(status)
             span.end(now)
         self.span.set_attribute("support.outcome", outcome)
         self.span.set_attribute("support.batch.committed", committed)
-        if outcome in _FAILED:
-            self.span.set_status(Status(StatusCode.ERROR, f"{outcome}: read again"))
+        if status is not None:
+            self.span.set_status(status)
         self.span.end(now)
 
 
