@@ -34,8 +34,15 @@ CHROMIUM := $(TOOLS)/.chromium-unpacked
 # is cmd/server (there is no cmd/toxiproxy-server); `go install` names it `server`.
 TOXIPROXY_VERSION := 2.12.0
 TOXIPROXY := $(TOOLS)/toxiproxy-$(TOXIPROXY_VERSION)/toxiproxy-server
+# Jaeger v2 (OTLP in, query API and UI), a trace backend for the worker's spans
+# (tools/jaeger_demo.py, deploy/jaeger/local.yaml, docs/operations.md "Tracing"), built with
+# Go like Toxiproxy. Jaeger v2 is still the module github.com/jaegertracing/jaeger, tagged
+# v1.x (v1.75.0 is the v2.12.0 release); a scratch module in .tools/ takes it as a tool
+# (`go get -tool`) and builds it. Not part of `make test`: 13 min on a busy 2-core machine.
+JAEGER_VERSION := 1.75.0
+JAEGER := $(TOOLS)/jaeger-$(JAEGER_VERSION)/jaeger
 
-.PHONY: help install lock tools toxiproxy lint test chaos soak demo screenshot gpu-pack gpu-check kafka-up kafka-down kafka-status clean
+.PHONY: help install lock tools toxiproxy jaeger lint test chaos soak demo screenshot gpu-pack gpu-check kafka-up kafka-down kafka-status clean
 
 help:
 	@echo "make demo        broker, topics, model, worker, sample traffic and a live view"
@@ -48,6 +55,7 @@ help:
 	@echo "make screenshot  docs/console.png: the console after a routed result (headless Chromium)"
 	@echo "make tools       promtool and chromium into .tools/ from Debian's .debs (no root needed)"
 	@echo "make toxiproxy   toxiproxy-server into .tools/ with go install (chaos network faults)"
+	@echo "make jaeger      Jaeger v2 into .tools/ with Go (a trace backend: tools/jaeger_demo.py)"
 	@echo "make gpu-pack    .gpu/ and .whl/: what the GPU check needs on a device machine (< 60 MiB)"
 	@echo "make gpu-check   the GPU check (tools/gpu_check.py): classify, batch sweep, pipeline; JSON"
 	@echo "make kafka-up    start (or reuse) the local broker; prints its address"
@@ -108,6 +116,18 @@ $(TOXIPROXY):
 	@$@ -version
 
 toxiproxy: $(TOXIPROXY)
+
+$(JAEGER):
+	@command -v go >/dev/null || { echo "jaeger: go not found (https://go.dev/dl/)" >&2; exit 1; }
+	rm -rf $(@D)/src && mkdir -p $(@D)/src
+	cd $(@D)/src && go mod init jaeger-build >/dev/null 2>&1 \
+	  && go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@v$(JAEGER_VERSION) \
+	  && go build -o ../jaeger -ldflags "-s -w \
+	    -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$(JAEGER_VERSION)" \
+	    github.com/jaegertracing/jaeger/cmd/jaeger
+	@$@ version 2>/dev/null | head -n 3
+
+jaeger: $(JAEGER)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

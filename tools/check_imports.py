@@ -61,6 +61,13 @@ RULES = (
         ("worker.pipeline", "worker.service", "worker.inference", "worker.model"),
     ),
     Rule(
+        "OpenTelemetry (the otel extra) is imported by worker.runtime.otel alone, which "
+        "worker.tracing loads only when OTEL_* asks for traces",
+        "worker",
+        ("opentelemetry",),
+        exempt=("worker.runtime.otel",),
+    ),
+    Rule(
         "the trainer shares the model, the routing policy, the Python API, the Kafka "
         "adapters and the record codec with the worker, and nothing of its loop or "
         "applications",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -175,6 +176,12 @@ def start_worker(bootstrap: str) -> subprocess.Popen[bytes]:
     sys.exit(f"the worker was not ready within 120 s; see {log}")
 
 
+def sample_traceparent() -> str:
+    """A W3C traceparent as a chat platform that traces would send: a trace of its own
+    per message, and the id of the span that produced it (the worker continues it)."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
 def produce_samples(bootstrap: str, topic: str) -> None:
     p = Producer({"bootstrap.servers": bootstrap})
     run = uuid.uuid4().hex[:6]
@@ -189,7 +196,7 @@ def produce_samples(bootstrap: str, topic: str) -> None:
             topic,
             key=msg["conversation_id"].encode(),
             value=json.dumps(msg).encode(),
-            headers=[("traceparent", f"00-{run}{i:02d}-01".encode())],
+            headers=[("traceparent", sample_traceparent().encode())],
         )
     p.produce(topic, key=b"conv-bad", value=MALFORMED)
     p.flush(10)

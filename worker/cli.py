@@ -341,14 +341,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.shadow is not None:  # the environment, so a supervisor's processes inherit it
         os.environ["SUPPORT_WORKER_SHADOW__CANDIDATE"] = str(args.shadow)
     settings = _settings(args.config)
-    logs.configure(settings.log_level, settings.process_index)
     if settings.processes > 1:
+        logs.configure(settings.log_level, settings.process_index)
         from worker.runtime import processes  # no torch: the supervisor only starts workers
 
-        return processes.supervise(settings, args.config)
-    from worker import service
+        return processes.supervise(settings, args.config)  # each process traces on its own
+    from worker import service, tracing
 
-    return service.run(settings)
+    traces = tracing.start(os.environ, settings)  # off unless OTEL_* asks for it
+    logs.configure(settings.log_level, settings.process_index, traces.log_processors)
+    traces.announce()
+    return service.run(settings, traces.tracer)
 
 
 def _port(text: str) -> int:

@@ -52,6 +52,7 @@ from worker.runtime.logs import log_committed
 from worker.settings import WorkerSettings
 from worker.stall import StallWatch
 from worker.swap import PointerWatch, Swapped
+from worker.tracing import OFF, BatchTrace, Tracer
 from worker.unreadable import UNREADABLE_CODES, Span, Spans
 
 log = structlog.get_logger("worker")
@@ -82,6 +83,7 @@ class Flight:
     started_wall_ms: float
     result: BatchResult | None = None
     serving: Future[Outputs] | None = None  # shadow: the serving model's pass
+    trace: BatchTrace = OFF  # its spans (worker.tracing); OFF: tracing is off
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Pipeline:
         reference: Reference | None = None,
         reload: Callable[[], Swapped] | None = None,
         watch: PointerWatch | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.s = settings
         self.classifier = classifier
@@ -146,6 +149,8 @@ class Pipeline:
         self.unreadable = Spans(self._seek, self._high_watermark, clock)
         self.stall = StallWatch(settings.stall_after_s, clock)
         self._next_tick = clock() + TICK_S
+        self.tracer = tracer  # None: tracing off (worker.tracing)
+        self._opened_at: float | None = None  # when the batch last taken had opened
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -187,7 +192,7 @@ class Pipeline:
             elif self._commit_now():
                 self.drain()
         if self.drain() and len(self.batcher):
-            self.process(self.batcher.take())
+            self.process(self._take())
 
     def close(self) -> None:
         """Leave the group (partitions move now, not after session.timeout) and flush."""
@@ -201,7 +206,7 @@ class Pipeline:
         Everything held is dropped first, so the revoke callback that close() runs finds
         nothing to commit; the next owner reads it from the committed offsets.
         """
-        self.flights.clear()
+        self._drop_flights("dropped")
         self.batcher.take()
         self.carry = []
         self._model_thread.shutdown(wait=False, cancel_futures=True)
@@ -364,7 +369,7 @@ class Pipeline:
         full = len(self.batcher) >= self.batcher.limits.max_size or self.batcher.time_left() > 0
         if self.flights:
             self._await(self.flights[-1])  # the model thread is free once this returns
-        items = self.batcher.take()
+        items = self._take()
         if items:
             self.flights.append(self._start(items, full))
         keep = 1 if self.s.batching.overlap else 0
@@ -386,16 +391,28 @@ class Pipeline:
             return False  # the rewind reads these items again too
         return self._complete(self._start(items))
 
+    def _take(self) -> list[Item]:
+        """The open batch, taken whole; when it opened is kept for its trace."""
+        self._opened_at = self.batcher.opened_at
+        return self.batcher.take()
+
     def _start(self, items: list[Item], full: bool = False) -> Flight:
         started_wall_ms = time.time() * 1000
         model = self.classifier if self.live is None else self.live.model_for(len(items), full)
-        future = self._model_thread.submit(forward, model, items, self._probe)
+        trace = OFF if self.tracer is None else self._trace(items, model)
+        future = self._model_thread.submit(trace.infer, forward, model, items, self._probe)
         # Counted when the passes ran, also for a batch an abort or a loss drops later.
         future.add_done_callback(self._count_model_calls)
         serving = None
         if self.reference is not None:  # queued behind the candidate on the model thread
             serving = self._model_thread.submit(_forward_serving, self.reference, items)
-        return Flight(items, future, started_wall_ms, serving=serving)
+        return Flight(items, future, started_wall_ms, serving=serving, trace=trace)
+
+    def _trace(self, items: list[Item], model: Model) -> BatchTrace:
+        """The batch's trace, opened when its first record was taken in (clock -> epoch)."""
+        assert self.tracer is not None
+        age_s = 0.0 if self._opened_at is None else max(0.0, self.clock() - self._opened_at)
+        return self.tracer.batch(items, time.time_ns() - int(age_s * 1e9), model.model_info)
 
     def _count_model_calls(self, future: Future[Outputs]) -> None:
         if not future.cancelled() and future.exception() is None:
@@ -406,11 +423,17 @@ class Pipeline:
             flight.result = resolve(self.wait_keeping_membership(flight.future))
 
     def _complete(self, flight: Flight) -> bool:
-        """Route and commit one batch whose forward pass is done (waiting for it if not)."""
+        """Route and commit one batch whose forward pass is done (waiting for it if not);
+        its trace is the current one meanwhile, and ends with it."""
+        with flight.trace.current():
+            return self._route_and_commit(flight)
+
+    def _route_and_commit(self, flight: Flight) -> bool:
         self._await(flight)
         assert flight.result is not None
         result, items = flight.result, flight.items
         if result.model_broken:
+            flight.trace.end("model_broken")
             self._model_failed(result)
             return False
         self.broken_batches = 0
@@ -423,6 +446,7 @@ class Pipeline:
             self.s.topics,
             flight.started_wall_ms,
         )
+        outgoing = flight.trace.continued(items, outgoing)
         agreements: list[dict[str, bool]] = []
         if flight.serving is not None and self.reference is not None:
             serving = resolve(self.wait_keeping_membership(flight.serving)).results
@@ -436,11 +460,13 @@ class Pipeline:
             )
         picks = [] if self.sampler is None else self.sampler.pick(items, outgoing, result.results)
         copies = [(items[p.index].record, self._review_copy(p, outgoing[p.index])) for p in picks]
-        committed = self.committer.commit(
-            [(item.record, out) for item, out in zip(items, outgoing, strict=True)], copies
-        )
+        with flight.trace.commit():
+            committed = self.committer.commit(
+                [(item.record, out) for item, out in zip(items, outgoing, strict=True)], copies
+            )
         if committed is None:
-            self.flights.clear()  # read again after the rewind, like the batcher's items
+            flight.trace.end("aborted")
+            self._drop_flights("aborted")  # read again after the rewind, like the batcher's
             self.rewind()
             return False
         self._count_learning(picks, committed.kept, agreements)
@@ -459,7 +485,14 @@ class Pipeline:
         )
         debug = self.s.log_level == "debug"
         log_committed(kept, committed.outgoing, ms, result.predicted, self.s.log_text, debug)
+        flight.trace.end("committed", len(kept))
         return True
+
+    def _drop_flights(self, why: str) -> None:
+        """Forget every batch in flight (each is read again), ending its trace."""
+        for flight in self.flights:
+            flight.trace.end(why)
+        self.flights.clear()
 
     def _count_committed(self, kept: list[Item]) -> None:
         """Offsets moved (the stall watch), and the unreadable spans committed past."""
@@ -508,7 +541,7 @@ class Pipeline:
         model thread (its OpenMP pool), with polling kept alive while it takes.
         """
         assert self.watch is not None and self.reload is not None
-        if not self.drain() or (len(self.batcher) and not self.process(self.batcher.take())):
+        if not self.drain() or (len(self.batcher) and not self.process(self._take())):
             return  # aborted and rewound: try again on the next turn
         old = self.classifier.model_info
         try:
@@ -552,7 +585,7 @@ class Pipeline:
             limit=self.s.model.failing_batches,
             error=error,
         )
-        self.flights.clear()
+        self._drop_flights("model_broken")
         self.rewind()
         if self.broken_batches >= self.s.model.failing_batches:
             self.health.model_ready = False
@@ -632,7 +665,7 @@ class Pipeline:
         if not self.drain():
             return
         if any((i.record.topic, i.record.partition) in gone for i in self.batcher.items):
-            self.process(self.batcher.take())
+            self.process(self._take())
         self._forget(gone)  # carried records of the revoked partitions
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -648,7 +681,7 @@ class Pipeline:
         self.stall.revoked(gone)
         self.unreadable.forget()  # the seeks below move the partitions still owned too
         held = [i for f in self.flights for i in f.items] + self.batcher.take()
-        self.flights.clear()
+        self._drop_flights("lost")
         positions = [(i.record.topic, i.record.partition, i.record.offset) for i in held]
         # Carried records too: the seek below reads them again, so keeping them would
         # process them twice.

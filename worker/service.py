@@ -33,6 +33,7 @@ from worker.runtime.http_server import HttpServer
 from worker.runtime.signals import Stopper
 from worker.settings import WorkerSettings
 from worker.swap import PointerWatch, Swapped, target
+from worker.tracing import Tracer
 
 log = structlog.get_logger("worker")
 
@@ -200,8 +201,9 @@ def live_variants(served: Served, metrics: Metrics) -> LiveVariants | None:
     return LiveVariants(served.contenders, Tuner(list(served.contenders)), on_verdict)
 
 
-def run(settings: WorkerSettings) -> int:
-    """The long-running worker; returns the process exit code."""
+def run(settings: WorkerSettings, tracer: Tracer | None = None) -> int:
+    """The long-running worker; returns the process exit code. ``tracer``: its batches'
+    spans (worker.tracing), None when tracing is off."""
     stopper = Stopper(settings.shutdown_grace_s)
     stopper.start()
     log.info("starting", settings=settings.redacted())
@@ -252,6 +254,7 @@ def run(settings: WorkerSettings) -> int:
             reference=reference,
             reload=None if reference else reloader(serving, metrics),
             watch=None if reference else PointerWatch(serving.model.path, settings.model.watch_s),
+            tracer=tracer,
         )
         stopper.pipeline = pipeline
         try:
@@ -270,6 +273,8 @@ def run(settings: WorkerSettings) -> int:
             return ExitCode.MODEL_BROKEN
     finally:
         http_server.stop()
+        if tracer is not None:
+            tracer.close()  # the spans of the last batches, within a bounded wait
     pipeline.close()
     log.info("stopped")
     return ExitCode.OK

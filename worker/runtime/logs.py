@@ -9,6 +9,7 @@ from collections.abc import MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from structlog.typing import Processor
 
 from schemas.messages import HEADER_MESSAGE, HEADER_TYPE
 from worker import codec
@@ -23,9 +24,13 @@ if TYPE_CHECKING:
 log = structlog.get_logger("worker")
 
 
-def configure(level: str = "info", process: int | None = None) -> None:
+def configure(
+    level: str = "info", process: int | None = None, extra: Sequence[Processor] = ()
+) -> None:
     """``process``: the index the supervisor gave this worker (``process_index``); every
-    line then carries it, since the workers of one host share its stderr."""
+    line then carries it, since the workers of one host share its stderr. ``extra``:
+    processors that add fields, such as the current trace's ids (worker.runtime.otel)
+    when tracing is on; none otherwise, so tracing off costs no log line anything."""
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
 
     def tag(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -37,6 +42,7 @@ def configure(level: str = "info", process: int | None = None) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             tag,
+            *extra,
             structlog.processors.add_log_level,
             LIMIT,  # repeated warnings and errors, rate-limited (worker.runtime.log_limit)
             structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -1,4 +1,5 @@
-"""`make demo` notices a dead worker (issue 9, defect 10) or console (issue 12)."""
+"""`make demo`: it notices a dead worker (issue 9, defect 10) or console (issue 12), and
+its sample traffic is traced the W3C way (issue 24)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.demo import Child, ChildDiedError, watch
+from tools.demo import Child, ChildDiedError, sample_traceparent, watch
+from worker.tracing import parse_traceparent
 
 
 def test_the_view_stops_and_says_so_when_the_worker_dies(tmp_path: Path) -> None:
@@ -28,3 +30,11 @@ def test_the_view_stops_and_says_so_when_the_worker_dies(tmp_path: Path) -> None
         console.kill()
     assert "producer fenced" in str(exc.value)
     assert time.monotonic() - started < 5
+
+
+def test_the_sample_traffic_carries_valid_w3c_traceparents() -> None:
+    """It was 00-<run><i>-01: no trace to link to or continue (issue 24)."""
+    sent = [sample_traceparent().encode() for _ in range(50)]
+    contexts = [parse_traceparent(tp) for tp in sent]
+    assert all(c is not None and c.flags == 1 for c in contexts)
+    assert len({c.trace_id for c in contexts if c}) == 50  # a trace per message

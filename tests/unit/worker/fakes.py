@@ -120,6 +120,7 @@ class TxnProducer:
         self.events, self.fail_commit, self.abortable = events, fail_commit, abortable
         self.produced: list[bytes | None] = []
         self.topics: list[str] = []
+        self.headers: list[list[tuple[str, bytes | None]]] = []
         self.commits = 0
         self.in_flight: Any = None
         self.in_flight_at_commit: list[bool] = []
@@ -129,10 +130,16 @@ class TxnProducer:
         pass
 
     def produce(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None, **_: Any
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        **_: Any,
     ) -> None:
         self.produced.append(value)
         self.topics.append(topic)
+        self.headers.append(headers or [])
 
     def poll(self, _timeout: float = 0) -> int:
         return 0
@@ -211,11 +218,16 @@ class PausingConsumer(GroupConsumer):
         return None
 
 
-def message(partition: int, offset: int, text: str = "refund please") -> Message:
+def message(
+    partition: int,
+    offset: int,
+    text: str = "refund please",
+    headers: list[tuple[bytes, bytes | None]] | None = None,
+) -> Message:
     """A consumed record of topic "memory", as librdkafka hands it over."""
     value = orjson.dumps({"message_id": f"p{partition}-{offset}", "text": text})
     now = int(time.time() * 1000)
-    return Message(
+    msg = Message(
         topic="memory",
         partition=partition,
         offset=offset,
@@ -223,3 +235,8 @@ def message(partition: int, offset: int, text: str = "refund please") -> Message
         value=value,
         timestamp=(1, now),
     )
+    if headers is None:
+        return msg
+    from tests.unit.worker.kafka.test_headers import with_headers
+
+    return with_headers(msg, headers)

@@ -10,9 +10,14 @@ from typing import Any, cast
 
 import pytest
 from confluent_kafka import KafkaError, Message, TopicPartition
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from structlog.testing import capture_logs
 
 from tests.unit.worker.fakes import (
     BrokenModel,
+    FlakyModel,
     GatedModel,
     GroupConsumer,
     LoggedModel,
@@ -31,7 +36,9 @@ from worker.model.classifier import Classifier
 from worker.model.protocol import Model, Prediction
 from worker.pipeline import Pipeline
 from worker.routing import RoutingPolicy
+from worker.runtime.otel import OtelTracer, add_trace_ids
 from worker.settings import WorkerSettings
+from worker.tracing import parse_traceparent
 
 
 def _pipeline(
@@ -385,3 +392,52 @@ def test_a_batch_that_filled_at_once_counts_as_full_though_the_model_outlasts_it
     time.sleep(0.02)  # the last batch's deadline passes: it closes short
     assert pipeline.batcher.ready() and pipeline.dispatch() and pipeline.drain()
     assert recorder.full == [True, True, True, True, False]
+
+
+# -- tracing: one span per batch, each message's trace continued --------------------
+
+
+@pytest.mark.parametrize("traced", [True, False])
+def test_a_batch_is_one_trace_that_continues_each_message_s_own(traced: bool) -> None:
+    """The loop's own path (accept, dispatch, the model thread, route, commit) with the
+    SDK's in-memory exporter; off, every header goes out exactly as it came in."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sent = [f"00-{i + 1:032x}-{i + 101:016x}-01".encode() for i in range(3)] + [b"00-4-01"]
+    msgs = [message(i % 2, i, headers=[(b"traceparent", t)]) for i, t in enumerate(sent)]
+    producer, consumer = TxnProducer([]), GroupConsumer(owned=(0, 1))
+    pipeline = Pipeline(
+        WorkerSettings(batching={"max_batch_size": 4}),
+        FlakyModel(),
+        RoutingPolicy(),
+        cast(Any, consumer),
+        cast(Any, producer),
+        Metrics(),
+        Health(stale_after_s=30),
+        tracer=OtelTracer(provider, "memory", "g") if traced else None,
+    )
+    with capture_logs(processors=[add_trace_ids]) as logs:
+        pipeline.accept(msgs)
+        assert pipeline.batcher.ready() and pipeline.dispatch() and pipeline.drain()
+    pipeline._model_thread.shutdown(wait=True)
+    out = [dict(h)["traceparent"] for h in producer.headers]
+    [committed] = [e for e in logs if e["event"] == "batch_committed"]
+    if not traced:
+        assert out == sent and not exporter.get_finished_spans()
+        assert "trace_id" not in committed
+        return
+    spans = exporter.get_finished_spans()
+    [batch] = [s for s in spans if s.name == "support.batch"]
+    steps = {s.name: s for s in spans if s.parent and s.parent.span_id == batch.context.span_id}
+    assert sorted(steps) == ["support.commit", "support.consume", "support.infer"]
+    linked = sorted((lk.context.trace_id, lk.context.span_id) for lk in batch.links)
+    assert linked == [(i + 1, i + 101) for i in range(3)]  # the invalid one: no link
+    assert committed["trace_id"] == f"{batch.context.trace_id:032x}"
+    routes = {s.context.span_id: s for s in spans if s.name == "support.route"}
+    for i in range(3):
+        context = parse_traceparent(out[i])
+        assert context is not None and context.trace_id == i + 1  # the message's own trace
+        route = routes[context.span_id]  # a span of the router...
+        assert route.parent is not None and route.parent.span_id == i + 101  # ...under its sender
+    assert out[3] == b"00-4-01"  # nothing valid to continue: as it came in

@@ -24,16 +24,21 @@ _lib.rd_kafka_header_add.argtypes = [
 
 
 def consumed(headers: list[tuple[bytes, bytes | None]], value: bytes | None = b"{}") -> Message:
-    """A Message as the consumer leaves it: librdkafka headers in c_headers, headers NULL.
+    """A Message as the consumer leaves it: librdkafka headers in c_headers, headers NULL."""
+    msg = Message(
+        topic="in", partition=0, offset=7, key=b"k", value=value, timestamp=(1, 1_700_000_000_000)
+    )
+    return with_headers(msg, headers)
+
+
+def with_headers(msg: Message, headers: list[tuple[bytes, bytes | None]]) -> Message:
+    """``msg`` holding ``headers`` where librdkafka puts them (c_headers), headers NULL.
 
     The Message owns the headers from here on and destroys them when it is freed.
     """
     hdrs = _lib.rd_kafka_headers_new(len(headers))
     for name, v in headers:
         assert _lib.rd_kafka_header_add(hdrs, name, -1, v, -1 if v is None else len(v)) == 0
-    msg = Message(
-        topic="in", partition=0, offset=7, key=b"k", value=value, timestamp=(1, 1_700_000_000_000)
-    )
     msg.set_error(None)  # the consumer's Message holds None there, not NULL
     (ctypes.c_size_t * 6).from_address(id(msg) + object.__basicsize__)[4] = hdrs
     return msg
