@@ -22,6 +22,7 @@ from trainer.data import splits as split_io
 from trainer.data.records import Example
 from trainer.model_card import model_card
 from trainer.training import (
+    EpochHook,
     TrainConfig,
     TrainResult,
     encode_examples,
@@ -161,11 +162,12 @@ def run(
     data_source: str,
     sources: tuple[str, ...],
     name: str | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> dict[str, Any]:
     """Train, calibrate, fit the OOD scorer and export to ``out``; returns the metrics
-    written beside the model."""
+    written beside the model. ``on_epoch`` gets each epoch's history row."""
     started = time.monotonic()
-    result = train(cfg, data["train"], data["val"])
+    result = train(cfg, data["train"], data["val"], on_epoch)
     short = result.backbone_source.rsplit("/", 1)[-1].replace("package:", "").replace("_", "-")
     provenance = Provenance(name or f"support-router-{short}", preset, data_source, sources)
     return finish(result, data, cfg, out, provenance, started)

@@ -33,6 +33,8 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
         ("trainer/build.py", "from worker import service\n", "the trainer shares"),
         ("schemas/messages.py", "import worker.routing\n", "schemas are the contract"),
         ("worker/routing.py", "from trainer import cli\n", "never imports the trainer"),
+        ("trainer/training.py", "import mlflow\n", "experiment trackers"),
+        ("trainer/build.py", "from torch.utils.tensorboard import W\n", "experiment trackers"),
     ],
 )
 def test_a_broken_rule_is_named(tmp_path: Path, module: str, text: str, rule: str) -> None:
@@ -48,6 +50,7 @@ def test_allowed_imports_pass(tmp_path: Path) -> None:
             "trainer/build.py": "from worker.model.artifact import load\nimport worker.routing\n",
             "worker/cli.py": "from worker.ops.topics import plan\nfrom worker.console import app\n",
             "worker/model/classifier.py": "from worker.model.text import x\nimport schemas\n",
+            "trainer/tracking/mlflow_run.py": "from mlflow import MlflowClient\n",
         },
     )
     assert check(root) == []
