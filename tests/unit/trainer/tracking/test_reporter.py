@@ -66,6 +66,7 @@ def test_a_missing_tracker_names_the_extra_before_training(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    monkeypatch.chdir(tmp_path)  # should the check fail, its trackers write here
     out = tmp_path / "out"
     assert main(["train", "--preset", "smoke", "--out", str(out), "--report-to", tracker]) == 1
     err = capsys.readouterr().err
