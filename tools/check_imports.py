@@ -84,6 +84,12 @@ RULES = (
             "worker.errors",
         ),
     ),
+    Rule(
+        "experiment trackers stay behind trainer.tracking (the tracking extra)",
+        "trainer",
+        ("mlflow", "tensorboard", "torch.utils.tensorboard"),
+        exempt=("trainer.tracking",),
+    ),
 )
 
 

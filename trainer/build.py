@@ -20,7 +20,9 @@ from trainer.artifact import export, git_commit
 from trainer.calibration import expected_calibration_error, fit_temperature, softmax_np
 from trainer.data import splits as split_io
 from trainer.data.records import Example
+from trainer.model_card import model_card
 from trainer.training import (
+    EpochHook,
     TrainConfig,
     TrainResult,
     encode_examples,
@@ -160,11 +162,12 @@ def run(
     data_source: str,
     sources: tuple[str, ...],
     name: str | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> dict[str, Any]:
     """Train, calibrate, fit the OOD scorer and export to ``out``; returns the metrics
-    written beside the model."""
+    written beside the model. ``on_epoch`` gets each epoch's history row."""
     started = time.monotonic()
-    result = train(cfg, data["train"], data["val"])
+    result = train(cfg, data["train"], data["val"], on_epoch)
     short = result.backbone_source.rsplit("/", 1)[-1].replace("package:", "").replace("_", "-")
     provenance = Provenance(name or f"support-router-{short}", preset, data_source, sources)
     return finish(result, data, cfg, out, provenance, started)
@@ -251,68 +254,6 @@ def _progress(what: str, started: float) -> None:
 
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def model_card(name: str, version: str, fields: dict[str, Any], metrics: dict[str, Any]) -> str:
-    t = fields["training"]
-    lines = [
-        f"# {name} {version}",
-        "",
-        "## Intended use",
-        "",
-        "Routing English customer-support chat messages: intent (5 classes), urgency,",
-        "sentiment and the action (auto-resolve, ask for more information, escalate to a",
-        "human). Its output feeds support-router's routing policy, which sends",
-        "low-confidence actions to a fallback queue.",
-        "It is a triage aid, not a decision maker: every escalation still reaches a person.",
-        "",
-        "## Data",
-        "",
-        f"- source: {t['data_source']} (preset `{t['preset']}`),"
-        f" fingerprint `{t['data_fingerprint'][:16]}`",
-        f"- collections trained on: {', '.join(t['sources'])}; intents mapped per",
-        "  docs/labels.md; urgency, sentiment and action are keyword heuristics computed after",
-        "  noise augmentation (slang, typos, recasing)",
-        f"- backbone: {fields['backbone']['source']}; code at commit `{t['git_commit']}`",
-        *_lineage_lines(fields.get("lineage")),
-        "",
-        "## Metrics",
-        "",
-        report.summary_table(metrics["results"]),
-        "",
-        "Calibration (validation, temperature scaling): "
-        + ", ".join(
-            f"{h} ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} (T={c['temperature']:.3f})"
-            for h, c in metrics["calibration"].items()
-        ),
-        "",
-        "## Limitations",
-        "",
-        "- urgency, sentiment and action labels are heuristics: the model learns the rules",
-        "  (keywords, '!' and ALL CAPS), not real customer emotion; it inherits their blind spots",
-        "- on a collection it never saw, intent accuracy and calibration fall far (docs/model.md",
-        "  measures it across collections); messages far from the training data score above the",
-        "  OOD threshold and go to the fallback route",
-        f"- OOD: {fields['ood']['method']}, threshold {fields['ood']['threshold']:.3f} at the "
-        f"{fields['ood']['quantile']} validation quantile",
-        "- other domains need their own mapping and data (support-trainer accepts JSONL/CSV)",
-        "- English only; text beyond max_length tokens is truncated",
-        "- general_question is the majority class; the rare intents have few training rows",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _lineage_lines(lineage: dict[str, Any] | None) -> list[str]:
-    if not lineage:
-        return []
-    parent, feedback, counts = lineage["parent"], lineage["feedback"], lineage["counts"]
-    return [
-        f"- fine-tuned from {parent['name']} {parent['version']} on agents' corrections"
-        f" (feedback `{feedback['fingerprint'][:16]}`: {counts['feedback_train']} trained on,"
-        f" {counts['feedback_validation']} validated on, {counts['feedback_held_back']} held"
-        f" back) with {counts['replay_train']} replayed train rows of its data",
-    ]
 
 
 def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:

@@ -16,6 +16,7 @@ from trainer.data import banking77, clinc
 from trainer.data.splits import SUBSETS, DataSpec, Source
 from trainer.errors import TrainerError
 from trainer.feedback.cli import add_commands as add_feedback_commands
+from trainer.tracking import options as tracking_options
 from worker.model.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sample of its own data (its preset, collections and seed, from its manifest; the data "
         "flags override); the child's manifest names it in 'lineage'",
     )
+    tracking_options.add_arguments(tr)
     tr.add_argument(
         "--feedback",
         type=Path,
@@ -323,6 +325,7 @@ def _preset(name: str) -> Preset:
 
 def _train(args: argparse.Namespace) -> int:
     from trainer import build
+    from trainer.tracking import summary
 
     if args.from_artifact is not None:
         return _finetune(args)
@@ -354,23 +357,33 @@ def _train(args: argparse.Namespace) -> int:
         layer_decay=args.layer_decay,
         ood_quantile=args.ood_quantile,
     )
-    data, origin, sources = build.load_or_build(spec, args.data_dir, skip_invalid=args.skip_invalid)
-    print(
-        f"preset {preset_name}: {preset.about}\ndata {origin}: "
-        + ", ".join(f"{k}={len(v)}" for k, v in data.items()),
-        flush=True,
-    )
-    metrics = build.run(
-        data,
-        cfg,
-        args.out,
-        preset=preset_name,
-        data_source=origin,
-        sources=sources,
-        name=args.name,
-    )
-    variants = args.variants if args.variants is not None else preset_name in VARIANTS_BY_DEFAULT
-    _print_trained(args.out, metrics, data if variants else None)
+    with tracking_options.reporters(args) as reporter:
+        data, origin, sources = build.load_or_build(
+            spec, args.data_dir, skip_invalid=args.skip_invalid
+        )
+        print(
+            f"preset {preset_name}: {preset.about}\ndata {origin}: "
+            + ", ".join(f"{k}={len(v)}" for k, v in data.items()),
+            flush=True,
+        )
+        reporter.params(
+            summary.run_params(cfg, data, preset=preset_name, data_source=origin, sources=sources)
+        )
+        metrics = build.run(
+            data,
+            cfg,
+            args.out,
+            preset=preset_name,
+            data_source=origin,
+            sources=sources,
+            name=args.name,
+            on_epoch=reporter.epoch,
+        )
+        variants = (
+            args.variants if args.variants is not None else preset_name in VARIANTS_BY_DEFAULT
+        )
+        _print_trained(args.out, metrics, data if variants else None)
+        reporter.finish(args.out, metrics)
     return 0
 
 
@@ -420,6 +433,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from trainer import build, finetune
     from trainer.data import corrections
     from trainer.data.replay import REPLAY_ROWS
+    from trainer.tracking import summary
     from worker.model.artifact import read_manifest
 
     parent = read_manifest(args.from_artifact)
@@ -457,11 +471,37 @@ def _finetune(args: argparse.Namespace) -> int:
         f"{m.replay_validation} validation rows",
         flush=True,
     )
-    metrics = finetune.run(
-        args.from_artifact, feedback, m, cfg, args.out, holdout_share=share, name=args.name
-    )
-    variants = args.variants if args.variants is not None else parent.variants is not None
-    _print_trained(args.out, metrics, m.data if variants else None)
+    with tracking_options.reporters(args) as reporter:
+        training = parent.training
+        params = summary.run_params(
+            cfg,
+            m.data,
+            preset=training.preset,
+            data_source=origin,
+            sources=tuple(training.sources),
+        )
+        reporter.params(
+            params
+            | {
+                "parent": f"{parent.name} {parent.version}",
+                "feedback.fingerprint": feedback.fingerprint,
+                "feedback.train_rows": str(len(m.feedback_train)),
+                "feedback.held_back_rows": str(len(m.held_back)),
+            }
+        )
+        metrics = finetune.run(
+            args.from_artifact,
+            feedback,
+            m,
+            cfg,
+            args.out,
+            holdout_share=share,
+            name=args.name,
+            on_epoch=reporter.epoch,
+        )
+        variants = args.variants if args.variants is not None else parent.variants is not None
+        _print_trained(args.out, metrics, m.data if variants else None)
+        reporter.finish(args.out, metrics)
     print(f"wall time {time.monotonic() - started:.1f}s", flush=True)
     return 0
 

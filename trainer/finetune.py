@@ -23,7 +23,7 @@ from trainer.data import corrections, replay
 from trainer.data.corrections import Correction, CorrectionSet
 from trainer.data.records import Example
 from trainer.errors import TrainerError
-from trainer.training import TrainConfig, accelerator_for, fit
+from trainer.training import EpochHook, TrainConfig, accelerator_for, fit
 from worker.model.artifact import load_artifact
 from worker.model.text import CASING_MARKER
 
@@ -159,9 +159,10 @@ def run(
     *,
     holdout_share: float,
     name: str | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the artifact in ``parent_dir`` on ``m`` and export the child to ``out``;
-    returns the metrics written beside it."""
+    returns the metrics written beside it. ``on_epoch`` gets each epoch's history row."""
     started = time.monotonic()
     parent = load_artifact(parent_dir)
     manifest = parent.manifest
@@ -182,6 +183,7 @@ def run(
         m.data["val"],
         accelerator=accelerator,
         started=started,
+        on_epoch=on_epoch,
     )
     # Steps 3 and 4: recalibrate, refit the OOD scorer, export with the lineage. The
     # training block keeps the parent's preset, origin and collections: they describe the

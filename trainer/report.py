@@ -70,6 +70,26 @@ def summary_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def head_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per test set and head (the random baseline left out): the long table
+    that the model card's model-index and the experiment trackers take."""
+    return [
+        {
+            "dataset": r["dataset"],
+            "collection": r["collection"],
+            "split": r["split"],
+            "head": head,
+            "n": m["n"],
+            "accuracy": m["accuracy"],
+            "macro_f1": m["macro_f1"],
+            "ece": m["ece"],
+        }
+        for r in results
+        if "split" in r
+        for head, m in r["heads"].items()
+    ]
+
+
 def operating_table(rows: Sequence[dict[str, Any]], current: float) -> str:
     sources = list(rows[0]["sources"])
     lines = [

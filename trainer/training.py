@@ -12,7 +12,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
@@ -33,6 +33,9 @@ from worker.model.text import CASING_MARKER, tokenize
 
 log = logging.getLogger(__name__)
 AUX_HEAD = "source_intent"
+# Called with each epoch's history row (train_loss, validation scores per head) as soon as
+# it is known: how experiment trackers (trainer.tracking) follow a run the loop knows nothing of.
+EpochHook = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,10 @@ def accelerator_for(cfg: TrainConfig) -> Accelerator:
 
 
 def train(
-    cfg: TrainConfig, train_set: Sequence[Example], val_set: Sequence[Example]
+    cfg: TrainConfig,
+    train_set: Sequence[Example],
+    val_set: Sequence[Example],
+    on_epoch: EpochHook | None = None,
 ) -> TrainResult:
     """Fine-tune a fresh model on a pretrained backbone (``cfg.base_model``)."""
     started = time.monotonic()
@@ -268,6 +274,7 @@ def train(
         accelerator=accelerator,
         aux_sources=aux,
         started=started,
+        on_epoch=on_epoch,
     )
 
 
@@ -282,6 +289,7 @@ def fit(
     accelerator: Accelerator,
     aux_sources: tuple[str, ...] = (),
     started: float | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> TrainResult:
     """The loop for any model with the four heads, fresh or warm-started from an artifact:
     ``tok`` must already hold the casing marker when ``cfg.casing_marker`` is set, and
@@ -354,6 +362,8 @@ def fit(
         history.append(row)
         log.info("epoch %d %s", epoch, {k: round(v, 4) for k, v in row.items()})
         print(_epoch_line(row), flush=True)
+        if on_epoch is not None:
+            on_epoch(row)
         if scores["mean_macro_f1"] > best_score:
             best_score, best_epoch, stale = scores["mean_macro_f1"], epoch, 0
             best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())

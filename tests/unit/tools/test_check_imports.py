@@ -35,6 +35,8 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
         ("worker/routing.py", "from trainer import cli\n", "never imports the trainer"),
         ("worker/pipeline.py", "from opentelemetry import trace\n", "OpenTelemetry"),
         ("worker/tracing.py", "import opentelemetry.sdk.trace\n", "OpenTelemetry"),
+        ("trainer/training.py", "import mlflow\n", "experiment trackers"),
+        ("trainer/build.py", "from torch.utils.tensorboard import W\n", "experiment trackers"),
     ],
 )
 def test_a_broken_rule_is_named(tmp_path: Path, module: str, text: str, rule: str) -> None:
@@ -51,6 +53,7 @@ def test_allowed_imports_pass(tmp_path: Path) -> None:
             "worker/cli.py": "from worker.ops.topics import plan\nfrom worker.console import app\n",
             "worker/model/classifier.py": "from worker.model.text import x\nimport schemas\n",
             "worker/runtime/otel.py": "from opentelemetry import trace\nimport worker.tracing\n",
+            "trainer/tracking/mlflow_run.py": "from mlflow import MlflowClient\n",
         },
     )
     assert check(root) == []

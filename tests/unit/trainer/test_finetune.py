@@ -57,6 +57,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _tracking_uri(out: Path) -> str:
+    """Where the child's training is tracked: an MLflow store of its own beside it."""
+    return f"sqlite:///{out.parent / 'mlruns' / 'mlflow.db'}"
+
+
 @pytest.fixture(scope="module")
 def feedback(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _feedback(tmp_path_factory.mktemp("feedback") / "fb")
@@ -67,8 +72,16 @@ def child(
     smoke_artifact: Path, feedback: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("child") / "child"
+    tracking = ["--report-to", "mlflow", "--tracking-uri", _tracking_uri(out)]
     done = _cli(
-        "train", "--from", str(smoke_artifact), "--feedback", str(feedback), "--out", str(out)
+        "train",
+        "--from",
+        str(smoke_artifact),
+        "--feedback",
+        str(feedback),
+        "--out",
+        str(out),
+        *tracking,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return out, done.stdout
@@ -105,6 +118,24 @@ def test_train_from_warm_starts_and_records_the_lineage(
     assert m.ood.classes > parent.ood.classes  # the corrections' intents joined the scorer
     assert "held back" in stdout and "wall time" in stdout
     assert "fine-tuned from" in (out / "model_card.md").read_text()
+
+
+def test_a_fine_tune_is_tracked_with_its_parent_and_feedback(
+    smoke_artifact: Path, feedback: Path, child: tuple[Path, str]
+) -> None:
+    from mlflow import MlflowClient
+
+    out, _ = child
+    client = MlflowClient(tracking_uri=_tracking_uri(out))
+    [run] = client.search_runs([client.get_experiment_by_name("support-router").experiment_id])
+    parent = load_artifact(smoke_artifact).manifest
+    fingerprint = json.loads((feedback / "manifest.json").read_text())["fingerprint"]
+    assert run.info.status == "FINISHED" and run.info.run_name == "child"
+    assert run.data.params["parent"] == f"{parent.name} {parent.version}"
+    assert run.data.params["feedback.fingerprint"] == fingerprint
+    epochs = json.loads((out / "metrics.json").read_text())["history"]
+    history = client.get_metric_history(run.info.run_id, "val/action_macro_f1")
+    assert [m.step for m in history] == [row["epoch"] for row in epochs]
 
 
 def test_compare_prints_the_table_and_a_verdict_with_its_exit_code(
