@@ -1,10 +1,11 @@
 """Route messages from Python the way the worker does, without Kafka.
 
-``Router.load(model_path)`` loads the artifact as the worker would (the same variant
-choice, routing policy and thresholds); ``route(texts)`` returns, per text, the
-outbound message the worker would publish, through the same intake, forward pass and
-``worker.outgoing.route_batch``. ``support-worker classify`` and ``support-trainer
-predict`` use it.
+``Router.load(model_path)`` loads the artifact as the worker would (``worker.serving``:
+the same variant choice, routing policy and thresholds); ``route(texts)`` returns, per
+text, the outbound message the worker would publish, through the same intake, forward
+pass and ``worker.outgoing.route_batch``. ``support-worker classify`` and
+``support-trainer predict`` use it. Importing it loads neither the worker's loop nor
+Kafka, nor torch (only a torch variant does).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from typing import Any
 import orjson
 
 from schemas.messages import OutboundMessage
-from worker import codec, service
+from worker import codec
 from worker.errors import ModelBrokenError
 from worker.inference import PROBE_TEXT, infer
 from worker.intake import intake
 from worker.model.protocol import Model
 from worker.outgoing import Outgoing, route_batch
 from worker.routing import RoutingPolicy
+from worker.serving import artifact_thresholds, build_policy, load_classifier
 from worker.settings import WorkerSettings, load_settings
 
 
@@ -54,9 +56,7 @@ class Router:
             s = s.model_copy(
                 update={"model": s.model.model_copy(update={"path": Path(model_path)})}
             )
-        return cls(
-            service.load_classifier(s), service.build_policy(s, service.artifact_thresholds(s)), s
-        )
+        return cls(load_classifier(s), build_policy(s, artifact_thresholds(s)), s)
 
     def route(self, texts: Sequence[str]) -> list[Routed]:
         """Each text as an inbound message with ``message_id`` ``text-<i>``."""
