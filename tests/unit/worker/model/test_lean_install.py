@@ -94,44 +94,22 @@ def test_the_trainer_names_the_extra_a_command_needs(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.parametrize("without_torch", [False, True], ids=["torch", "no-torch"])
 @pytest.mark.parametrize("variant", ["ort-int8-static", "ov-int8-static"])
 def test_an_exported_variant_serves_without_the_train_extra(
-    variants_artifact: Path, variant: str
+    variants_artifact: Path, variant: str, without_torch: bool
 ) -> None:
     """The worker's Router (the intake, the model and the routing of `support-worker
-    classify` and of the loop) on the variant, which the settings name."""
+    classify` and of the loop) on the variant, which the settings name; without torch
+    too (device auto: without torch, the CPU), printing nothing about it that would
+    break the worker's JSON log lines."""
     done = run_without_train(
         "import json\n"
         "from worker.router import Router\n"
         f"router = Router.load({str(variants_artifact)!r})\n"
         "[routed] = router.route(['my card was declined'])\n"
         "print(json.dumps([router.model.variant, routed.value['route']]))\n",
-        SUPPORT_WORKER_MODEL__VARIANT=variant,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    served, route = json.loads(done.stdout.splitlines()[-1])
-    assert served == variant
-    assert route in get_args(Route)
-
-
-def test_the_serving_modules_import_without_torch() -> None:
-    imports = "".join(f"import {m}\n" for m in SERVING)
-    hidden = "try:\n    import torch\nexcept ImportError:\n    pass\nelse:\n    sys.exit(3)\n"
-    done = run_without_train(imports + hidden, without_torch=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-
-
-@pytest.mark.parametrize("variant", ["ort-int8-static", "ov-int8-static"])
-def test_an_exported_variant_serves_without_torch(variants_artifact: Path, variant: str) -> None:
-    """Router on the variant, device auto (torch's question: without torch, the CPU), and
-    nothing printed that would break the worker's JSON log lines."""
-    done = run_without_train(
-        "import json\n"
-        "from worker.router import Router\n"
-        f"router = Router.load({str(variants_artifact)!r})\n"
-        "[routed] = router.route(['my card was declined'])\n"
-        "print(json.dumps([router.model.variant, routed.value['route']]))\n",
-        without_torch=True,
+        without_torch=without_torch,
         SUPPORT_WORKER_MODEL__VARIANT=variant,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -139,6 +117,13 @@ def test_an_exported_variant_serves_without_torch(variants_artifact: Path, varia
     assert served == variant
     assert route in get_args(Route)
     assert "PyTorch" not in done.stderr, done.stderr[-2000:]
+
+
+def test_the_serving_modules_import_without_torch() -> None:
+    imports = "".join(f"import {m}\n" for m in SERVING)
+    hidden = "try:\n    import torch\nexcept ImportError:\n    pass\nelse:\n    sys.exit(3)\n"
+    done = run_without_train(imports + hidden, without_torch=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_autotune_without_torch_times_the_allowed_exported_variants(
