@@ -295,7 +295,7 @@ def null_ceiling(
     """The same pipeline with the null model, chosen the way the worker chooses it."""
     from tools.bench.memory import bench_memory
     from tools.bench.sweep import figure, repeat
-    from worker.service import load_classifier
+    from worker.serving import load_classifier
     from worker.settings import BatchingSettings, ModelSettings, WorkerSettings
 
     null = load_classifier(WorkerSettings(model=ModelSettings(variant="null")))
@@ -353,7 +353,7 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     from tools.bench import sweep
     from worker.model_thread import model_executor
     from worker.runtime import logs
-    from worker.service import pin_tokenizer_threads
+    from worker.serving import pin_tokenizer_threads
 
     logs.configure("warning")  # a line per batch would drown the figures
     pin_tokenizer_threads()  # as the worker does

@@ -1,11 +1,12 @@
 """Route messages from Python the way the worker does, without Kafka.
 
-``Router.load(model_path)`` loads the artifact as the worker would (the same variant
-choice, routing policy and thresholds); ``route(texts)`` returns, per text, the
-outbound message the worker would publish, through the same intake, forward pass and
-``worker.outgoing.route_batch``, in the worker's batches (``batching.max_batch_size``
-and ``max_batch_tokens``). ``support-worker classify``, ``support-worker score`` and
-``support-trainer predict`` use it.
+``Router.load(model_path)`` loads the artifact as the worker would (``worker.serving``:
+the same variant choice, routing policy and thresholds); ``route(texts)`` returns, per
+text, the outbound message the worker would publish, through the same intake, forward
+pass and ``worker.outgoing.route_batch``, in the worker's batches
+(``batching.max_batch_size`` and ``max_batch_tokens``). ``support-worker classify``,
+``support-worker score`` and ``support-trainer predict`` use it. Importing it loads
+neither the worker's loop nor Kafka, nor torch (only a torch variant does).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import orjson
 
 from schemas.messages import OutboundMessage
-from worker import codec, service
+from worker import codec
 from worker.batching import BatchLimits, fill
 from worker.errors import ModelBrokenError
 from worker.inference import PROBE_TEXT, infer
@@ -28,6 +29,7 @@ from worker.intake import Item, intake
 from worker.model.protocol import Model
 from worker.outgoing import Outgoing, route_batch
 from worker.routing import RoutingPolicy
+from worker.serving import artifact_thresholds, build_policy, load_served
 from worker.settings import WorkerSettings, load_settings
 
 
@@ -58,8 +60,8 @@ class Router:
             s = s.model_copy(
                 update={"model": s.model.model_copy(update={"path": Path(model_path)})}
             )
-        served = service.load_served(s)
-        policy = service.build_policy(s, service.artifact_thresholds(s))
+        served = load_served(s)
+        policy = build_policy(s, artifact_thresholds(s))
         return cls(served.model, policy, s, served.variant)
 
     def route(self, texts: Sequence[str]) -> list[Routed]:

@@ -7,66 +7,31 @@ the consumer subscribes only once the model has answered a dummy batch.
 
 from __future__ import annotations
 
-import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
-import torch
 
-from worker.errors import ConfigError, ExitCode, FatalKafkaError, ModelBrokenError, ModelLoadError
+from worker.errors import ExitCode, FatalKafkaError, ModelBrokenError
 from worker.health import Health
 from worker.inference import PROBE_TEXT
 from worker.kafka.clients import make_consumer, make_producer
 from worker.metrics import Metrics
-from worker.model.artifact import LoadedModel
-from worker.model.classifier import resolve_device
 from worker.model.protocol import Model
 from worker.model.tuner import LiveVariants, Tuner, Verdict
 from worker.model_thread import model_executor
 from worker.pipeline import Pipeline, Reference
 from worker.review import Sampler
-from worker.routing import DEFAULT_MIN_ACTION_CONFIDENCE, RoutingPolicy
 from worker.runtime.http_server import HttpServer
 from worker.runtime.signals import Stopper
+from worker.serving import Served, artifact_thresholds, build_policy, load_served
 from worker.settings import WorkerSettings
 from worker.swap import PointerWatch, Swapped, target
 from worker.tracing import Tracer
 
 log = structlog.get_logger("worker")
-
-
-@dataclass(frozen=True)
-class ArtifactThresholds:
-    """The routing thresholds an artifact ships; settings may override each."""
-
-    min_action_confidence: float = DEFAULT_MIN_ACTION_CONFIDENCE
-    max_unfamiliarity: float | None = None  # None: the model has no OOD score (variant null)
-
-
-def build_policy(settings: WorkerSettings, artifact: ArtifactThresholds) -> RoutingPolicy:
-    r = settings.routing
-    confidence = (
-        r.min_action_confidence
-        if r.min_action_confidence is not None
-        else artifact.min_action_confidence
-    )
-    unfamiliarity = (
-        r.max_unfamiliarity if r.max_unfamiliarity is not None else artifact.max_unfamiliarity
-    )
-    return RoutingPolicy(confidence, r.fallback_route, r.escalate_on_high_urgency, unfamiliarity)
-
-
-def pin_tokenizer_threads() -> None:
-    """Tokenize on the calling thread only, unless the user chose otherwise.
-
-    The worker tokenizes one consumed chunk at a time while torch's threads run the
-    previous batch; the tokenizers Rust pool would only take cores from them (on 2 cores
-    the int8 worker was faster and steadier without it).
-    """
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def start_model(settings: WorkerSettings, metrics: Metrics) -> tuple[Served, ThreadPoolExecutor]:
@@ -75,7 +40,8 @@ def start_model(settings: WorkerSettings, metrics: Metrics) -> tuple[Served, Thr
     thread."""
     model_thread = model_executor()
     try:
-        served = model_thread.submit(load_served, settings, metrics, True).result()
+        served = model_thread.submit(load_served, settings, live=True).result()
+        metrics.model_variant.labels(variant=served.variant, chosen_by=served.chosen_by).set(1)
         warm = min(8, settings.batching.max_batch_size)
         for model in served.contenders.values() or [served.model]:
             model_thread.submit(model.warmup, warm).result()
@@ -83,97 +49,6 @@ def start_model(settings: WorkerSettings, metrics: Metrics) -> tuple[Served, Thr
         model_thread.shutdown(wait=False)
         raise
     return served, model_thread
-
-
-@dataclass(frozen=True)
-class Served:
-    """The model to serve, its variant's name and how it was chosen; under auto, the
-    contenders of the live trial (empty: no trial)."""
-
-    model: Model
-    variant: str
-    chosen_by: str
-    contenders: dict[str, Model] = field(default_factory=dict)
-
-
-def load_classifier(settings: WorkerSettings, metrics: Metrics | None = None) -> Model:
-    """The model to serve: ``model.variant`` by name, or the fastest allowed (auto)."""
-    return load_served(settings, metrics).model
-
-
-def load_served(
-    settings: WorkerSettings, metrics: Metrics | None = None, live: bool = False
-) -> Served:
-    """``load_classifier``'s, with the contenders for a live trial when ``live``."""
-    from worker.model.artifact import load_artifact
-    from worker.model.errors import ArtifactError, DeviceError
-
-    if settings.model.variant == "null":
-        from schemas.labels import HEADS
-        from worker.model.protocol import NullClassifier
-
-        return Served(NullClassifier(dict(HEADS)), "null", "setting")
-    if settings.model.threads:
-        torch.set_num_threads(settings.model.threads)
-    pin_tokenizer_threads()
-    try:
-        loaded = load_artifact(settings.model.path)
-    except ArtifactError as exc:
-        raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
-    try:
-        served = _variant(loaded, settings, live)
-    except ArtifactError as exc:  # a variant's file, checked when it is built
-        raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
-    except DeviceError as exc:  # e.g. model.device=cuda on a host torch sees no GPU on
-        raise ConfigError(str(exc)) from None
-    if metrics is not None:
-        metrics.model_variant.labels(variant=served.variant, chosen_by=served.chosen_by).set(1)
-    return served
-
-
-def _variant(loaded: LoadedModel, settings: WorkerSettings, live: bool) -> Served:
-    from worker.model import autotune, variants
-    from worker.model.errors import DeviceError
-
-    m = settings.model
-    device = str(resolve_device(m.device))  # DeviceError before any work
-    if m.variant == "auto" and loaded.manifest.variants is None:
-        default = variants.torch_variant("auto", device)
-        log.info(
-            "model_variant",
-            variant=default,
-            chosen_by="setting",
-            why="the artifact has no variant report (support-trainer variants)",
-        )
-        return Served(variants.build(default, loaded, device, m.threads), default, "setting")
-    if m.variant != "auto" and m.variant != "null":
-        reason = variants.unavailable(m.variant, loaded, device)
-        if reason is not None:
-            raise DeviceError(f"model.variant={m.variant} cannot run here: {reason}")
-        model = variants.build(m.variant, loaded, device, m.threads)
-        batch = settings.batching.max_batch_size
-        autotune.settle(model, m.variant, loaded, batch, 3 * m.autotune_seconds)
-        log.info("model_variant", variant=m.variant, chosen_by="setting")
-        return Served(model, m.variant, "setting")
-    choice = autotune.autotune(
-        loaded,
-        device,
-        settings.batching.max_batch_size,
-        m.threads,
-        m.autotune_seconds,
-        keep_contenders=live and m.autotune_live,
-    )
-    log.info(
-        "model_variant",
-        variant=choice.variant,
-        chosen_by="autotune",
-        msgs_per_s=choice.msgs_per_s,
-        skipped=choice.skipped,
-        batch_size=settings.batching.max_batch_size,
-        contenders=list(choice.contenders),
-    )
-    contenders = choice.contenders if len(choice.contenders) > 1 else {}
-    return Served(choice.model, choice.variant, "autotune", contenders)
 
 
 def live_variants(served: Served, metrics: Metrics) -> LiveVariants | None:
@@ -236,7 +111,7 @@ def run(settings: WorkerSettings, tracer: Tracer | None = None) -> int:
             device=str(classifier.device),
             dtype=str(classifier.dtype),
             precision=classifier.precision,
-            threads=torch.get_num_threads(),
+            threads=model_threads(classifier, settings),
             policy=policy.name,
         )
 
@@ -280,6 +155,15 @@ def run(settings: WorkerSettings, tracer: Tracer | None = None) -> int:
     return ExitCode.OK
 
 
+def model_threads(model: Model, settings: WorkerSettings) -> int | None:
+    """The threads the model runs on: torch's pool for a torch variant (its device is a
+    torch device), else model.threads (None: the runtime's default, one per core)."""
+    torch = sys.modules.get("torch")  # imported already wherever a torch variant runs
+    if torch is not None and isinstance(model.device, torch.device):
+        return int(torch.get_num_threads())
+    return settings.model.threads
+
+
 def at_path(settings: WorkerSettings, path: Path, live: bool = True) -> WorkerSettings:
     """``settings`` with model.path set (and the live variant trial off unless ``live``)."""
     update: dict[str, object] = {"path": path}
@@ -313,16 +197,3 @@ def reloader(serving: WorkerSettings, metrics: Metrics) -> Callable[[], Swapped]
         return Swapped(served.model, policy, live_variants(served, metrics), to, served.variant)
 
     return reload
-
-
-def artifact_thresholds(settings: WorkerSettings) -> ArtifactThresholds:
-    from worker.model.artifact import read_manifest
-    from worker.model.errors import ArtifactError
-
-    if settings.model.variant == "null":
-        return ArtifactThresholds()
-    try:
-        manifest = read_manifest(settings.model.path)
-    except ArtifactError as exc:
-        raise ModelLoadError(f"{exc} (model.path, SUPPORT_WORKER_MODEL__PATH)") from None
-    return ArtifactThresholds(manifest.min_action_confidence, manifest.ood.threshold)

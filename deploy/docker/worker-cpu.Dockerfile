@@ -26,6 +26,17 @@
 # (a test holds it to that). The CPU index must be reachable from the machine that builds
 # the image.
 #
+# torch is a build arg: WITH_TORCH=1 (the default) installs it as above; WITH_TORCH=0
+# leaves it out, for models that carry their exported variants (the full preset's, or
+# any after `support-trainer variants`): the worker then serves ONNX Runtime and OpenVINO
+# variants only (MODEL__VARIANT=auto times those), a torch-* variant or an artifact
+# without a variant report fails at startup naming why, and the venv is about half the
+# size (docs/development.md, "torch in the worker's images", has the figures):
+#   docker build -f deploy/docker/worker-cpu.Dockerfile --build-arg WITH_TORCH=0 \
+#     -t support-router/worker-cpu:0.1.0-notorch .
+# pip check then reports one thing, which the build accepts: the project's own
+# requirement of torch (pyproject lists torch among the worker's dependencies).
+#
 # NOT built here: this project's development machines have no Docker engine and do not
 # reach the CPU index; tests/unit/deploy/test_images.py checks this file offline. Base
 # images are pinned by exact tag; add the digest (FROM image:tag@sha256:...) where your
@@ -43,6 +54,7 @@ RUN pip wheel --no-deps --no-cache-dir --wheel-dir /wheels .
 FROM python:3.11.14-slim-bookworm AS runtime
 ARG TORCH_VERSION=2.15.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG WITH_TORCH=1
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -52,13 +64,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY requirements/worker-cpu.txt /tmp/requirements.txt
 RUN python -m venv /opt/venv \
  && pip install --require-hashes -r /tmp/requirements.txt \
- && pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}+cpu" \
+ && if [ "${WITH_TORCH}" = 1 ]; then \
+      pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}+cpu"; \
+    fi \
  && rm /tmp/requirements.txt
 COPY --from=builder /wheels/ /tmp/wheels/
 RUN pip install --no-deps /tmp/wheels/*.whl \
  && rm -rf /tmp/wheels \
- && pip check \
- && python -c "import torch; assert torch.version.cuda is None, torch.version.cuda" \
+ && if [ "${WITH_TORCH}" = 1 ]; then \
+      pip check \
+      && python -c "import torch; assert torch.version.cuda is None, torch.version.cuda"; \
+    else \
+      ! pip check | grep -v '^support-router [^ ]* requires torch, which is not installed\.$'; \
+    fi \
  && if pip list --format=freeze | grep -iE '^(nvidia-|cuda-|triton=)'; then \
       echo "CUDA wheels got into the CPU image" >&2; exit 1; \
     fi

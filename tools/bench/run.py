@@ -28,7 +28,7 @@ from tools.bench.model import (
 from worker.model import autotune, variants
 from worker.model.artifact import load_artifact
 from worker.model_thread import model_executor
-from worker.service import pin_tokenizer_threads
+from worker.serving import pin_tokenizer_threads
 from worker.settings import BatchingSettings
 
 T = TypeVar("T")

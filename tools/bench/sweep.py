@@ -231,7 +231,7 @@ def main(args: Any) -> dict[str, Any]:
     """``python -m tools.bench --batch-sweep``: the sweep at ``--dtype`` on ``--device``."""
     from tools.bench.run import cpu
     from worker.model_thread import model_executor
-    from worker.service import pin_tokenizer_threads
+    from worker.serving import pin_tokenizer_threads
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -3,34 +3,50 @@
 A directory holding model.safetensors, the tokenizer files and manifest.json (the
 contract, ``schemas.artifact``), plus metrics.json and model_card.md. The worker and
 the trainer's evaluation rebuild the model from the directory alone, with this code.
+
+``read_artifact`` needs no torch: the manifest, the tokenizer and the files checked
+against the manifest's sha256 are what the ONNX Runtime and OpenVINO variants serve
+from. The torch network (``LoadedModel.model``) is rebuilt from the weights on first
+use, by the torch variants and the trainer (``load_artifact`` rebuilds it at once).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import ValidationError
-from safetensors.torch import load_file
-from transformers import AutoTokenizer
 
 from schemas.artifact import ARTIFACT_FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE, Manifest
 from worker.model.errors import ArtifactError
-from worker.model.network import MultiHeadClassifier, encoder_from_config
+
+if TYPE_CHECKING:
+    from worker.model.network import MultiHeadClassifier
 
 
 @dataclass
 class LoadedModel:
-    """A model rebuilt from an artifact, in eval mode, with what describes it."""
+    """An artifact as the runners read it: manifest, tokenizer and directory; the torch
+    network in eval mode on the CPU (``model``), rebuilt when first asked for."""
 
-    model: MultiHeadClassifier
     tokenizer: Any
     manifest: Manifest
     path: Path
+    network: MultiHeadClassifier | None = None
+
+    @property
+    def model(self) -> MultiHeadClassifier:
+        """The network, rebuilt from model.safetensors on first use (imports torch)."""
+        if self.network is None:
+            from worker.model.weights import load_network
+
+            self.network = load_network(self.path, self.manifest)
+        return self.network
 
     @property
     def content_hash(self) -> str:
@@ -82,8 +98,20 @@ def read_manifest(path: Path) -> Manifest:
         raise ArtifactError(f"{file}: field {field!r}: {first['msg']}") from None
 
 
-def load_artifact(path: Path | str, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild model and tokenizer from the directory alone; refuse anything inconsistent."""
+def auto_tokenizer() -> Any:
+    """transformers' AutoTokenizer. Without torch, importing transformers warns once on
+    stderr that models will not be available, a plain line among the worker's JSON logs:
+    the worker needs only the tokenizers, so that advice is turned off."""
+    if importlib.util.find_spec("torch") is None:
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer
+
+
+def read_artifact(path: Path | str) -> LoadedModel:
+    """Manifest and tokenizer from the directory alone, the weights checked against the
+    manifest's sha256, no torch; refuse anything inconsistent."""
     path = Path(path)
     manifest = read_manifest(path)
     weights = path / WEIGHTS_FILE
@@ -94,25 +122,20 @@ def load_artifact(path: Path | str, device: str | torch.device = "cpu") -> Loade
             f"{path}: {WEIGHTS_FILE} does not match manifest field 'weights_sha256'"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        tokenizer = auto_tokenizer().from_pretrained(str(path))
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path}: tokenizer files missing or broken ({exc})") from None
     marker = manifest.casing_marker
     if marker and tokenizer.convert_tokens_to_ids(marker) == tokenizer.unk_token_id:
         raise ArtifactError(f"{path}: manifest field 'casing_marker' {marker!r} is not a token")
-    encoder = encoder_from_config(manifest.backbone.config)
-    model = MultiHeadClassifier(
-        encoder, manifest.heads, manifest.pooling, manifest.dropout, manifest.ood.classes
-    )
-    state = load_file(str(weights))
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        problem = f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
-    except RuntimeError as exc:  # a tensor of another shape
-        missing, unexpected, problem = [], [], str(exc).splitlines()[-1].strip()
-    if missing or unexpected or not problem.startswith("missing"):
-        names = [*missing, *unexpected, problem]
-        field = "ood.classes" if any("ood." in k for k in names) else "backbone.config"
-        raise ArtifactError(f"{path}: weights do not fit manifest field {field!r} ({problem})")
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, manifest, path)
+    return LoadedModel(tokenizer, manifest, path)
+
+
+def load_artifact(path: Path | str, device: Any = "cpu") -> LoadedModel:
+    """``read_artifact``, and the network rebuilt on ``device`` now, refused if the
+    weights do not fit the manifest (the trainer's way: it evaluates the network)."""
+    from worker.model.weights import load_network
+
+    loaded = read_artifact(path)
+    loaded.network = load_network(loaded.path, loaded.manifest, device)
+    return loaded

@@ -1,6 +1,12 @@
 """Which variant to serve: the allowed ones that run here, timed for a moment on batches
 shaped like real traffic, the fastest kept (``MODEL__VARIANT=auto``).
 
+Without torch the torch variants, the baseline torch-fp32 among them, are skipped as
+not installed (``Choice.skipped`` says so, and the startup log): the exported variants
+are timed against each other. Which of them may serve is the trainer's judgement
+against torch-fp32, recorded in the manifest (``variants.allowed``), so it holds
+without torch at run time.
+
 Shaped like traffic: full batches (``max_batch_size`` messages) whose token lengths are
 drawn from the artifact's noisy-test sample (manifest ``variants.token_lengths``). The
 token ids are arbitrary vocabulary ids: speed does not depend on which words they are.
@@ -44,8 +50,8 @@ def candidates(loaded: LoadedModel, device: str) -> tuple[list[Variant], dict[st
     chosen: list[Variant] = []
     skipped: dict[str, str] = {}
     if report is None:
-        return [BASELINE], {"*": "the artifact has no variant report (support-trainer variants)"}
-    for name, result in report.results.items():
+        skipped["*"] = "the artifact has no variant report (support-trainer variants)"
+    for name, result in report.results.items() if report is not None else ():
         variant: Variant = name  # type: ignore[assignment]
         if not result.allowed:
             skipped[name] = "not allowed by its accuracy on the noisy test"
@@ -56,7 +62,11 @@ def candidates(loaded: LoadedModel, device: str) -> tuple[list[Variant], dict[st
             continue
         chosen.append(variant)
     if BASELINE not in chosen and BASELINE not in skipped:
-        chosen.insert(0, BASELINE)
+        reason = unavailable(BASELINE, loaded, device)  # torch, when it is not installed
+        if reason is None:
+            chosen.insert(0, BASELINE)
+        else:
+            skipped[BASELINE] = reason
     return chosen, skipped
 
 

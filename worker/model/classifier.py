@@ -1,8 +1,8 @@
 """The model as the worker runs it in torch: token ids for texts, one forward pass per batch.
 
 Everything per batch happens on whole tensors: pack (or pad) once, one forward under
-inference_mode, then (``runner.Runner``) temperatures and softmax for all heads and one
-device-to-host copy.
+inference_mode, one device-to-host copy of the logits and OOD scores, then
+(``runner.Runner``) temperatures and softmax for all heads on the host.
 The trainer's evaluation runs this same class, so the figures in an artifact's
 metrics.json come from the code path the worker serves with.
 """
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worker.model import devices
 from worker.model.artifact import LoadedModel
 from worker.model.errors import DeviceError
 from worker.model.network import MultiHeadClassifier, quantize_int8
@@ -27,11 +28,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("model.device=cuda, but torch sees no CUDA device")
-    return torch.device(device)
+    """``devices.resolve``, as torch's device."""
+    return torch.device(devices.resolve(device))
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -83,8 +81,11 @@ class Classifier(Runner):
         quantize: str = "none",
         padding_free: bool = True,
         autocast: str = "none",
+        threads: int | None = None,
     ) -> None:
         super().__init__(loaded)
+        if threads:  # torch's CPU pool is the process's: model.threads sets it
+            torch.set_num_threads(threads)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         enable_tf32(self.device)
@@ -118,14 +119,24 @@ class Classifier(Runner):
             both = both.pin_memory().to(self.device, non_blocking=True)
         return both[0], both[1]
 
-    def forward(self, inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The heads' logits side by side [B, sum C] and OOD scores [B] (or None), on the
-        device; the caller holds inference_mode."""
-        with torch.autocast(
-            self.device.type, dtype=self.autocast or torch.bfloat16, enabled=bool(self.autocast)
+    def forward(self, inputs: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """The heads' logits side by side [B, sum C] and OOD scores [B] (or None), brought
+        to the host in one copy, in float32."""
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type,
+                dtype=self.autocast or torch.bfloat16,
+                enabled=bool(self.autocast),
+            ),
         ):
             if self.packed is not None:
                 logits, ood = self.packed.outputs(inputs)
             else:
                 logits, ood = self.model.outputs(*inputs)
-        return torch.cat([logits[h] for h in self.heads], dim=1), ood
+            joined = torch.cat([logits[h] for h in self.heads], dim=1).float()  # [B, sum C]
+            if ood is not None:  # one more column, float32: bf16 would blur the distances
+                joined = torch.cat([joined, ood.float()[:, None]], dim=1)  # [B, sum C + 1]
+            host = joined.cpu().numpy()
+        width = sum(self._splits)
+        return host[:, :width], (host[:, width] if ood is not None else None)

@@ -3,11 +3,10 @@ around a runtime's own ``prepare`` and ``forward``.
 
 A runner (torch in ``classifier``, ONNX Runtime and OpenVINO in ``onnx_runtime``) says
 only how a batch of token ids becomes its runtime's inputs (``prepare``) and how those
-become the heads' logits side by side and the OOD scores (``forward``). Tokenizing,
-the temperatures, the per-head softmax, ``predict_texts`` and the warm-up are here,
-once: the probabilities stay on the runtime's own arrays (torch tensors on the device,
-one device-to-host copy a batch; numpy arrays on the host), so each runner's outputs
-are what its runtime computes.
+become the heads' logits side by side and the OOD scores, as numpy arrays on the host
+(``forward``: the torch runner's one device-to-host copy a batch). Tokenizing, the
+temperatures, the per-head softmax, ``predict_texts`` and the warm-up are here, once,
+in numpy: no torch, so an install without it serves the exported variants.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from worker.model.artifact import LoadedModel
 from worker.model.protocol import BatchOutput, predict_texts
@@ -44,7 +42,6 @@ class Runner(ABC):
         self.model_info = loaded.model_info
         self._splits = [len(labels) for labels in self.heads.values()]
         self._temps = np.asarray(loaded.column_temperatures(), dtype=np.float32)  # [sum C]
-        self._device_temps: torch.Tensor | None = None
 
     @property
     @abstractmethod
@@ -56,10 +53,9 @@ class Runner(ABC):
         """The forward pass's inputs for a batch of token ids."""
 
     @abstractmethod
-    def forward(self, inputs: Any) -> tuple[Any, Any]:
+    def forward(self, inputs: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """From ``prepare``'s inputs: the heads' logits side by side [B, sum C], in the
-        order of ``heads``, and OOD scores [B] (None without a scorer); torch tensors or
-        numpy arrays. Called under ``torch.inference_mode``."""
+        order of ``heads``, and OOD scores [B] (None without a scorer), on the host."""
 
     def tokenize(self, texts: Sequence[str]) -> Tokenized:
         """Ids for each text in one tokenizer call, and whether it had to be truncated."""
@@ -68,48 +64,23 @@ class Runner(ABC):
     def predict(self, batch_ids: Sequence[Sequence[int]]) -> BatchOutput:
         """One forward pass over the batch; calibrated probabilities per head."""
         started = time.perf_counter()
-        with torch.inference_mode():
-            joined, ood = self.forward(self.prepare(batch_ids))
-            if isinstance(joined, np.ndarray):
-                probs, unfamiliarity = self._softmax_host(joined, ood)
-            else:
-                probs, unfamiliarity = self._softmax_device(joined, ood)
+        joined, ood = self.forward(self.prepare(batch_ids))
+        probs = self.calibrated(joined)
         top = {head: p.argmax(axis=1) for head, p in probs.items()}
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return BatchOutput(self.heads, probs, top, elapsed_ms, unfamiliarity)
+        return BatchOutput(self.heads, probs, top, elapsed_ms, ood)
 
-    def _softmax_host(
-        self, joined: np.ndarray, ood: np.ndarray | None
-    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        """Temperatures and a softmax per head, in numpy."""
-        scaled = joined / self._temps
+    def calibrated(self, joined: np.ndarray) -> dict[str, np.ndarray]:
+        """Per head, the softmax of its logits over its temperature: [B, C] each, from
+        the heads' logits side by side [B, sum C] (float32 in, float32 out)."""
+        scaled = joined.astype(np.float32, copy=False) / self._temps  # [B, sum C]
         probs, col = {}, 0
         for head, width in zip(self.heads, self._splits, strict=True):
-            part = scaled[:, col : col + width]
+            part = scaled[:, col : col + width]  # [B, C]
             e = np.exp(part - part.max(axis=1, keepdims=True))
             probs[head] = e / e.sum(axis=1, keepdims=True)
             col += width
-        return probs, ood
-
-    def _softmax_device(
-        self, joined: torch.Tensor, ood: torch.Tensor | None
-    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        """Temperatures and a softmax per head on the tensors' device, then the batch's
-        one device-to-host copy (the OOD scores ride along as one more column)."""
-        if self._device_temps is None or self._device_temps.device != joined.device:
-            self._device_temps = torch.from_numpy(self._temps).to(joined.device)
-        scaled = joined.float() / self._device_temps
-        probs = torch.cat(
-            [torch.softmax(part, dim=1) for part in scaled.split(self._splits, dim=1)], dim=1
-        )  # [B, sum C]
-        if ood is not None:
-            probs = torch.cat([probs, ood.float()[:, None]], dim=1)  # [B, sum C + 1]
-        host = probs.cpu().numpy()
-        out, col = {}, 0
-        for head, width in zip(self.heads, self._splits, strict=True):
-            out[head] = host[:, col : col + width]
-            col += width
-        return out, (host[:, col] if ood is not None else None)
+        return probs
 
     def predict_texts(self, texts: Sequence[str], batch_size: int = 256) -> BatchOutput:
         """protocol.predict_texts: in batches of similar length, in the order given."""

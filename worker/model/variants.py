@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Final, get_args
 
 from schemas.artifact import ModelVariant, ServedVariant, UnscoredVariant
+from worker.model import devices
 from worker.model.artifact import LoadedModel, sha256_file
 from worker.model.errors import ArtifactError
 from worker.model.runner import Runner
@@ -59,7 +60,7 @@ RUNTIME_FILES: Final[dict[Variant, str]] = {
     # ran at half its speed (docs/benchmarks.md, "Performance II").
     "ov-int8-static": "openvino/int8-static.xml",
 }
-RUNTIME_MODULES: Final = {"ort": "onnxruntime", "ov": "openvino"}
+RUNTIME_MODULES: Final = {"ort": "onnxruntime", "ov": "openvino", "torch": "torch"}
 NO_BF16: Final = "this CPU has no bf16 instructions (avx512_bf16, amx_bf16)"
 # The accuracy rule of a variant against the baseline, on the full noisy test.
 MAX_HEAD_ACCURACY_DROP: Final = 0.005
@@ -81,11 +82,7 @@ def cpu_flags() -> frozenset[str]:
 
 def resolved(device: str) -> str:
     """The device a setting names ("auto" resolved): "cpu", "cuda", ..."""
-    if device != "auto":
-        return device
-    from worker.model.classifier import resolve_device
-
-    return str(resolve_device(device))
+    return device if device != "auto" else devices.resolve(device)
 
 
 def torch_variant(dtype: str, device: str, padded: bool = False) -> ServedVariant:
@@ -117,14 +114,19 @@ def unavailable(variant: ServedVariant, loaded: LoadedModel, device: str) -> str
             return "the ONNX Runtime and OpenVINO variants run on the CPU here"
         if not (loaded.path / RUNTIME_FILES[variant]).exists():
             return f"the artifact has no {RUNTIME_FILES[variant]} (support-trainer variants)"
-        module = RUNTIME_MODULES[variant.split("-", 1)[0]]
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            return f"{module} is not installed"
-        return None
-    if variant.removesuffix(PADDED) == "torch-int8" and device != "cpu":
+    elif variant.removesuffix(PADDED) == "torch-int8" and device != "cpu":
         return "dynamic int8 runs on the CPU"
+    return missing_runtime(variant)
+
+
+def missing_runtime(variant: ServedVariant) -> str | None:
+    """Why the runtime ``variant``'s prefix names (ort-, ov-, torch-) cannot be imported
+    (None: it can). torch is optional: without it the exported variants still serve."""
+    module = RUNTIME_MODULES[variant.split("-", 1)[0]]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return f"{module} is not installed"
     return None
 
 
@@ -144,18 +146,22 @@ def build(
                 f"{file}: sha256 differs from the manifest's variants.results.{variant}.sha256"
             )
         return OnnxClassifier(loaded, file, variant, threads)
-    from worker.model.classifier import Classifier
-
     if not variant.startswith("torch-"):
         raise ValueError(f"no such variant: {variant!r}")
+    from worker.model.classifier import Classifier
+
     padding_free = not variant.endswith(PADDED)
     precision = variant.removeprefix("torch-").removesuffix(PADDED)
     dtype = TORCH_DTYPES[precision]
     if precision == "int8":
-        return Classifier(loaded, device, dtype, quantize="int8", padding_free=padding_free)
+        return Classifier(
+            loaded, device, dtype, quantize="int8", padding_free=padding_free, threads=threads
+        )
     if dtype != "float32" and device == "cpu" and precision != "bf16-weights":
-        return Classifier(loaded, device, "float32", autocast=dtype, padding_free=padding_free)
-    return Classifier(loaded, device, dtype, padding_free=padding_free)
+        return Classifier(
+            loaded, device, "float32", autocast=dtype, padding_free=padding_free, threads=threads
+        )
+    return Classifier(loaded, device, dtype, padding_free=padding_free, threads=threads)
 
 
 def file_sha256(file: Path) -> str:

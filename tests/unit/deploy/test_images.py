@@ -654,6 +654,40 @@ def check_cpu_torch(df: Dockerfile) -> list[str]:
     return found
 
 
+# The CPU image's torch is a build arg: what each value must do, with the default the
+# project chose (docs/development.md, "torch in the worker's images").
+WITH_TORCH_DEFAULT = "1"
+TORCH_GUARD = re.compile(
+    r'if \[ "\$\{WITH_TORCH\}" = 1 \]; then (?P<then>.*?)(?: else (?P<else>.*?))? fi'
+)
+# Without torch, pip check's one accepted complaint: the project's own torch requirement.
+NO_TORCH_CHECK = (
+    "! pip check | grep -v '^support-router [^ ]* requires torch, which is not installed\\.$'"
+)
+
+
+def check_torch_build_arg(df: Dockerfile) -> list[str]:
+    """WITH_TORCH: torch, and the checks that need it, only under `if [ "${WITH_TORCH}" =
+    1 ]`; without it pip check may only miss the project's torch; the default is ours."""
+    found = []
+    default = arg_default(df, "WITH_TORCH")
+    if default != WITH_TORCH_DEFAULT:
+        found.append(f"{df.path.name}: ARG WITH_TORCH={default}, not {WITH_TORCH_DEFAULT}")
+    runs = [run.value for run in df.final.all_instructions("RUN")]
+    guards = [m for text in runs for m in TORCH_GUARD.finditer(text)]
+    guarded = " ".join(m.group("then") for m in guards)
+    outside = " ".join(TORCH_GUARD.sub("", text) for text in runs)
+    if "torch==" not in guarded or "import torch" not in guarded:
+        found.append(f"{df.path.name}: no torch install and torch check under WITH_TORCH=1")
+    if "torch==" in outside or "import torch" in outside:
+        found.append(f"{df.path.name}: torch installed or imported whatever WITH_TORCH says")
+    if not any(NO_TORCH_CHECK in (m.group("else") or "") for m in guards):
+        found.append(f"{df.path.name}: without torch, no pip check that misses only torch")
+    if "pip check" not in guarded:
+        found.append(f"{df.path.name}: with torch, no plain pip check")
+    return found
+
+
 def _requirements(p: PipInstall) -> list[str]:
     return [t for t in p.targets if not t.endswith(".whl") and not t.startswith((".", "/", "-"))]
 
@@ -810,6 +844,10 @@ def test_the_entrypoint_is_a_console_script_of_the_wheel(
 
 def test_the_cpu_image_gets_torch_from_the_cpu_index(parsed: dict[Path, Dockerfile]) -> None:
     assert check_cpu_torch(parsed[WORKER_CPU]) == []
+
+
+def test_the_cpu_images_torch_is_the_with_torch_build_arg(parsed: dict[Path, Dockerfile]) -> None:
+    assert check_torch_build_arg(parsed[WORKER_CPU]) == []
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=_id)
@@ -1018,7 +1056,29 @@ BROKEN = [
         check_installs_the_wheel,
     ),
     broken("cpu-index-gone", WORKER_CPU, '--index-url "${TORCH_INDEX_URL}" ', "", check_cpu_torch),
-    broken("cpu-suffix-gone", WORKER_CPU, '+cpu" \\', '" \\', check_cpu_torch),
+    broken("cpu-suffix-gone", WORKER_CPU, '+cpu";', '";', check_cpu_torch),
+    broken("with-torch-default", WORKER_CPU, "WITH_TORCH=1", "WITH_TORCH=0", check_torch_build_arg),
+    broken(
+        "torch-unguarded",
+        WORKER_CPU,
+        'if [ "${WITH_TORCH}" = 1 ]; then',
+        "if true; then",
+        check_torch_build_arg,
+    ),
+    broken(
+        "no-torch-pip-check-ignored",
+        WORKER_CPU,
+        "! pip check | grep -v",
+        "pip check | grep -v",
+        check_torch_build_arg,
+    ),
+    broken(
+        "no-torch-pip-check-anything",
+        WORKER_CPU,
+        "requires torch, which",
+        "requires",
+        check_torch_build_arg,
+    ),
     broken(
         "cpu-torch-with-deps", WORKER_CPU, "--no-deps --index-url", "--index-url", check_cpu_torch
     ),

@@ -31,6 +31,8 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
         ("worker/pipeline.py", "import worker.console.app\n", "only the command line"),
         ("trainer/build.py", "from worker.pipeline import Pipeline\n", "the trainer shares"),
         ("trainer/build.py", "from worker import service\n", "the trainer shares"),
+        ("worker/router.py", "from worker import service\n", "the Python API"),
+        ("worker/serving.py", "from worker.metrics import Metrics\n", "the Python API"),
         ("schemas/messages.py", "import worker.routing\n", "schemas are the contract"),
         ("worker/routing.py", "from trainer import cli\n", "never imports the trainer"),
         ("worker/pipeline.py", "from opentelemetry import trace\n", "OpenTelemetry"),

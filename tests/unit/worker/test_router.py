@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from schemas.messages import OutboundMessage
+from tests.conftest import REPO
 from worker import codec
 from worker.router import Router
 from worker.settings import WorkerSettings
@@ -31,3 +34,17 @@ def test_a_record_the_worker_would_dead_letter_is_a_dead_letter(smoke_artifact: 
     assert out.is_dead_letter and out.topic == WorkerSettings().topics.dlq
     assert out.value == b"not json" and out.stage == "decode"
     assert router.route_records([]) == []
+
+
+def test_importing_the_python_api_loads_no_loop_no_kafka_and_no_model_runtime() -> None:
+    heavy = ("torch", "transformers", "confluent_kafka", "prometheus_client", "onnxruntime")
+    code = (
+        "import sys, worker.router\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}"
+        " or m in ('worker.service', 'worker.pipeline', 'worker.metrics')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -15,6 +15,7 @@ from worker.metrics import Metrics
 from worker.model.protocol import BatchOutput
 from worker.pipeline import Pipeline
 from worker.routing import RoutingPolicy
+from worker.serving import Served
 from worker.settings import WorkerSettings
 
 
@@ -42,11 +43,9 @@ def test_the_model_is_loaded_warmed_and_served_on_one_thread(
     """One thread for the model keeps one OpenMP pool (worker.model_thread)."""
     made: list[ThreadRecordingModel] = []
 
-    def load(
-        settings: WorkerSettings, metrics: Metrics | None = None, live: bool = False
-    ) -> service.Served:
+    def load(settings: WorkerSettings, live: bool = False) -> Served:
         made.append(ThreadRecordingModel())
-        return service.Served(cast(Any, made[-1]), "recording", "setting")
+        return Served(cast(Any, made[-1]), "recording", "setting")
 
     monkeypatch.setattr(service, "load_served", load)
     settings = WorkerSettings()
@@ -68,28 +67,3 @@ def test_the_model_is_loaded_warmed_and_served_on_one_thread(
     assert threads["predict"] == threads["warmup"] == threads["load"]
     assert threads["load"] != {threading.get_ident()}  # not the caller's (main) thread
     model_thread.shutdown()
-
-
-def test_model_variant_chooses_how_the_model_runs(smoke_artifact: Any) -> None:
-    """null: the null model; auto on an artifact without a variant report: the device's
-    torch default; a name: that variant; one that cannot run here: a configuration error."""
-    from worker.errors import ConfigError
-    from worker.model.protocol import NullClassifier
-    from worker.settings import ModelSettings
-
-    def served(variant: str, device: str = "cpu") -> service.Served:
-        model = ModelSettings(path=smoke_artifact, variant=variant, device=device)  # type: ignore[arg-type]
-        return service.load_served(WorkerSettings(model=model))
-
-    null = served("null")
-    assert isinstance(null.model, NullClassifier) and null.variant == "null"
-    auto = served("auto")
-    assert (auto.variant, auto.chosen_by, auto.model.precision) == (
-        "torch-fp32",
-        "setting",
-        "float32, padding-free",
-    )
-    padded = served("torch-fp32-padded")
-    assert (padded.variant, padded.model.precision) == ("torch-fp32-padded", "float32, padded")
-    with pytest.raises(ConfigError, match=r"model\.variant=ort-fp32 cannot run here"):
-        served("ort-fp32")  # the smoke artifact has no ONNX files

@@ -1,6 +1,6 @@
 """One base for every runner: tokenize, temperatures, the per-head softmax, predict_texts
-and the warm-up live in ``Runner``; torch, ONNX Runtime and OpenVINO say only how to
-prepare a batch and run it forward."""
+and the warm-up live in ``Runner``, in numpy; torch, ONNX Runtime and OpenVINO say only
+how to prepare a batch and run it forward to the host."""
 
 from __future__ import annotations
 
@@ -12,13 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from worker.model.artifact import load_artifact
+from worker.model.artifact import LoadedModel, load_artifact
 from worker.model.classifier import Classifier
 from worker.model.onnx_runtime import OnnxClassifier
 from worker.model.runner import Runner
 
-SHARED = {"tokenize", "predict", "predict_texts", "warmup", "_softmax_host", "_softmax_device"}
+SHARED = {"tokenize", "predict", "calibrated", "predict_texts", "warmup"}
 RUNNERS = [Classifier, OnnxClassifier]
+TEXTS = [
+    "my card was declined!!",
+    "WHERE IS MY REFUND",
+    "hi",
+    "the app keeps crashing when i open payments and i am so annoyed",
+]
 
 
 @pytest.mark.parametrize("runner", RUNNERS, ids=lambda c: c.__name__)
@@ -31,11 +37,11 @@ def test_each_runner_defines_only_its_prepare_and_forward(runner: type[Runner]) 
 
 
 class Fixed(Runner):
-    """Fixed logits for each row, as numpy arrays on the host or torch tensors."""
+    """Fixed logits for each row, as a runtime's forward leaves them on the host."""
 
-    def __init__(self, loaded: Any, logits: np.ndarray, ood: np.ndarray, as_torch: bool) -> None:
+    def __init__(self, loaded: Any, logits: np.ndarray, ood: np.ndarray) -> None:
         super().__init__(loaded)
-        self.logits, self.ood, self.as_torch = logits, ood, as_torch
+        self.logits, self.ood = logits, ood
         self.device, self.dtype = "cpu", "float32"
 
     @property
@@ -45,34 +51,65 @@ class Fixed(Runner):
     def prepare(self, batch_ids: Sequence[Sequence[int]]) -> list[int]:
         return [ids[0] for ids in batch_ids]
 
-    def forward(self, rows: list[int]) -> tuple[Any, Any]:
-        joined, ood = self.logits[rows], self.ood[rows]
-        if self.as_torch:
-            return torch.from_numpy(joined), torch.from_numpy(ood)
-        return joined, ood
+    def forward(self, rows: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.logits[rows], self.ood[rows]
 
 
-def test_the_host_and_device_softmax_agree_and_apply_the_temperatures(
-    smoke_artifact: Path,
-) -> None:
+def torch_calibrated(joined: torch.Tensor, loaded: LoadedModel) -> dict[str, np.ndarray]:
+    """The post-processing the runners ran in torch before it moved to numpy: temperatures
+    and a softmax per head on the tensors, then to the host."""
+    temps = torch.tensor(loaded.column_temperatures(), dtype=torch.float32)
+    scaled = joined.float() / temps
+    splits = [len(labels) for labels in loaded.manifest.heads.values()]
+    parts = [torch.softmax(part, dim=1).numpy() for part in scaled.split(splits, dim=1)]
+    return dict(zip(loaded.manifest.heads, parts, strict=True))
+
+
+def test_the_softmax_applies_each_heads_temperature(smoke_artifact: Path) -> None:
     loaded = load_artifact(smoke_artifact)
     width = sum(len(labels) for labels in loaded.manifest.heads.values())
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, size=(5, width)).astype(np.float32)
     ood = rng.uniform(0, 10, size=5).astype(np.float32)
-    host = Fixed(loaded, logits, ood, as_torch=False).predict([[i] for i in range(5)])
-    device = Fixed(loaded, logits, ood, as_torch=True).predict([[i] for i in range(5)])
+    out = Fixed(loaded, logits, ood).predict([[i] for i in range(5)])
     temps = np.asarray(loaded.column_temperatures(), dtype=np.float64)
+    assert len(set(loaded.manifest.temperatures.values())) > 1  # the heads' own, not one
     col = 0
     for head, labels in loaded.manifest.heads.items():
         part = logits[:, col : col + len(labels)] / temps[col : col + len(labels)]
         want = np.exp(part - part.max(1, keepdims=True))
         want /= want.sum(1, keepdims=True)
-        np.testing.assert_allclose(host.probs[head], want, atol=1e-6)
-        np.testing.assert_allclose(device.probs[head], want, atol=1e-6)
-        np.testing.assert_array_equal(host.top[head], want.argmax(1))
-        np.testing.assert_array_equal(device.top[head], want.argmax(1))
+        np.testing.assert_allclose(out.probs[head], want, atol=1e-6)
+        np.testing.assert_array_equal(out.top[head], want.argmax(1))
+        assert out.probs[head].dtype == np.float32
         col += len(labels)
-    assert host.unfamiliarity is not None and device.unfamiliarity is not None
-    np.testing.assert_array_equal(host.unfamiliarity, ood)
-    np.testing.assert_array_equal(device.unfamiliarity, ood)
+    assert out.unfamiliarity is not None
+    np.testing.assert_array_equal(out.unfamiliarity, ood)
+    in_torch = torch_calibrated(torch.from_numpy(logits), loaded)
+    for head in loaded.manifest.heads:
+        np.testing.assert_allclose(out.probs[head], in_torch[head], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_numpy_post_processing_equals_the_torch_path_on_the_artifacts_logits(
+    smoke_artifact: Path, padding_free: bool
+) -> None:
+    """The torch runner's predict (its logits to the host, calibrated in numpy) against
+    the network's own outputs calibrated in torch, as the runner did before."""
+    loaded = load_artifact(smoke_artifact)
+    classifier = Classifier(loaded, "cpu", "float32", padding_free=padding_free)
+    ids = classifier.tokenize(TEXTS).ids
+    inputs = classifier.prepare(ids)
+    with torch.inference_mode():
+        if classifier.packed is not None:
+            logits, ood = classifier.packed.outputs(inputs)
+        else:
+            logits, ood = classifier.model.outputs(*inputs)
+    joined = torch.cat([logits[h] for h in classifier.heads], dim=1)
+    want = torch_calibrated(joined, loaded)
+    got = classifier.predict(ids)
+    for head in classifier.heads:
+        np.testing.assert_allclose(got.probs[head], want[head], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(got.top[head], want[head].argmax(1))
+    assert ood is not None and got.unfamiliarity is not None
+    np.testing.assert_allclose(got.unfamiliarity, ood.float().numpy(), rtol=1e-5)
