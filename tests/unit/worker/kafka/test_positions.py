@@ -3,15 +3,27 @@ coordinator that moves."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from structlog.testing import capture_logs
 
 from worker.errors import FatalKafkaError
 from worker.kafka.positions import assign_at_committed, first_offsets, seek_to_committed
+
+
+@pytest.fixture(autouse=True)
+def _info_level() -> Iterator[None]:
+    """Info lines reach capture_logs whatever level an earlier test configured."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**saved)
 
 
 class Lookups:
