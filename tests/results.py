@@ -13,19 +13,22 @@ VOLATILE = ("timing", "source")
 PROBABILITY_TOLERANCE = 1e-5
 
 
-def same_result(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def same_result(
+    a: dict[str, Any], b: dict[str, Any], tolerance: float = PROBABILITY_TOLERANCE
+) -> bool:
     """Two outbound messages agree on everything but where and when: labels, routes and
-    reasons exactly, floats to ``PROBABILITY_TOLERANCE``."""
+    reasons exactly, floats to ``tolerance`` (0: bit for bit, for the same batch shapes)."""
     strip = {k: v for k, v in a.items() if k not in VOLATILE}
     other = {k: v for k, v in b.items() if k not in VOLATILE}
-    return _same(strip, other)
+    return _same(strip, other, tolerance)
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: Any, b: Any, tolerance: float) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_same(a[k], b[k], tolerance) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        pairs = zip(a, b, strict=True) if len(a) == len(b) else None
+        return pairs is not None and all(_same(x, y, tolerance) for x, y in pairs)
     if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=0, abs_tol=PROBABILITY_TOLERANCE)
+        return math.isclose(a, b, rel_tol=0, abs_tol=tolerance)
     return type(a) is type(b) and a == b

@@ -9,11 +9,13 @@ value is dead-lettered for the same stage, type and reason on all three paths.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
 from schemas import messages as m
@@ -25,7 +27,7 @@ from tests.integration.worker.harness import (
     read_committed,
     running_worker,
 )
-from tests.results import same_result
+from tests.results import PROBABILITY_TOLERANCE, same_result
 from worker import codec
 from worker.router import Router
 from worker.settings import WorkerSettings
@@ -49,9 +51,23 @@ def _why(stage: bytes | str, kind: bytes | str, reason: bytes | str) -> tuple[st
     return as_text[0], as_text[1], as_text[2]
 
 
+# The worker's own batches (floats to tolerance: each path pads its batches to their own
+# longest text), and batches of one message on one thread everywhere: bit for bit.
+MODES = {
+    "worker_batches": ({}, PROBABILITY_TOLERANCE),
+    "one_by_one": ({"BATCHING__MAX_BATCH_SIZE": "1", "MODEL__THREADS": "1"}, 0.0),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_router_and_score_return_what_the_worker_publishes(
-    kafka_bootstrap: str, make_topic: Callable[..., str], smoke_artifact: Path, tmp_path: Path
+    kafka_bootstrap: str,
+    make_topic: Callable[..., str],
+    smoke_artifact: Path,
+    tmp_path: Path,
+    mode: str,
 ) -> None:
+    settings, tolerance = MODES[mode]
     values = _values()
     bad = {i for i in range(N) if i % BAD_EVERY == BAD_EVERY - 1}
     topics = make_topics(make_topic, partitions=2)
@@ -60,7 +76,7 @@ def test_router_and_score_return_what_the_worker_publishes(
         p.produce(topics.inbound, key=f"bad-{i}".encode() if i in bad else None, value=v)
     assert p.flush(30) == 0
 
-    with running_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path):
+    with running_worker(kafka_bootstrap, topics, smoke_artifact, tmp_path, **settings):
         got = read_committed(kafka_bootstrap, topics, N)
     published = {v["message_id"]: v for _, v, _ in got.results}
     assert len(published) == N - len(bad) == len(got.results)
@@ -71,7 +87,11 @@ def test_router_and_score_return_what_the_worker_publishes(
     assert set(published_dead) == bad
 
     # The Python API, on records holding the same values.
-    router = Router.load(smoke_artifact, WorkerSettings())
+    nested: dict[str, dict[str, str]] = {}
+    for key, value in settings.items():
+        group, name = key.lower().split("__")
+        nested.setdefault(group, {})[name] = value
+    router = Router.load(smoke_artifact, WorkerSettings.model_validate(nested))
     records = [codec.Record("api", 0, i, None, v, [], None) for i, v in enumerate(values)]
     api = router.route_records(records)
     api_results = {}
@@ -86,7 +106,7 @@ def test_router_and_score_return_what_the_worker_publishes(
             value = json.loads(out.value or b"")
             api_results[value["message_id"]] = value
     assert api_results.keys() == published.keys()
-    differ = [k for k, v in api_results.items() if not same_result(v, published[k])]
+    differ = [k for k, v in api_results.items() if not same_result(v, published[k], tolerance)]
     assert differ == [], f"{len(differ)} differ, e.g. {api_results[differ[0]]}"
 
     # support-worker score, on a file of the same values as lines.
@@ -107,6 +127,7 @@ def test_router_and_score_return_what_the_worker_publishes(
             "--no-progress",
         ],
         cwd=REPO,
+        env={**os.environ, **{f"SUPPORT_WORKER_{k}": v for k, v in settings.items()}},
         capture_output=True,
         text=True,
         timeout=300,
@@ -116,7 +137,9 @@ def test_router_and_score_return_what_the_worker_publishes(
     assert (summary["routed"], summary["dead_letters"]) == (N - len(bad), len(bad))
     scored = [json.loads(x) for x in out_file.read_text().splitlines()]
     assert [v["message_id"] for v in scored] == [f"m{i}" for i in range(N) if i not in bad]
-    differ = [v["message_id"] for v in scored if not same_result(v, published[v["message_id"]])]
+    differ = [
+        v["message_id"] for v in scored if not same_result(v, published[v["message_id"]], tolerance)
+    ]
     assert differ == [], f"{len(differ)} differ"
     dead_lines = [
         json.loads(x) for x in Path(summary["dead_letters_file"]).read_text().splitlines()
