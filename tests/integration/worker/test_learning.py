@@ -114,6 +114,15 @@ def test_the_review_queue_takes_every_uncertain_question_once_in_the_batch_trans
     assert len(randoms) == sum(drawn(m, 0.2) for m in confident)
 
 
+def _wait_for_batches(w: Any, n: int, timeout: float = 60) -> None:
+    """Until the worker has committed ``n`` more batches than now."""
+    start = w.metric("support_batches_total")
+    deadline = time.monotonic() + timeout
+    while w.metric("support_batches_total") < start + n:
+        assert time.monotonic() < deadline, f"fewer than {n} batches in {timeout} s"
+        time.sleep(0.1)  # each scrape renders every metric: about 10 a second
+
+
 def test_a_worker_swaps_versions_under_load_and_a_broken_one_leaves_the_old_serving(
     kafka_bootstrap: str, make_topic: Any, smoke_artifact: Path, tmp_path: Path
 ) -> None:
@@ -151,6 +160,9 @@ def test_a_worker_swaps_versions_under_load_and_a_broken_one_leaves_the_old_serv
         time.sleep(1.5)
         point(models, "v2")  # promote
         wait_for_event(w, "model_swapped", 1)
+        # v2 must route some batches before the pointer moves on: a flight begun before
+        # the swap still carries v1, and a fast reload could otherwise leave v2 none.
+        _wait_for_batches(w, 3)
         point(models, "v3-broken")  # a candidate that cannot load
         wait_for_event(w, "model_swap_failed", 1)
         point(models, "v1")  # roll back
