@@ -347,7 +347,12 @@ class ModelSettings(BaseModel):
         "5% faster end to end (worker.model.tuner)",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads of the forward pass: torch's pool, ONNX Runtime's intra-op "
+        "threads, OpenVINO's cores (default: the runtime's own, one per core)",
+    )
     watch_s: float = Field(
         default=5.0,
         ge=0,
